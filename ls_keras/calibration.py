@@ -1,0 +1,190 @@
+"""Calibration (paper Section 3): ECE, MCE, NLL, Brier, reliability bins, temperature scaling.
+
+Pure functions of (logits, labels) first; then a streaming Keras metric. ECE follows Guo
+et al.: equal-width bins over the top-1 confidence, ECE = sum_b (n_b / n) |acc_b - conf_b|,
+computed by `tfp.stats.expected_calibration_error`.
+"""
+
+import dataclasses
+from typing import Dict
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from ls_keras.errors import UserError
+
+DEFAULT_BINS = 15
+
+
+def as_logits_and_labels(labels, logits=None, probs=None):
+  """Validates inputs; returns (float64 logits [N, K], int labels [N]). One-hot labels are accepted."""
+  if (logits is None) == (probs is None):
+    raise UserError("give exactly one of logits or probabilities.")
+  values = np.asarray(logits if logits is not None else probs, np.float64)
+  labels = np.asarray(labels)
+  if values.ndim != 2:
+    raise UserError(f"logits must have shape [examples, classes]; got shape {values.shape}.")
+  if labels.ndim == 2:
+    labels = labels.argmax(-1)
+  if labels.shape[0] != values.shape[0]:
+    raise UserError(f"{values.shape[0]} logits but {labels.shape[0]} labels: they must be equally many.")
+  if not np.all(np.isfinite(values)):
+    bad = int(np.sum(~np.all(np.isfinite(values), axis=1)))
+    raise UserError(f"{bad} rows of the logits hold NaN or infinite values; calibration needs finite logits.")
+  if labels.size and (labels.min() < 0 or labels.max() >= values.shape[1]):
+    raise UserError(f"labels must lie in [0, {values.shape[1] - 1}]; got {labels.min()}..{labels.max()}.")
+  if probs is not None:
+    values = np.log(np.clip(values, 1e-300, None))
+  return values, labels.astype(np.int64)
+
+
+def _check_bins(num_bins: int) -> None:
+  if int(num_bins) < 1:
+    raise UserError(f"num_bins={num_bins} is not allowed: use 1 or more bins (the paper uses 15).")
+
+
+def expected_calibration_error(labels, logits=None, probs=None, num_bins: int = DEFAULT_BINS) -> float:
+  """ECE with `num_bins` equal-width confidence bins, via tfp.stats."""
+  _check_bins(num_bins)
+  logits, labels = as_logits_and_labels(labels, logits, probs)
+  return float(tfp.stats.expected_calibration_error(num_bins, logits=tf.constant(logits, tf.float32),
+                                                    labels_true=tf.constant(labels)))
+
+
+def bin_statistics(labels, logits=None, probs=None, num_bins: int = DEFAULT_BINS) -> Dict[str, np.ndarray]:
+  """Per-bin count, mean confidence and accuracy (the reliability diagram's data).
+
+  Binning is tfp's (`tf.histogram_fixed_width_bins` over [0, 1]), so these bins give
+  exactly tfp's ECE. Empty bins have confidence and accuracy NaN.
+  """
+  _check_bins(num_bins)
+  logits, labels = as_logits_and_labels(labels, logits, probs)
+  # float32, as tfp computes its ECE, so that bins match it example for example.
+  probs = tf.nn.softmax(tf.constant(logits, tf.float32), axis=-1)
+  confidence = tf.reduce_max(probs, -1)
+  bins = tf.histogram_fixed_width_bins(confidence, [0.0, 1.0], nbins=num_bins).numpy()
+  confidence = confidence.numpy().astype(np.float64)
+  correct = (probs.numpy().argmax(-1) == labels).astype(np.float64)
+  count = np.bincount(bins, minlength=num_bins).astype(np.float64)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    mean_confidence = np.bincount(bins, confidence, num_bins) / count
+    accuracy = np.bincount(bins, correct, num_bins) / count
+  edges = np.linspace(0.0, 1.0, num_bins + 1)
+  return {"count": count, "confidence": mean_confidence, "accuracy": accuracy, "edges": edges}
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+  z = logits - logits.max(-1, keepdims=True)
+  e = np.exp(z)
+  return e / e.sum(-1, keepdims=True)
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+  z = logits - logits.max(-1, keepdims=True)
+  return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
+def summary(labels, logits=None, probs=None, num_bins: int = DEFAULT_BINS) -> Dict[str, float]:
+  """Accuracy, NLL, Brier score, ECE and MCE of one set of predictions."""
+  logits, labels = as_logits_and_labels(labels, logits, probs)
+  log_probs = _log_softmax(logits)
+  probs = np.exp(log_probs)
+  one_hot = np.eye(logits.shape[1])[labels]
+  stats = bin_statistics(labels, logits=logits, num_bins=num_bins)
+  gaps = np.abs(stats["accuracy"] - stats["confidence"])
+  filled = stats["count"] > 0
+  return {
+      "accuracy": float(np.mean(probs.argmax(-1) == labels)),
+      "nll": float(-np.mean(log_probs[np.arange(len(labels)), labels])),
+      "brier": float(np.mean(np.sum((probs - one_hot) ** 2, axis=-1))),
+      "ece": expected_calibration_error(labels, logits=logits, num_bins=num_bins),
+      "mce": float(gaps[filled].max()) if filled.any() else 0.0,
+      "num_examples": int(len(labels)),
+  }
+
+
+def fit_temperature(labels, logits, *, min_temperature: float = 1e-2, max_temperature: float = 1e2) -> float:
+  """The T > 0 that minimises NLL(softmax(logits / T), labels).
+
+  NLL is convex in beta = 1/T, with derivative mean(E_p[z] - z_y) increasing in beta, so
+  bisection on that derivative (in log beta) finds the unique optimum from any data: no
+  start point, no step size, no divergence. T is clipped to [min, max] when the optimum
+  lies outside (e.g. separable data, where NLL keeps falling as T -> 0).
+  """
+  logits, labels = as_logits_and_labels(labels, logits)
+  z_true = logits[np.arange(len(labels)), labels]
+
+  def slope(beta):  # d NLL / d beta
+    p = _softmax(beta * logits)
+    return float(np.mean((p * logits).sum(-1) - z_true))
+
+  lo, hi = np.log(1.0 / max_temperature), np.log(1.0 / min_temperature)
+  if slope(np.exp(lo)) >= 0:
+    return max_temperature
+  if slope(np.exp(hi)) <= 0:
+    return min_temperature
+  for _ in range(60):  # 60 halvings of a width-9.2 interval: far below float32 resolution.
+    mid = 0.5 * (lo + hi)
+    if slope(np.exp(mid)) > 0:
+      hi = mid
+    else:
+      lo = mid
+  return float(1.0 / np.exp(0.5 * (lo + hi)))
+
+
+@dataclasses.dataclass(frozen=True)
+class TemperatureScaling:
+  """A fitted temperature and what it did to held-out predictions."""
+  temperature: float
+  before: Dict[str, float]
+  after: Dict[str, float]
+
+
+def temperature_scale(fit_labels, fit_logits, eval_labels=None, eval_logits=None,
+                      num_bins: int = DEFAULT_BINS) -> TemperatureScaling:
+  """Fits T on (fit_*) and reports metrics before/after on (eval_*), default the fit data."""
+  t = fit_temperature(fit_labels, fit_logits)
+  if eval_logits is None:
+    eval_labels, eval_logits = fit_labels, fit_logits
+  eval_logits = np.asarray(eval_logits, np.float64)
+  return TemperatureScaling(t, summary(eval_labels, logits=eval_logits, num_bins=num_bins),
+                            summary(eval_labels, logits=eval_logits / t, num_bins=num_bins))
+
+
+@keras.saving.register_keras_serializable(package="ls_keras")
+class ExpectedCalibrationError(keras.metrics.Metric):
+  """Streaming ECE over logits and one-hot (or integer) labels; equals the batch function.
+
+  Its state is per-bin sums (count, confidence, correct), which add up across batches
+  and replicas, so the value is the same however the data was split.
+  """
+
+  def __init__(self, num_bins: int = DEFAULT_BINS, name: str = "ece", **kwargs):
+    super().__init__(name=name, **kwargs)
+    _check_bins(num_bins)
+    self.num_bins = int(num_bins)
+    self.count = self.add_variable((self.num_bins,), "zeros", name="count")
+    self.confidence = self.add_variable((self.num_bins,), "zeros", name="confidence")
+    self.correct = self.add_variable((self.num_bins,), "zeros", name="correct")
+
+  def update_state(self, y_true, y_pred, sample_weight=None):
+    logits = tf.cast(y_pred, tf.float32)
+    labels = tf.cast(tf.argmax(y_true, -1) if y_true.shape.rank == 2 else tf.reshape(y_true, [-1]), tf.int64)
+    probs = tf.nn.softmax(logits, axis=-1)
+    confidence = tf.reduce_max(probs, -1)
+    correct = tf.cast(tf.equal(tf.argmax(probs, -1), labels), tf.float32)
+    weight = tf.ones_like(confidence) if sample_weight is None else tf.reshape(
+        tf.cast(sample_weight, tf.float32), [-1])
+    bins = tf.histogram_fixed_width_bins(confidence, [0.0, 1.0], nbins=self.num_bins)
+    self.count.assign_add(tf.math.unsorted_segment_sum(weight, bins, self.num_bins))
+    self.confidence.assign_add(tf.math.unsorted_segment_sum(weight * confidence, bins, self.num_bins))
+    self.correct.assign_add(tf.math.unsorted_segment_sum(weight * correct, bins, self.num_bins))
+
+  def result(self):
+    total = tf.maximum(tf.reduce_sum(self.count), 1.0)
+    return tf.reduce_sum(tf.abs(self.correct - self.confidence)) / total
+
+  def get_config(self):
+    return {**super().get_config(), "num_bins": self.num_bins}

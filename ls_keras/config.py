@@ -1,0 +1,140 @@
+"""The frozen configuration of a training run, its validation, and its JSON form.
+
+Every library function takes a config object; only entry modules read flags. A field's
+`help` metadata doubles as its flag's help text, so the two never drift apart.
+"""
+
+import dataclasses
+import json
+from typing import Any, Optional, Tuple
+
+from ls_keras.errors import UserError
+
+DATASETS = ("fashion_mnist", "mnist", "cifar10", "cifar100", "imagenet2012")
+STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+OPTIMIZERS = ("sgd", "adam")
+# Bumped when the workdir layout changes incompatibly; older workdirs are refused.
+WORKDIR_FORMAT = 1
+
+
+def _field(default, help_text, choices=None):
+  metadata = {"help": help_text}
+  if choices is not None:
+    metadata["choices"] = choices
+  return dataclasses.field(default=default, metadata=metadata)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """Everything that determines a training run (and nothing that does not)."""
+
+  # Data.
+  dataset: str = _field("fashion_mnist", "Data set, read through TFDS.", DATASETS)
+  data_dir: str = _field("", "TFDS data directory; empty means TFDS' default (~/tensorflow_datasets).")
+  fashion_mnist_source: str = _field(
+      "", "Folder with the Fashion-MNIST IDX files; empty means $LS_KERAS_FASHION_MNIST_DIR "
+      "or Debian's /usr/share/datasets/fashion-mnist.")
+  validation_size: int = _field(10000, "Examples held out from the end of the train split for validation.")
+  train_examples: int = _field(0, "Use only the first N training examples (0: all). For quick runs.")
+  eval_examples: int = _field(0, "Use only the first N validation and test examples (0: all).")
+  augment: bool = _field(True, "Random augmentation of training images (shifts; crops and flips for CIFAR).")
+  # Model.
+  model: str = _field("small_cnn", "Model builder name (see ls_keras.models.MODELS).")
+  hidden_units: Tuple[int, ...] = _field((1200, 1200), "Hidden layer sizes of the mlp model.")
+  dropout: float = _field(0.0, "Dropout rate before the penultimate layer(s) where the model has one.")
+  weight_decay: float = _field(0.0, "L2 weight decay lambda: adds lambda/2 * ||w||^2 per regularised kernel.")
+  # Objective.
+  alpha: float = _field(0.0, "Label smoothing: targets become y * (1 - alpha) + alpha / K.")
+  loss_scale: float = _field(1.0, "Multiplier on the cross-entropy (the paper's recipes use 3).")
+  # Optimisation.
+  optimizer: str = _field("sgd", "Optimizer.", OPTIMIZERS)
+  learning_rate: float = _field(0.1, "Initial learning rate.")
+  momentum: float = _field(0.9, "SGD momentum.")
+  nesterov: bool = _field(True, "Nesterov momentum for SGD.")
+  lr_boundaries: Tuple[int, ...] = _field((), "Steps at which the learning rate is multiplied by lr_decay.")
+  lr_decay: float = _field(0.1, "Factor applied to the learning rate at each boundary.")
+  grad_clip_norm: float = _field(0.0, "Clip gradients to this global norm (0: no clipping).")
+  batch_size: int = _field(128, "Global batch size (split across replicas).")
+  epochs: int = _field(10, "Training epochs (ignored when train_steps > 0).")
+  train_steps: int = _field(0, "Total training steps; 0 means epochs * steps per epoch.")
+  seed: int = _field(0, "Seed for initialisation, shuffling and augmentation.")
+  # Execution.
+  strategy: str = _field("auto", "tf.distribute strategy; auto = MirroredStrategy over all GPUs, else default.",
+                         STRATEGIES)
+  precision: str = _field("mixed_bfloat16", "Keras dtype policy. Logits are always float32.", PRECISIONS)
+  cpu_devices: int = _field(1, "Split the CPU into this many logical devices (to try MirroredStrategy on CPU).")
+  deterministic: bool = _field(False, "Enable TF op determinism (slower) so that reruns match exactly.")
+  jit_compile: bool = _field(False, "XLA-compile the training step (measured 2x slower on CPU).")
+  steps_per_execution: int = _field(25, "Training steps run inside one tf.function call.")
+  # Mutual information during training (paper Figure 6).
+  mi_every_steps: int = _field(0, "Estimate I(X; logit difference) every N steps (0: off).")
+  mi_classes: Tuple[int, ...] = _field((2, 4), "The two classes whose logit difference is studied.")
+  mi_examples_per_class: int = _field(300, "Training examples per class for the MI estimate.")
+  mi_augmentations: int = _field(5, "Augmented copies per example for the MI estimate.")
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+  def replace(self, **changes) -> "TrainConfig":
+    return dataclasses.replace(self, **changes)
+
+
+def field_choices(cls, name: str) -> Optional[Tuple[str, ...]]:
+  return next(f.metadata.get("choices") for f in dataclasses.fields(cls) if f.name == name)
+
+
+def check_field(name: str, value: Any) -> None:
+  """Raises UserError naming `value` and what is allowed when one field is invalid."""
+  positive = ("validation_size", "batch_size", "epochs", "steps_per_execution", "cpu_devices",
+              "mi_examples_per_class", "mi_augmentations")
+  non_negative = ("train_examples", "eval_examples", "train_steps", "weight_decay", "grad_clip_norm",
+                  "mi_every_steps", "seed")
+  if name in positive and not value > 0:
+    raise UserError(f"--{name}={value} is not allowed: it must be a positive number.")
+  if name in non_negative and not value >= 0:
+    raise UserError(f"--{name}={value} is not allowed: it must be zero or positive.")
+  if name == "alpha" and not 0.0 <= value < 1.0:
+    raise UserError(f"--alpha={value} is not allowed: label smoothing alpha must lie in [0, 1).")
+  if name == "dropout" and not 0.0 <= value < 1.0:
+    raise UserError(f"--dropout={value} is not allowed: it must lie in [0, 1).")
+  if name in ("learning_rate", "loss_scale", "lr_decay") and not value > 0:
+    raise UserError(f"--{name}={value} is not allowed: it must be positive.")
+  if name == "momentum" and not 0.0 <= value < 1.0:
+    raise UserError(f"--momentum={value} is not allowed: it must lie in [0, 1).")
+  if name == "hidden_units" and (not value or any(int(h) <= 0 for h in value)):
+    raise UserError(f"--hidden_units={','.join(map(str, value))} is not allowed: give one or more "
+                    "positive layer sizes, e.g. 1200,1200.")
+  if name == "lr_boundaries" and (any(b <= 0 for b in value) or list(value) != sorted(set(value))):
+    raise UserError(f"--lr_boundaries={','.join(map(str, value))} is not allowed: give strictly "
+                    "increasing positive step numbers.")
+  if name == "mi_classes" and (len(value) != 2 or value[0] == value[1] or min(value) < 0):
+    raise UserError(f"--mi_classes={','.join(map(str, value))} is not allowed: give two different "
+                    "class indices, e.g. 2,4.")
+
+
+def validate(config) -> None:
+  """Checks every field of a config dataclass, including choices and the model name."""
+  from ls_keras import models  # Local import: models pull in TensorFlow.
+  for f in dataclasses.fields(config):
+    value = getattr(config, f.name)
+    choices = f.metadata.get("choices")
+    if choices is not None and value not in choices:
+      raise UserError(f"--{f.name}={value} is not allowed: choose one of {', '.join(choices)}.")
+    check_field(f.name, value)
+  if getattr(config, "model", None) is not None and config.model not in models.MODELS:
+    raise UserError(f"--model={config.model} is not allowed: choose one of {', '.join(sorted(models.MODELS))}.")
+
+
+def from_dict(cls, data: dict):
+  """Builds a config from its JSON form; tuples come back as tuples, unknown keys are refused."""
+  names = {f.name: f for f in dataclasses.fields(cls)}
+  unknown = sorted(set(data) - set(names))
+  if unknown:
+    raise UserError(f"config has unknown settings {unknown}; it was written by another version of ls_keras.")
+  values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+  return cls(**values)
+
+
+def dumps(config) -> str:
+  return json.dumps(config.to_dict(), indent=2, sort_keys=True)

@@ -1,0 +1,197 @@
+"""Input pipelines: every data set through TFDS, split as in the paper, augmented per recipe.
+
+Images leave this module as float32 pixel values in [0, 255]; normalisation lives inside
+the models so that an exported model is self-contained. Training order and augmentation
+are pure functions of (seed, epoch), so a resumed run sees exactly the data it would have.
+"""
+
+import dataclasses
+from typing import Dict, Optional, Tuple
+
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from ls_keras import fashion_mnist
+from ls_keras.errors import DataNotPreparedError, UserError
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+  """What the pipeline and the models need to know about a data set."""
+  tfds_name: str
+  image_shape: Tuple[int, int, int]
+  mean: Tuple[float, ...]  # Per-channel pixel statistics on the 0-255 scale.
+  std: Tuple[float, ...]
+  augmentation: str  # "shift" (+-2 px), "crop_flip" (pad 4, crop, flip) or "flip".
+  test_split: str = "test"
+  cache: bool = True
+
+
+SPECS: Dict[str, DatasetSpec] = {
+    "fashion_mnist": DatasetSpec("fashion_mnist", (28, 28, 1), (72.94,), (90.02,), "shift"),
+    "mnist": DatasetSpec("mnist", (28, 28, 1), (33.32,), (78.57,), "shift"),
+    "cifar10": DatasetSpec("cifar10", (32, 32, 3), (125.3, 123.0, 113.9), (63.0, 62.1, 66.7), "crop_flip"),
+    "cifar100": DatasetSpec("cifar100", (32, 32, 3), (129.3, 124.1, 112.4), (68.2, 65.4, 70.4), "crop_flip"),
+    # ImageNet has no labelled test split: its official validation set serves as test.
+    "imagenet2012": DatasetSpec("imagenet2012", (299, 299, 3), (123.7, 116.3, 103.5), (58.4, 57.1, 57.4),
+                                "flip", test_split="validation", cache=False),
+}
+
+PREPARE_HELP = {
+    "fashion_mnist": "apt-get install dataset-fashion-mnist (or set --fashion_mnist_source)",
+    "mnist": "on a connected machine: tfds build mnist --data_dir=DIR",
+    "cifar10": "on a connected machine: tfds build cifar10 --data_dir=DIR",
+    "cifar100": "on a connected machine: tfds build cifar100 --data_dir=DIR",
+    "imagenet2012": ("download ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar from image-net.org into "
+                     "DIR/downloads/manual, then: tfds build imagenet2012 --data_dir=DIR"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Splits:
+  """The three splits as (uint8 image, int64 label) datasets, with their sizes and class names."""
+  spec: DatasetSpec
+  class_names: Tuple[str, ...]
+  train: tf.data.Dataset
+  validation: tf.data.Dataset
+  test: tf.data.Dataset
+  sizes: Dict[str, int]
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
+
+def _builder(dataset: str, data_dir: str, fashion_mnist_source: str):
+  data_dir = data_dir or None
+  if dataset == "fashion_mnist":
+    builder = fashion_mnist.FashionMnist(data_dir=data_dir, source=fashion_mnist_source)
+    if not builder.is_prepared():
+      builder.download_and_prepare()  # Reads local IDX files only.
+    return builder
+  return tfds.builder(dataset, data_dir=data_dir)
+
+
+def _not_prepared(dataset: str, builder) -> DataNotPreparedError:
+  where = getattr(builder, "data_dir_root", None) or "the TFDS data directory"
+  return DataNotPreparedError(
+      f"The data set '{dataset}' is not prepared in {where}. ls_keras never downloads data at run "
+      f"time. Prepare it with: {PREPARE_HELP[dataset]}, then pass --data_dir=DIR (the folder that "
+      f"holds {dataset}/).")
+
+
+def _read(builder, dataset: str, split: str) -> tf.data.Dataset:
+  try:
+    return builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
+  except AssertionError as e:  # TFDS' way of saying the prepared files are missing.
+    raise _not_prepared(dataset, builder) from e
+
+
+def _size(ds: tf.data.Dataset) -> int:
+  n = int(ds.cardinality())
+  if n < 0:
+    n = int(ds.reduce(0, lambda count, _: count + 1))
+  return n
+
+
+def load_splits(dataset: str, *, data_dir: str = "", fashion_mnist_source: str = "",
+                validation_size: int = 10000, train_examples: int = 0, eval_examples: int = 0) -> Splits:
+  """Train = the train split minus its last `validation_size` examples; validation = those."""
+  if dataset not in SPECS:
+    raise UserError(f"--dataset={dataset} is not allowed: choose one of {', '.join(SPECS)}.")
+  spec = SPECS[dataset]
+  try:
+    builder = _builder(dataset, data_dir, fashion_mnist_source)
+  except tfds.core.registered.DatasetNotFoundError as e:
+    raise UserError(f"TFDS does not know the data set '{dataset}': {e}") from e
+  if dataset != "fashion_mnist" and not _has_files(builder):
+    raise _not_prepared(dataset, builder)
+  train = _read(builder, dataset, f"train[:-{validation_size}]")
+  validation = _read(builder, dataset, f"train[-{validation_size}:]")
+  test = _read(builder, dataset, spec.test_split)
+  if train_examples:
+    train = train.take(train_examples)
+  if eval_examples:
+    validation, test = validation.take(eval_examples), test.take(eval_examples)
+  resize = spec.image_shape[:2]
+
+  def prepare(ds):
+    if not spec.cache:
+      return ds.map(lambda x, y: (tf.cast(tf.image.resize(x, resize), tf.uint8), y),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.cache()
+
+  train, validation, test = prepare(train), prepare(validation), prepare(test)
+  sizes = {"train": _size(train), "validation": _size(validation), "test": _size(test)}
+  if sizes["train"] == 0:
+    raise UserError(f"--validation_size={validation_size} leaves no training examples in '{dataset}'.")
+  names = tuple(builder.info.features["label"].names)
+  return Splits(spec, names, train, validation, test, sizes)
+
+
+def _has_files(builder) -> bool:
+  """False when the data set's prepared files are absent (true under tfds.testing.mock_data)."""
+  try:
+    return builder.is_prepared()
+  except Exception:  # pylint: disable=broad-except  # Some builders cannot tell; let as_dataset decide.
+    return True
+
+
+def augment_image(image: tf.Tensor, augmentation: str, seed: tf.Tensor) -> tf.Tensor:
+  """Random augmentation of one float image, deterministic in `seed` (shape [2] int)."""
+  shape = tf.shape(image)
+  if augmentation == "shift":  # MNIST-like: random shifts of up to 2 pixels.
+    padded = tf.pad(image, [[2, 2], [2, 2], [0, 0]])
+    return tf.image.stateless_random_crop(padded, shape, seed)
+  if augmentation == "crop_flip":  # CIFAR: pad to 40x40, random 32x32 crop, random flip.
+    padded = tf.pad(image, [[4, 4], [4, 4], [0, 0]])
+    image = tf.image.stateless_random_crop(padded, shape, seed)
+  if augmentation in ("crop_flip", "flip"):
+    return tf.image.stateless_random_flip_left_right(image, seed + 1)
+  raise UserError(f"unknown augmentation {augmentation!r}; allowed: shift, crop_flip, flip.")
+
+
+def train_batches(splits: Splits, *, batch_size: int, seed: int, epoch: int, augment: bool,
+                  input_context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
+  """One epoch of shuffled, augmented, one-hot training batches (per-replica batch size).
+
+  The order and augmentation depend only on (seed, epoch), so a run resumed at an epoch
+  boundary sees exactly the batches the uninterrupted run would have seen.
+  """
+  ds = splits.train
+  if input_context is not None:
+    ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    batch_size = input_context.get_per_replica_batch_size(batch_size)
+  epoch_seed = seed * 1_000_003 + epoch
+  ds = ds.shuffle(splits.sizes["train"], seed=epoch_seed, reshuffle_each_iteration=False)
+  num_classes, augmentation = splits.num_classes, splits.spec.augmentation
+
+  def preprocess(index, example):
+    image, label = example
+    image = tf.cast(image, tf.float32)
+    if augment:
+      image = augment_image(image, augmentation, tf.stack([tf.cast(epoch_seed, tf.int64), index]))
+    return image, tf.one_hot(label, num_classes)
+
+  ds = ds.enumerate().map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def eval_batches(ds: tf.data.Dataset, num_classes: int, *, batch_size: int,
+                 input_context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
+  """(image, one-hot label, mask) batches, padded with masked examples to whole global batches.
+
+  Padding makes every worker and replica run the same number of steps, which
+  multi-worker collectives require; the mask drops the padding from every metric.
+  """
+  size = _size(ds)
+  pad = (-size) % batch_size
+  ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), tf.one_hot(y, num_classes), 1.0))
+  if pad:
+    image_spec = ds.element_spec[0]
+    blank = (tf.zeros(image_spec.shape, tf.float32), tf.zeros([num_classes]), 0.0)
+    ds = ds.concatenate(tf.data.Dataset.from_tensors(blank).repeat(pad))
+  if input_context is not None:
+    ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    batch_size = input_context.get_per_replica_batch_size(batch_size)
+  return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)

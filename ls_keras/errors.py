@@ -1,0 +1,13 @@
+"""User-facing errors: a one-paragraph message and exit code 2, never a traceback."""
+
+
+class UserError(Exception):
+  """Bad input from the user (flags, paths, data). Entry points print it and exit 2."""
+
+
+class DataNotPreparedError(UserError):
+  """A TFDS data set is not present under the data directory."""
+
+
+class WorkdirError(UserError):
+  """A workdir that is missing, unfinished, corrupt or holds a different run."""

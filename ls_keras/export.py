@@ -1,0 +1,56 @@
+"""Saving the final model (Keras format and SavedModel) atomically, and loading it safely."""
+
+import os
+import shutil
+import tempfile
+
+import keras
+import tensorflow as tf
+
+from ls_keras import models
+from ls_keras.errors import WorkdirError
+
+
+def export_model(model: keras.Model, keras_path: str, saved_model_path: str) -> None:
+  """Writes `model.keras` and a SavedModel, each to a temporary name first, then renamed."""
+  folder = os.path.dirname(keras_path)
+  fd, tmp = tempfile.mkstemp(dir=folder, prefix=".model.", suffix=".keras")
+  os.close(fd)
+  model.save(tmp)
+  os.replace(tmp, keras_path)
+  tmp_dir = tempfile.mkdtemp(dir=folder, prefix=".saved_model.")
+  model.export(tmp_dir, verbose=False)
+  if os.path.exists(saved_model_path):
+    shutil.rmtree(saved_model_path)
+  os.replace(tmp_dir, saved_model_path)
+
+
+def load_keras_model(path: str) -> keras.Model:
+  """Loads a `.keras` file in safe mode (no arbitrary code) with a clear error when it is bad."""
+  if not os.path.exists(path):
+    raise WorkdirError(f"{path} does not exist: the run did not finish exporting its model.")
+  try:
+    model = keras.saving.load_model(path, compile=False, safe_mode=True)
+  except Exception as e:  # pylint: disable=broad-except  # Keras raises many types for bad files.
+    raise WorkdirError(f"{path} cannot be loaded ({type(e).__name__}: {str(e)[:200]}); the file is "
+                       "truncated, corrupt or not a Keras model. Re-export it by rerunning the training.") from e
+  check_layers(model, path)
+  return model
+
+
+def load_saved_model(path: str):
+  """Loads a SavedModel written by `export_model`; call `.serve(images)` for logits."""
+  try:
+    return tf.saved_model.load(path)
+  except Exception as e:  # pylint: disable=broad-except
+    raise WorkdirError(f"{path} cannot be loaded as a SavedModel ({type(e).__name__}); it is truncated or "
+                       "corrupt. Re-export it by rerunning the training.") from e
+
+
+def check_layers(model: keras.Model, where: str) -> None:
+  """Every analysis needs a `penultimate` layer and a Dense `logits` layer with a bias."""
+  names = {layer.name for layer in model.layers}
+  missing = [n for n in (models.PENULTIMATE, models.LOGITS) if n not in names]
+  if missing:
+    raise WorkdirError(f"the model in {where} has no layer named {' or '.join(missing)}; ls_keras' analyses "
+                       "need a layer 'penultimate' and a final Dense 'logits' layer (see ls_keras.models).")

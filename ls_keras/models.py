@@ -1,0 +1,172 @@
+"""The paper's models as builder functions in a plain name -> builder registry.
+
+A builder maps normalised input features to the penultimate features; `build_model`
+wraps every builder the same way, so every model has a layer named `penultimate` and a
+final float32 Dense named `logits` (with a bias, raw logits out, no softmax) and every
+analysis works on every model.
+"""
+
+import dataclasses
+from typing import Callable, Dict, Sequence, Tuple
+
+import keras
+import tensorflow as tf
+from keras import layers
+
+PENULTIMATE = "penultimate"
+LOGITS = "logits"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelOptions:
+  """The model-shaping settings a builder may use."""
+  weight_decay: float = 0.0
+  dropout: float = 0.0
+  hidden_units: Tuple[int, ...] = (1200, 1200)
+
+
+def _l2(options: ModelOptions):
+  # lambda/2 * ||w||^2, as tf.nn.l2_loss-based weight decay in the paper's TF recipes.
+  return keras.regularizers.L2(options.weight_decay / 2) if options.weight_decay else None
+
+
+@keras.saving.register_keras_serializable(package="ls_keras")
+class LocalResponseNormalization(layers.Layer):
+  """tf.nn.local_response_normalization as a layer (the TF CIFAR-10 tutorial's `norm1/2`)."""
+
+  def __init__(self, depth_radius=4, bias=1.0, alpha=0.001 / 9.0, beta=0.75, **kwargs):
+    super().__init__(**kwargs)
+    self.depth_radius, self.bias, self.alpha, self.beta = depth_radius, bias, alpha, beta
+
+  def call(self, inputs):
+    # LRN has no bfloat16 kernel on CPU; compute in float32 and hand back the input dtype.
+    out = tf.nn.local_response_normalization(tf.cast(inputs, tf.float32), self.depth_radius, self.bias,
+                                             self.alpha, self.beta)
+    return tf.cast(out, inputs.dtype)
+
+  def get_config(self):
+    return {**super().get_config(), "depth_radius": self.depth_radius, "bias": self.bias,
+            "alpha": self.alpha, "beta": self.beta}
+
+
+def small_cnn(x, options: ModelOptions):
+  """A fast CNN for 28x28 inputs (the Fashion-MNIST default): conv32-pool-conv64-pool-dense128.
+
+  No BatchNorm: on CPU it runs in float32 and cancels the 1.5-2.8x that bfloat16 gives.
+  """
+  for filters in (32, 64):
+    x = layers.Conv2D(filters, 3, padding="same", activation="relu", kernel_regularizer=_l2(options))(x)
+    x = layers.MaxPooling2D(2)(x)
+  x = layers.Flatten()(x)
+  if options.dropout:
+    x = layers.Dropout(options.dropout)(x)
+  return layers.Dense(128, activation="relu", kernel_regularizer=_l2(options))(x)
+
+
+def alexnet(x, options: ModelOptions):
+  """The TF CIFAR-10 tutorial network the paper calls AlexNet; weight decay on the dense layers."""
+  x = layers.Conv2D(64, 5, padding="same", activation="relu")(x)
+  x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
+  x = LocalResponseNormalization()(x)
+  x = layers.Conv2D(64, 5, padding="same", activation="relu")(x)
+  x = LocalResponseNormalization()(x)
+  x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
+  x = layers.Flatten()(x)
+  x = layers.Dense(384, activation="relu", kernel_regularizer=_l2(options))(x)
+  if options.dropout:
+    x = layers.Dropout(options.dropout)(x)
+  return layers.Dense(192, activation="relu", kernel_regularizer=_l2(options))(x)
+
+
+def _residual_block(x, filters, strides, options):
+  shortcut = x
+  y = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False,
+                    kernel_regularizer=_l2(options))(x)
+  y = layers.BatchNormalization()(y)
+  y = layers.ReLU()(y)
+  y = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_regularizer=_l2(options))(y)
+  y = layers.BatchNormalization()(y)
+  if strides != 1 or shortcut.shape[-1] != filters:
+    shortcut = layers.Conv2D(filters, 1, strides=strides, use_bias=False, kernel_regularizer=_l2(options))(x)
+    shortcut = layers.BatchNormalization()(shortcut)
+  return layers.ReLU()(layers.Add()([shortcut, y]))
+
+
+def resnet56(x, options: ModelOptions):
+  """CIFAR ResNet-56 (He et al. 2016): 3 stages x 9 basic blocks, 16/32/64 filters."""
+  x = layers.Conv2D(16, 3, padding="same", use_bias=False, kernel_regularizer=_l2(options))(x)
+  x = layers.ReLU()(layers.BatchNormalization()(x))
+  for stage, filters in enumerate((16, 32, 64)):
+    for block in range(9):
+      x = _residual_block(x, filters, 2 if stage > 0 and block == 0 else 1, options)
+  return layers.GlobalAveragePooling2D()(x)
+
+
+def _conv_bn(x, filters, kernel, strides=1, padding="same", options=ModelOptions()):
+  x = layers.Conv2D(filters, kernel, strides=strides, padding=padding, use_bias=False,
+                    kernel_regularizer=_l2(options))(x)
+  return layers.ReLU()(layers.BatchNormalization(scale=False)(x))
+
+
+def inception_v4(x, options: ModelOptions):
+  """Inception-v4 (Szegedy et al. 2017) for 299x299 ImageNet inputs (any side >= 75 builds)."""
+  c = lambda x, f, k, s=1, p="same": _conv_bn(x, f, k, s, p, options)  # noqa: E731
+  cat = lambda ts: layers.Concatenate()(ts)  # noqa: E731
+  # Stem.
+  x = c(x, 32, 3, 2, "valid")
+  x = c(x, 32, 3, 1, "valid")
+  x = c(x, 64, 3)
+  x = cat([layers.MaxPooling2D(3, 2, "valid")(x), c(x, 96, 3, 2, "valid")])
+  a = c(c(x, 64, 1), 96, 3, 1, "valid")
+  b = c(c(c(c(x, 64, 1), 64, (1, 7)), 64, (7, 1)), 96, 3, 1, "valid")
+  x = cat([a, b])
+  x = cat([c(x, 192, 3, 2, "valid"), layers.MaxPooling2D(3, 2, "valid")(x)])
+  for _ in range(4):  # Inception-A.
+    x = cat([c(layers.AveragePooling2D(3, 1, "same")(x), 96, 1), c(x, 96, 1),
+             c(c(x, 64, 1), 96, 3), c(c(c(x, 64, 1), 96, 3), 96, 3)])
+  x = cat([layers.MaxPooling2D(3, 2, "valid")(x), c(x, 384, 3, 2, "valid"),  # Reduction-A.
+           c(c(c(x, 192, 1), 224, 3), 256, 3, 2, "valid")])
+  for _ in range(7):  # Inception-B.
+    x = cat([c(layers.AveragePooling2D(3, 1, "same")(x), 128, 1), c(x, 384, 1),
+             c(c(c(x, 192, 1), 224, (1, 7)), 256, (7, 1)),
+             c(c(c(c(c(x, 192, 1), 192, (1, 7)), 224, (7, 1)), 224, (1, 7)), 256, (7, 1))])
+  x = cat([layers.MaxPooling2D(3, 2, "valid")(x), c(c(x, 192, 1), 192, 3, 2, "valid"),  # Reduction-B.
+           c(c(c(c(x, 256, 1), 256, (1, 7)), 320, (7, 1)), 320, 3, 2, "valid")])
+  for _ in range(3):  # Inception-C.
+    b3 = c(x, 384, 1)
+    b4 = c(c(c(x, 384, 1), 448, (1, 3)), 512, (3, 1))
+    x = cat([c(layers.AveragePooling2D(3, 1, "same")(x), 256, 1), c(x, 256, 1),
+             c(b3, 256, (1, 3)), c(b3, 256, (3, 1)), c(b4, 256, (3, 1)), c(b4, 256, (1, 3))])
+  x = layers.GlobalAveragePooling2D()(x)
+  return layers.Dropout(options.dropout or 0.2)(x)
+
+
+def mlp(x, options: ModelOptions):
+  """Fully connected ReLU net (the paper's MNIST teacher 1200-1200 and student 800-800)."""
+  x = layers.Flatten()(x)
+  for units in options.hidden_units:
+    x = layers.Dense(units, activation="relu", kernel_regularizer=_l2(options))(x)
+    if options.dropout:
+      x = layers.Dropout(options.dropout)(x)
+  return x
+
+
+Builder = Callable[..., tf.Tensor]
+MODELS: Dict[str, Builder] = {
+    "small_cnn": small_cnn,
+    "alexnet": alexnet,
+    "resnet56": resnet56,
+    "inception_v4": inception_v4,
+    "mlp": mlp,
+}
+
+
+def build_model(name: str, input_shape: Sequence[int], num_classes: int, *, mean: Sequence[float],
+                std: Sequence[float], options: ModelOptions = ModelOptions()) -> keras.Model:
+  """Builds MODELS[name] for raw 0-255 pixel inputs: normalise -> body -> penultimate -> logits."""
+  inputs = keras.Input(tuple(input_shape), name="image")
+  x = layers.Normalization(mean=list(mean), variance=[s * s for s in std], name="normalize")(inputs)
+  features = MODELS[name](x, options)
+  features = layers.Identity(name=PENULTIMATE)(features)
+  logits = layers.Dense(num_classes, name=LOGITS, dtype="float32", kernel_regularizer=_l2(options))(features)
+  return keras.Model(inputs, logits, name=name)

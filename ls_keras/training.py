@@ -1,0 +1,305 @@
+"""Training and evaluation: one custom loop over `strategy.run` that serves every strategy.
+
+Keras 3's `model.fit` does not run under MultiWorkerMirroredStrategy (keras-team/keras#20585),
+so the loop is ours, but its step is Keras' own: `model(x, training=True)`, then
+`model.compute_loss` (which averages over the global batch and adds the regularisation
+losses, scaled per replica exactly as `fit` does), `optimizer.scale_loss` and
+`optimizer.apply_gradients`. A model that overrides `compute_loss` (the Distiller) trains
+through the same loop unchanged.
+"""
+
+import dataclasses
+import math
+import os
+import sys
+import time
+from typing import Callable, Dict, List, Optional, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from ls_keras import calibration
+from ls_keras import config as config_lib
+from ls_keras import data as data_lib
+from ls_keras import export as export_lib
+from ls_keras import losses
+from ls_keras import models
+from ls_keras import strategy as strategy_lib
+from ls_keras.errors import UserError, WorkdirError
+from ls_keras import workdir as workdir_lib
+from ls_keras.workdir import Workdir
+
+
+def make_optimizer(config) -> keras.optimizers.Optimizer:
+  """SGD (momentum, Nesterov) or Adam with a piecewise-constant schedule in steps."""
+  learning_rate = config.learning_rate
+  if config.lr_boundaries:
+    values = [config.learning_rate * config.lr_decay ** i for i in range(len(config.lr_boundaries) + 1)]
+    learning_rate = keras.optimizers.schedules.PiecewiseConstantDecay(list(config.lr_boundaries), values)
+  clip = {"global_clipnorm": config.grad_clip_norm} if config.grad_clip_norm else {}
+  if config.optimizer == "sgd":
+    return keras.optimizers.SGD(learning_rate, momentum=config.momentum, nesterov=config.nesterov, **clip)
+  return keras.optimizers.Adam(learning_rate, **clip)
+
+
+def build_classifier(config, splits: data_lib.Splits) -> keras.Model:
+  """The configured model, compiled with CategoricalCrossentropy(label_smoothing=alpha)."""
+  options = models.ModelOptions(weight_decay=config.weight_decay, dropout=config.dropout,
+                                hidden_units=tuple(config.hidden_units))
+  model = models.build_model(config.model, splits.spec.image_shape, splits.num_classes,
+                             mean=splits.spec.mean, std=splits.spec.std, options=options)
+  model.compile(optimizer=make_optimizer(config), loss=losses.label_smoothing_loss(config.alpha),
+                loss_weights=config.loss_scale)
+  return model
+
+
+class Loop:
+  """Compiled train and predict functions of one model under one strategy."""
+
+  def __init__(self, model: keras.Model, strategy: tf.distribute.Strategy, jit_compile: bool = False):
+    self.model, self.strategy = model, strategy
+    step = tf.function(self._train_step, jit_compile=True) if jit_compile else self._train_step
+
+    @tf.function
+    def train_steps(iterator, num_steps):
+      loss_sum, correct, count = tf.constant(0.0), tf.constant(0.0), tf.constant(0.0)
+      for _ in tf.range(num_steps):
+        per_replica = strategy.run(step, args=(next(iterator),))
+        loss, c, n = (strategy.reduce("SUM", v, axis=None) for v in per_replica)
+        loss_sum, correct, count = loss_sum + loss, correct + c, count + n
+      return loss_sum / tf.cast(num_steps, tf.float32), correct / count
+
+    @tf.function
+    def predict_step(iterator):
+      outputs = strategy.run(self._predict_step, args=(next(iterator),))
+      return tuple(strategy.gather(v, axis=0) for v in outputs)
+
+    self._train_steps, self._predict_step_fn = train_steps, predict_step
+
+  def _train_step(self, batch):
+    x, y = batch
+    model = self.model
+    with tf.GradientTape() as tape:
+      y_pred = model(x, training=True)
+      loss = model.compute_loss(x=x, y=y, y_pred=y_pred, training=True)  # Already / num_replicas.
+      scaled = model.optimizer.scale_loss(loss)
+    variables = model.trainable_variables
+    model.optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
+    hits = tf.equal(tf.argmax(y_pred, -1), tf.argmax(y, -1))
+    return loss, tf.reduce_sum(tf.cast(hits, tf.float32)), tf.cast(tf.shape(y)[0], tf.float32)
+
+  def _predict_step(self, batch):
+    x, y, mask = batch
+    return tf.cast(self.model(x, training=False), tf.float32), tf.argmax(y, -1), mask
+
+  def train(self, iterator, num_steps: int) -> Dict[str, float]:
+    loss, accuracy = self._train_steps(iterator, tf.constant(num_steps))
+    return {"loss": float(loss), "accuracy": float(accuracy)}
+
+  def predict(self, dataset_fn: Callable) -> tuple:
+    """(logits, labels) over a padded, masked eval dataset (see data.eval_batches)."""
+    num_batches = int(dataset_fn(None).cardinality())
+    iterator = iter(self.strategy.distribute_datasets_from_function(dataset_fn))
+    outputs = [[t.numpy() for t in self._predict_step_fn(iterator)] for _ in range(num_batches)]
+    logits, labels, masks = (np.concatenate(parts) for parts in zip(*outputs))
+    keep = masks > 0
+    return logits[keep], labels[keep]
+
+
+class Progress:
+  """A Keras progress bar on a terminal; one log line per epoch otherwise."""
+
+  def __init__(self, total_epochs: int):
+    self.total_epochs, self.tty = total_epochs, sys.stdout.isatty()
+    self.bar = None
+
+  def start_epoch(self, epoch: int, steps: int) -> None:
+    if self.tty:
+      print(f"Epoch {epoch + 1}/{self.total_epochs}")
+      self.bar = keras.utils.Progbar(steps, stateful_metrics=["loss", "accuracy"])
+
+  def update(self, step: int, logs: Dict[str, float]) -> None:
+    if self.bar is not None:
+      self.bar.update(step, list(logs.items()))
+
+  def end_epoch(self, epoch: int, logs: Dict[str, float], seconds: float) -> None:
+    line = " ".join(f"{k}={v:.4f}" for k, v in logs.items())
+    if self.tty:
+      print(f"  {line} ({seconds:.1f}s)")
+    else:
+      logging.info("epoch %d/%d: %s (%.1fs)", epoch + 1, self.total_epochs, line, seconds)
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+  """How many steps, in which epochs, and where the loop pauses (MI estimates, logging)."""
+  steps_per_epoch: int
+  total_steps: int
+  steps_per_execution: int
+  pause_every: int = 0  # Also pause at multiples of this global step (0: never).
+
+  @property
+  def epochs(self) -> int:
+    return math.ceil(self.total_steps / self.steps_per_epoch)
+
+  def epoch_steps(self, epoch: int) -> int:
+    return min(self.steps_per_epoch, self.total_steps - epoch * self.steps_per_epoch)
+
+  def chunks(self, epoch: int) -> List[int]:
+    """Sizes of the successive train calls within `epoch`."""
+    step, end = epoch * self.steps_per_epoch, epoch * self.steps_per_epoch + self.epoch_steps(epoch)
+    sizes = []
+    while step < end:
+      nxt = min(end, step + self.steps_per_execution)
+      if self.pause_every:
+        nxt = min(nxt, (step // self.pause_every + 1) * self.pause_every)
+      sizes.append(nxt - step)
+      step = nxt
+    return sizes
+
+
+def evaluate_split(loop: Loop, ds: tf.data.Dataset, num_classes: int, batch_size: int):
+  """Logits and labels of a whole split, in its original order."""
+  return loop.predict(lambda ctx: data_lib.eval_batches(ds, num_classes, batch_size=batch_size,
+                                                        input_context=ctx))
+
+
+def run_training(*, model: keras.Model, exported: keras.Model, strategy: tf.distribute.Strategy,
+                 splits: data_lib.Splits, config, workdir: Workdir,
+                 callbacks: Sequence[keras.callbacks.Callback] = (), extra_metrics: Optional[dict] = None) -> dict:
+  """Trains `model` (resuming from the workdir's checkpoint), evaluates, exports `exported`.
+
+  Writes TensorBoard logs, per-epoch checkpoints, history.json, logits, the exported model
+  and, last of all, metrics.json. Returns the metrics.
+  """
+  replicas = strategy.num_replicas_in_sync
+  if config.batch_size % replicas:
+    raise UserError(f"--batch_size={config.batch_size} is not allowed with {replicas} replicas: the global "
+                    f"batch must be a multiple of {replicas}.")
+  steps_per_epoch = splits.sizes["train"] // config.batch_size
+  if steps_per_epoch == 0:
+    raise UserError(f"--batch_size={config.batch_size} exceeds the {splits.sizes['train']} training examples.")
+  schedule = Schedule(steps_per_epoch, config.train_steps or config.epochs * steps_per_epoch,
+                      config.steps_per_execution, getattr(config, "mi_every_steps", 0))
+  chief = strategy_lib.is_chief(strategy)
+  loop = Loop(model, strategy, config.jit_compile)
+  with strategy.scope():
+    model.optimizer.build(model.trainable_variables)
+    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+  checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=epoch_var)
+  ckpt_dir = workdir.checkpoints if chief else workdir.file(f".worker_ckpt_{strategy.cluster_resolver.task_id}")
+  manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=2)
+  if manager.latest_checkpoint:
+    try:
+      checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    except (tf.errors.OpError, AssertionError, ValueError) as e:
+      raise WorkdirError(f"the checkpoint {manager.latest_checkpoint} cannot be restored ({type(e).__name__}); "
+                         "it is truncated or belongs to another model. Delete that checkpoint to fall back "
+                         "to the previous one, or rerun with --overwrite.") from e
+    logging.info("resuming from %s (epoch %d)", manager.latest_checkpoint, int(epoch_var))
+  writers = {name: (tf.summary.create_file_writer(workdir.file("tb", name)) if chief
+                    else tf.summary.create_noop_writer()) for name in ("train", "validation")}
+  history_path = workdir.file("history.json")
+  history = _read_history(history_path, int(epoch_var))
+  eval_batch = config.batch_size * 2
+  callback_list = keras.callbacks.CallbackList(list(callbacks), model=model)
+  progress = Progress(schedule.epochs)
+  callback_list.on_train_begin()
+  for epoch in range(int(epoch_var), schedule.epochs):
+    start = time.time()
+    callback_list.on_epoch_begin(epoch)
+    progress.start_epoch(epoch, schedule.epoch_steps(epoch))
+    train_ds = strategy.distribute_datasets_from_function(
+        lambda ctx, e=epoch: data_lib.train_batches(splits, batch_size=config.batch_size, seed=config.seed,
+                                                    epoch=e, augment=config.augment, input_context=ctx))
+    iterator, done = iter(train_ds), 0
+    for chunk in schedule.chunks(epoch):
+      logs = loop.train(iterator, chunk)
+      done += chunk
+      step = int(model.optimizer.iterations)
+      with writers["train"].as_default(step=step):
+        for name, value in logs.items():
+          tf.summary.scalar(name, value)
+        tf.summary.scalar("learning_rate", float(model.optimizer.learning_rate))
+      progress.update(done, logs)
+      callback_list.on_train_batch_end(step, logs)
+    logits, labels = evaluate_split(loop, splits.validation, splits.num_classes, eval_batch)
+    val = calibration.summary(labels, logits=logits)
+    with writers["validation"].as_default(step=int(model.optimizer.iterations)):
+      for name in ("accuracy", "nll", "ece"):
+        tf.summary.scalar(name, val[name])
+    epoch_logs = {**logs, **{f"val_{k}": val[k] for k in ("accuracy", "nll", "ece")}}
+    history.append({"epoch": epoch + 1, "step": int(model.optimizer.iterations), **epoch_logs})
+    callback_list.on_epoch_end(epoch, epoch_logs)
+    epoch_var.assign(epoch + 1)
+    manager.save(checkpoint_number=epoch + 1)
+    if chief:
+      workdir_lib.atomic_write_json(history_path, history)
+    progress.end_epoch(epoch, epoch_logs, time.time() - start)
+  callback_list.on_train_end()
+  for writer in writers.values():
+    writer.flush()
+  metrics = {"epochs": schedule.epochs, "steps": int(model.optimizer.iterations), **(extra_metrics or {})}
+  for split in ("train", "validation", "test"):
+    logits, labels = evaluate_split(loop, getattr(splits, split), splits.num_classes, eval_batch)
+    metrics[split] = calibration.summary(labels, logits=logits)
+    if chief and split != "train":
+      workdir.save_logits(split, logits, labels)
+  if chief:
+    export_lib.export_model(exported, workdir.keras_model, workdir.saved_model)
+    workdir.write_metrics(metrics)
+  return metrics
+
+
+def _read_history(path: str, epochs_done: int) -> list:
+  """The per-epoch records of the epochs a resumed run keeps."""
+  if not os.path.exists(path):
+    return []
+  return [h for h in workdir_lib.read_json(path) if h["epoch"] <= epochs_done]
+
+
+def setup_runtime(config) -> tf.distribute.Strategy:
+  """Devices, precision, determinism and seeds; returns the strategy."""
+  strategy_lib.split_cpu(config.cpu_devices)
+  keras.config.set_dtype_policy(config.precision)
+  keras.utils.set_random_seed(config.seed)
+  if config.deterministic:
+    tf.config.experimental.enable_op_determinism()
+  return strategy_lib.make_strategy(config.strategy)
+
+
+def load_data(config) -> data_lib.Splits:
+  return data_lib.load_splits(config.dataset, data_dir=config.data_dir,
+                              fashion_mnist_source=config.fashion_mnist_source,
+                              validation_size=config.validation_size, train_examples=config.train_examples,
+                              eval_examples=config.eval_examples)
+
+
+def train_and_evaluate(config: config_lib.TrainConfig, workdir: str, overwrite: bool = False) -> dict:
+  """Trains one model with label smoothing `config.alpha` into `workdir`; returns its metrics.
+
+  A finished workdir with the same config returns its metrics without training; an
+  unfinished one resumes from its last checkpoint.
+  """
+  config_lib.validate(config)
+  run_dir = Workdir(workdir)
+  resuming = run_dir.start(config, "train", overwrite=overwrite)
+  if resuming and run_dir.is_finished():
+    logging.info("%s already holds this finished run; nothing to do.", run_dir.path)
+    return run_dir.read_metrics()
+  policy = keras.config.dtype_policy()
+  try:
+    strategy = setup_runtime(config)
+    splits = load_data(config)
+    with strategy.scope():
+      model = build_classifier(config, splits)
+    callbacks = []
+    if config.mi_every_steps:
+      from ls_keras import information
+      callbacks.append(information.MutualInformationCallback.from_config(config, splits, run_dir))
+    return run_training(model=model, exported=model, strategy=strategy, splits=splits, config=config,
+                        workdir=run_dir, callbacks=callbacks)
+  finally:
+    keras.config.set_dtype_policy(policy)

@@ -1,0 +1,189 @@
+"""What a run leaves on disk, written atomically, and read back with clear errors.
+
+Layout of a workdir:
+  config.json            every resolved setting, the run kind, package versions
+  metrics.json           final train/validation/test metrics (its presence means "finished")
+  history.json           per-epoch validation metrics
+  tb/train, tb/validation  TensorBoard logs
+  checkpoints/           tf.train.Checkpoint files a killed run resumes from
+  model.keras            the final model (Keras format, loads in safe mode)
+  saved_model/           the final model as a SavedModel (model.export)
+  logits/{validation,test}.npz   logits and integer labels for analysis
+"""
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from typing import Any, Dict, Optional
+
+import numpy as np
+
+from ls_keras import config as config_lib
+from ls_keras import __version__
+from ls_keras.errors import WorkdirError
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+  """Writes to a temporary file beside `path`, then renames: readers never see half a file."""
+  folder = os.path.dirname(os.path.abspath(path))
+  os.makedirs(folder, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+  try:
+    with os.fdopen(fd, "wb") as f:
+      f.write(data)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+def atomic_write_json(path: str, obj: Any) -> None:
+  atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n").encode())
+
+
+def _jsonable(value):
+  if isinstance(value, (np.floating, np.integer)):
+    return value.item()
+  if isinstance(value, np.ndarray):
+    return value.tolist()
+  raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def read_json(path: str) -> Any:
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except FileNotFoundError as e:
+    raise WorkdirError(f"{path} does not exist.") from e
+  except ValueError as e:
+    raise WorkdirError(f"{path} is not valid JSON ({e}); the file is corrupt. Remove the workdir or "
+                       "rerun with --overwrite.") from e
+
+
+def package_versions() -> Dict[str, str]:
+  import importlib.metadata as md
+  names = ("tensorflow", "keras", "tensorflow-datasets", "tensorflow-probability", "numpy")
+  versions = {"ls_keras": __version__}
+  for name in names:
+    try:
+      versions[name] = md.version(name)
+    except md.PackageNotFoundError:
+      versions[name] = "not installed"
+  return versions
+
+
+class Workdir:
+  """Paths and readers/writers of one run's folder."""
+
+  def __init__(self, path: str):
+    self.path = os.path.abspath(path)
+
+  def file(self, *parts: str) -> str:
+    return os.path.join(self.path, *parts)
+
+  @property
+  def checkpoints(self) -> str:
+    return self.file("checkpoints")
+
+  @property
+  def keras_model(self) -> str:
+    return self.file("model.keras")
+
+  @property
+  def saved_model(self) -> str:
+    return self.file("saved_model")
+
+  def logits_path(self, split: str) -> str:
+    return self.file("logits", f"{split}.npz")
+
+  def is_finished(self) -> bool:
+    return os.path.exists(self.file("metrics.json"))
+
+  # Config.
+  def read_record(self) -> dict:
+    record = read_json(self.file("config.json"))
+    if not isinstance(record, dict) or "config" not in record or "kind" not in record:
+      raise WorkdirError(f"{self.file('config.json')} is not an ls_keras run config; the file is corrupt.")
+    if record.get("format") != config_lib.WORKDIR_FORMAT:
+      raise WorkdirError(
+          f"{self.path} was written by an incompatible ls_keras (workdir format {record.get('format')}, "
+          f"this version reads format {config_lib.WORKDIR_FORMAT}). Use that version, or rerun with "
+          "--overwrite to start afresh.")
+    return record
+
+  def read_config(self, cls):
+    return config_lib.from_dict(cls, self.read_record()["config"])
+
+  def start(self, config, kind: str, overwrite: bool = False) -> bool:
+    """Claims the workdir for `config`; returns True when resuming the same run.
+
+    A workdir holding a different run is refused unless `overwrite`, which wipes it.
+    """
+    if os.path.exists(self.file("config.json")):
+      if overwrite:
+        shutil.rmtree(self.path)
+      else:
+        record = self.read_record()
+        if record["kind"] != kind or record["config"] != json.loads(config_lib.dumps(config)):
+          old = record["config"]
+          new = json.loads(config_lib.dumps(config))
+          diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+          raise WorkdirError(
+              f"{self.path} holds a different {record['kind']} run (settings that differ: "
+              f"{', '.join(diff) or 'run kind'}). Use another --workdir, or pass --overwrite to delete it "
+              "and start afresh.")
+        return True
+    elif os.path.isdir(self.path) and os.listdir(self.path) and not overwrite:
+      raise WorkdirError(f"{self.path} exists and is not an ls_keras workdir; refusing to write into it. "
+                         "Use an empty or new folder, or pass --overwrite.")
+    elif overwrite and os.path.isdir(self.path):
+      shutil.rmtree(self.path)
+    os.makedirs(self.path, exist_ok=True)
+    atomic_write_json(self.file("config.json"), {
+        "format": config_lib.WORKDIR_FORMAT, "kind": kind, "config": dataclasses.asdict(config),
+        "versions": package_versions()})
+    return False
+
+  # Results.
+  def write_metrics(self, metrics: dict) -> None:
+    atomic_write_json(self.file("metrics.json"), metrics)
+
+  def read_metrics(self) -> dict:
+    if not self.is_finished():
+      raise WorkdirError(f"{self.path} has no metrics.json: the run is missing or unfinished. Run (or "
+                         "resume) its training first.")
+    return read_json(self.file("metrics.json"))
+
+  def save_logits(self, split: str, logits: np.ndarray, labels: np.ndarray) -> None:
+    path = self.logits_path(split)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".npz")
+    os.close(fd)
+    np.savez(tmp, logits=logits.astype(np.float32), labels=labels.astype(np.int64))
+    os.replace(tmp, path)
+
+  def load_logits(self, split: str):
+    """(logits [N, K] float32, labels [N] int64) saved by the run."""
+    path = self.logits_path(split)
+    if not os.path.exists(path):
+      raise WorkdirError(f"{path} does not exist: {self.path} is not a finished ls_keras run.")
+    try:
+      with np.load(path) as f:
+        return f["logits"], f["labels"]
+    except (ValueError, KeyError, OSError, EOFError) as e:
+      raise WorkdirError(f"{path} is corrupt ({e}); rerun the training with --overwrite.") from e
+
+
+def require(path: str) -> Workdir:
+  """A finished workdir, or a clear error."""
+  if not os.path.isdir(path):
+    raise WorkdirError(f"--workdir={path} does not exist.")
+  workdir = Workdir(path)
+  workdir.read_record()
+  workdir.read_metrics()
+  return workdir
