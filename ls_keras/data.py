@@ -104,8 +104,6 @@ def load_splits(dataset: str, *, data_dir: str = "", fashion_mnist_source: str =
     builder = _builder(dataset, data_dir, fashion_mnist_source)
   except tfds.core.registered.DatasetNotFoundError as e:
     raise UserError(f"TFDS does not know the data set '{dataset}': {e}") from e
-  if dataset != "fashion_mnist" and not _has_files(builder):
-    raise _not_prepared(dataset, builder)
   train = _read(builder, dataset, f"train[:-{validation_size}]")
   validation = _read(builder, dataset, f"train[-{validation_size}:]")
   test = _read(builder, dataset, spec.test_split)
@@ -127,14 +125,6 @@ def load_splits(dataset: str, *, data_dir: str = "", fashion_mnist_source: str =
     raise UserError(f"--validation_size={validation_size} leaves no training examples in '{dataset}'.")
   names = tuple(builder.info.features["label"].names)
   return Splits(spec, names, train, validation, test, sizes)
-
-
-def _has_files(builder) -> bool:
-  """False when the data set's prepared files are absent (true under tfds.testing.mock_data)."""
-  try:
-    return builder.is_prepared()
-  except Exception:  # pylint: disable=broad-except  # Some builders cannot tell; let as_dataset decide.
-    return True
 
 
 def augment_image(image: tf.Tensor, augmentation: str, seed: tf.Tensor) -> tf.Tensor:

@@ -33,15 +33,19 @@ from ls_keras.workdir import Workdir
 
 
 def make_optimizer(config) -> keras.optimizers.Optimizer:
-  """SGD (momentum, Nesterov) or Adam with a piecewise-constant schedule in steps."""
+  """SGD (momentum, Nesterov) or Adam with a piecewise-constant schedule in steps.
+
+  Gradient clipping is the Loop's job, not the optimizer's: Keras' `global_clipnorm`
+  clips each replica's partial gradient before the all-reduce, so its result would
+  depend on the number of replicas.
+  """
   learning_rate = config.learning_rate
   if config.lr_boundaries:
     values = [config.learning_rate * config.lr_decay ** i for i in range(len(config.lr_boundaries) + 1)]
     learning_rate = keras.optimizers.schedules.PiecewiseConstantDecay(list(config.lr_boundaries), values)
-  clip = {"global_clipnorm": config.grad_clip_norm} if config.grad_clip_norm else {}
   if config.optimizer == "sgd":
-    return keras.optimizers.SGD(learning_rate, momentum=config.momentum, nesterov=config.nesterov, **clip)
-  return keras.optimizers.Adam(learning_rate, **clip)
+    return keras.optimizers.SGD(learning_rate, momentum=config.momentum, nesterov=config.nesterov)
+  return keras.optimizers.Adam(learning_rate)
 
 
 def build_classifier(config, splits: data_lib.Splits) -> keras.Model:
@@ -58,8 +62,9 @@ def build_classifier(config, splits: data_lib.Splits) -> keras.Model:
 class Loop:
   """Compiled train and predict functions of one model under one strategy."""
 
-  def __init__(self, model: keras.Model, strategy: tf.distribute.Strategy, jit_compile: bool = False):
-    self.model, self.strategy = model, strategy
+  def __init__(self, model: keras.Model, strategy: tf.distribute.Strategy, jit_compile: bool = False,
+               clip_norm: float = 0.0):
+    self.model, self.strategy, self.clip_norm = model, strategy, clip_norm
     step = tf.function(self._train_step, jit_compile=True) if jit_compile else self._train_step
 
     @tf.function
@@ -86,9 +91,25 @@ class Loop:
       loss = model.compute_loss(x=x, y=y, y_pred=y_pred, training=True)  # Already / num_replicas.
       scaled = model.optimizer.scale_loss(loss)
     variables = model.trainable_variables
-    model.optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
+    gradients = tape.gradient(scaled, variables)
+    if self.clip_norm:
+      gradients = self._clip_global(gradients)
+    model.optimizer.apply_gradients(zip(gradients, variables))
     hits = tf.equal(tf.argmax(y_pred, -1), tf.argmax(y, -1))
     return loss, tf.reduce_sum(tf.cast(hits, tf.float32)), tf.cast(tf.shape(y)[0], tf.float32)
+
+  def _clip_global(self, gradients):
+    """Clips the all-reduced gradient to `clip_norm`; returns this replica's share of it.
+
+    apply_gradients sums the replicas' gradients, so each passes 1/R of the clipped
+    global gradient. The norm is compared in loss-scaled units under mixed_float16.
+    """
+    context = tf.distribute.get_replica_context()
+    replicas = self.strategy.num_replicas_in_sync
+    total = context.all_reduce("SUM", gradients) if replicas > 1 else gradients
+    loss_scale = self.model.optimizer.scale_loss(tf.constant(1.0))
+    clipped, _ = tf.clip_by_global_norm(total, self.clip_norm * loss_scale)
+    return [g / replicas for g in clipped]
 
   def _predict_step(self, batch):
     x, y, mask = batch
@@ -184,7 +205,7 @@ def run_training(*, model: keras.Model, exported: keras.Model, strategy: tf.dist
   schedule = Schedule(steps_per_epoch, config.train_steps or config.epochs * steps_per_epoch,
                       config.steps_per_execution, getattr(config, "mi_every_steps", 0))
   chief = strategy_lib.is_chief(strategy)
-  loop = Loop(model, strategy, config.jit_compile)
+  loop = Loop(model, strategy, config.jit_compile, config.grad_clip_norm)
   with strategy.scope():
     model.optimizer.build(model.trainable_variables)
     epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")

@@ -1,0 +1,36 @@
+import pytest
+
+from ls_keras import config
+from ls_keras.errors import UserError
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"alpha": 1.0}, "--alpha=1.0"),
+    ({"alpha": -0.1}, "--alpha=-0.1"),
+    ({"dataset": "svhn"}, "--dataset=svhn"),
+    ({"model": "vgg"}, "--model=vgg"),
+    ({"strategy": "tpu"}, "--strategy=tpu"),
+    ({"precision": "float16"}, "--precision=float16"),
+    ({"batch_size": 0}, "--batch_size=0"),
+    ({"epochs": -1}, "--epochs=-1"),
+    ({"train_steps": -5}, "--train_steps=-5"),
+    ({"learning_rate": 0.0}, "--learning_rate=0.0"),
+    ({"lr_boundaries": (300, 200)}, "--lr_boundaries=300,200"),
+    ({"hidden_units": (0,)}, "--hidden_units=0"),
+    ({"mi_classes": (3, 3)}, "--mi_classes=3,3"),
+])
+def test_bad_values_are_named_with_what_is_allowed(changes, message):
+  with pytest.raises(UserError, match=message.replace("+", r"\+")) as e:
+    config.validate(config.TrainConfig(**changes))
+  assert "allowed" in str(e.value)
+
+
+def test_round_trip_through_json_keeps_tuples():
+  c = config.TrainConfig(lr_boundaries=(10, 20), alpha=0.1)
+  import json
+  assert config.from_dict(config.TrainConfig, json.loads(config.dumps(c))) == c
+
+
+def test_unknown_settings_are_refused():
+  with pytest.raises(UserError, match="another version"):
+    config.from_dict(config.TrainConfig, {"alpha": 0.1, "gamma_ray": 3})

@@ -1,0 +1,122 @@
+import gzip
+import os
+import struct
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from ls_keras import data, fashion_mnist
+from ls_keras.errors import DataNotPreparedError, UserError
+
+
+def _write_idx(folder, stem, images, labels):
+  with gzip.open(os.path.join(folder, stem[0] + ".gz"), "wb") as f:
+    f.write(struct.pack(">iiii", 2051, len(images), 28, 28) + images.tobytes())
+  with gzip.open(os.path.join(folder, stem[1] + ".gz"), "wb") as f:
+    f.write(struct.pack(">ii", 2049, len(labels)) + labels.tobytes())
+
+
+@pytest.fixture
+def idx_folder(tmp_path):
+  rng = np.random.RandomState(0)
+  for split, n in (("train", 30), ("test", 12)):
+    images = rng.randint(0, 256, (n, 28, 28), dtype=np.uint8)
+    images[:, 0, 0] = np.arange(n)  # Tag each image with its index.
+    labels = (np.arange(n) % 10).astype(np.uint8)
+    _write_idx(str(tmp_path), fashion_mnist.FILES[split][:2], images, labels)
+  return str(tmp_path)
+
+
+def test_fashion_mnist_builder_reads_idx_fixture(idx_folder, tmp_path):
+  builder = fashion_mnist.FashionMnist(data_dir=str(tmp_path / "tfds"), source=idx_folder, check_sizes=False)
+  builder.download_and_prepare()
+  assert builder.info.splits["train"].num_examples == 30
+  assert builder.info.splits["test"].num_examples == 12
+  images, labels = zip(*tfds.as_numpy(builder.as_dataset(split="train", as_supervised=True)))
+  assert sorted(int(i[0, 0, 0]) for i in images) == list(range(30))
+  assert {int(i[0, 0, 0]) % 10 for i in images} == {int(l) for l in labels}
+  assert builder.info.features["label"].names[0] == "T-shirt/top"
+
+
+def test_load_splits_carves_validation_from_the_end_of_train(idx_folder, tmp_path, monkeypatch):
+  monkeypatch.setenv(fashion_mnist.SOURCE_ENV, idx_folder)
+  monkeypatch.setattr(fashion_mnist.FashionMnist, "__init__", _no_size_check_init)
+  splits = data.load_splits("fashion_mnist", data_dir=str(tmp_path / "tfds"), validation_size=10)
+  assert splits.sizes == {"train": 20, "validation": 10, "test": 12}
+  train_ids = {int(x[0, 0, 0]) for x, _ in tfds.as_numpy(splits.train)}
+  val_ids = {int(x[0, 0, 0]) for x, _ in tfds.as_numpy(splits.validation)}
+  assert not train_ids & val_ids and len(train_ids | val_ids) == 30
+
+
+_original_init = fashion_mnist.FashionMnist.__init__
+
+
+def _no_size_check_init(self, **kwargs):
+  _original_init(self, check_sizes=False, **kwargs)
+
+
+def test_truncated_idx_file_is_a_clear_error(idx_folder, tmp_path):
+  path = os.path.join(idx_folder, "train-images-idx3-ubyte.gz")
+  raw = gzip.open(path).read()
+  with gzip.open(path, "wb") as f:
+    f.write(raw[:1000])
+  with pytest.raises(UserError, match="truncated or corrupt"):
+    fashion_mnist.read_idx(idx_folder, "train-images-idx3-ubyte", "train-labels-idx1-ubyte")
+
+
+def test_missing_idx_folder_says_how_to_get_the_data(tmp_path):
+  with pytest.raises(UserError, match="apt-get install dataset-fashion-mnist"):
+    fashion_mnist.read_idx(str(tmp_path), "train-images-idx3-ubyte", "train-labels-idx1-ubyte")
+
+
+def test_unprepared_dataset_names_dataset_folder_and_remedy(tmp_path):
+  with pytest.raises(DataNotPreparedError) as e:
+    data.load_splits("cifar10", data_dir=str(tmp_path))
+  message = str(e.value)
+  assert "cifar10" in message and str(tmp_path) in message and "tfds build cifar10" in message
+
+
+def _mock_cifar10(n=64):
+  return tfds.testing.mock_data(num_examples=n, policy=tfds.testing.MockPolicy.USE_CODE)
+
+
+def test_cifar10_pipeline_on_mock_data_shapes_one_hot_and_seeded_order():
+  with _mock_cifar10():
+    splits = data.load_splits("cifar10", validation_size=16)
+    assert splits.num_classes == 10 and splits.sizes == {"train": 64, "validation": 64, "test": 64}
+
+    def first_batch(seed, epoch):
+      ds = data.train_batches(splits, batch_size=8, seed=seed, epoch=epoch, augment=True)
+      return next(iter(ds))
+
+    x, y = first_batch(0, 0)
+    assert x.shape == (8, 32, 32, 3) and x.dtype == tf.float32 and y.shape == (8, 10)
+    np.testing.assert_array_equal(tf.reduce_sum(y, -1), np.ones(8))
+    np.testing.assert_array_equal(first_batch(0, 0)[0], x)  # Same seed and epoch: same data.
+    assert not np.array_equal(first_batch(0, 1)[0], x)  # Next epoch: new order/augmentation.
+    assert not np.array_equal(first_batch(1, 0)[0], x)
+    n = sum(int(b[0].shape[0]) for b in data.train_batches(splits, batch_size=24, seed=0, epoch=0, augment=False))
+    assert n == 48  # drop_remainder: whole batches only.
+
+
+def test_eval_batches_pad_to_whole_batches_with_mask():
+  ds = tf.data.Dataset.from_tensor_slices((np.zeros((10, 4, 4, 1), np.uint8), np.arange(10) % 3))
+  batches = list(data.eval_batches(ds, 3, batch_size=4))
+  masks = np.concatenate([b[2].numpy() for b in batches])
+  assert len(masks) == 12 and masks.sum() == 10 and masks[-2:].sum() == 0
+
+
+@pytest.mark.parametrize("kind, pad", [("shift", 2), ("crop_flip", 4)])
+def test_augmentation_is_a_deterministic_translation(kind, pad):
+  image = tf.random.stateless_uniform((28, 28, 1), [0, 0]) * 255
+  a = data.augment_image(image, kind, tf.constant([3, 4], tf.int64))
+  b = data.augment_image(image, kind, tf.constant([3, 4], tf.int64))
+  np.testing.assert_array_equal(a, b)
+  assert a.shape == image.shape
+  # Some shift of the zero-padded image (flipped or not) reproduces the output.
+  padded = np.pad(image.numpy(), [(pad, pad), (pad, pad), (0, 0)])
+  candidates = [padded[i:i + 28, j:j + 28] for i in range(2 * pad + 1) for j in range(2 * pad + 1)]
+  candidates += [c[:, ::-1] for c in candidates]
+  assert any(np.array_equal(a.numpy(), c) for c in candidates)
