@@ -16,27 +16,28 @@ from ls_keras.errors import UserError
 FLAGS = flags.FLAGS
 
 
-def define_flags(cls, skip=()) -> None:
-  """Defines one absl flag per field of `cls`, each with a validator."""
+def define_flags(cls, flag_values: flags.FlagValues = FLAGS) -> None:
+  """Defines one absl flag per field of `cls` (unless already defined), each with a validator."""
   hints = typing.get_type_hints(cls)
+  fv = {"flag_values": flag_values}
   for f in dataclasses.fields(cls):
-    if f.name in skip or f.name in FLAGS:
+    if f.name in flag_values:
       continue
     kind, default, help_text = hints[f.name], f.default, f.metadata.get("help", f.name)
     choices = f.metadata.get("choices")
     if choices is not None:
-      flags.DEFINE_enum(f.name, default, list(choices), help_text)
+      flags.DEFINE_enum(f.name, default, list(choices), help_text, **fv)
     elif kind is bool:
-      flags.DEFINE_bool(f.name, default, help_text)
+      flags.DEFINE_bool(f.name, default, help_text, **fv)
     elif kind is int:
-      flags.DEFINE_integer(f.name, default, help_text)
+      flags.DEFINE_integer(f.name, default, help_text, **fv)
     elif kind is float:
-      flags.DEFINE_float(f.name, default, help_text)
+      flags.DEFINE_float(f.name, default, help_text, **fv)
     elif kind is str:
-      flags.DEFINE_string(f.name, default, help_text)
+      flags.DEFINE_string(f.name, default, help_text, **fv)
     else:  # Tuple[int, ...]
-      flags.DEFINE_list(f.name, [str(v) for v in default], help_text)
-    flags.register_validator(f.name, _validator(f.name, kind), message=f"invalid --{f.name}")
+      flags.DEFINE_list(f.name, [str(v) for v in default], help_text, **fv)
+    flags.register_validator(f.name, _validator(f.name, kind), message=f"invalid --{f.name}", **fv)
 
 
 def _convert(kind, value):
@@ -58,11 +59,11 @@ def _validator(name, kind):
   return check
 
 
-def config_from_flags(cls, **overrides):
+def config_from_flags(cls, flag_values: flags.FlagValues = FLAGS, **overrides):
   """The frozen config built from the parsed flags."""
   hints = typing.get_type_hints(cls)
-  values = {f.name: _convert(hints[f.name], FLAGS[f.name].value)
-            for f in dataclasses.fields(cls) if f.name in FLAGS and f.name not in overrides}
+  values = {f.name: _convert(hints[f.name], flag_values[f.name].value)
+            for f in dataclasses.fields(cls) if f.name in flag_values and f.name not in overrides}
   config = cls(**values, **overrides)
   config_lib.validate(config)
   return config
@@ -84,4 +85,5 @@ def run(main) -> None:
     except UserError as e:
       sys.stderr.write(f"error: {e}\n")
       sys.exit(2)
+  FLAGS.set_default("verbosity", -1)  # absl WARNING: keep TF/TFDS chatter out; --verbosity=0 for all.
   app.run(guarded, flags_parser=_parse)

@@ -151,6 +151,8 @@ def mlp(x, options: ModelOptions):
   return x
 
 
+# The TF CIFAR-10 tutorial decays only its two hidden dense layers, not the softmax layer.
+UNDECAYED_LOGITS = frozenset({"alexnet"})
 Builder = Callable[..., tf.Tensor]
 MODELS: Dict[str, Builder] = {
     "small_cnn": small_cnn,
@@ -168,5 +170,6 @@ def build_model(name: str, input_shape: Sequence[int], num_classes: int, *, mean
   x = layers.Normalization(mean=list(mean), variance=[s * s for s in std], name="normalize")(inputs)
   features = MODELS[name](x, options)
   features = layers.Identity(name=PENULTIMATE)(features)
-  logits = layers.Dense(num_classes, name=LOGITS, dtype="float32", kernel_regularizer=_l2(options))(features)
+  decay = None if name in UNDECAYED_LOGITS else _l2(options)
+  logits = layers.Dense(num_classes, name=LOGITS, dtype="float32", kernel_regularizer=decay)(features)
   return keras.Model(inputs, logits, name=name)

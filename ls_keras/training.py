@@ -18,7 +18,6 @@ from typing import Callable, Dict, List, Optional, Sequence
 import keras
 import numpy as np
 import tensorflow as tf
-from absl import logging
 
 from ls_keras import calibration
 from ls_keras import config as config_lib
@@ -147,10 +146,8 @@ class Progress:
 
   def end_epoch(self, epoch: int, logs: Dict[str, float], seconds: float) -> None:
     line = " ".join(f"{k}={v:.4f}" for k, v in logs.items())
-    if self.tty:
-      print(f"  {line} ({seconds:.1f}s)")
-    else:
-      logging.info("epoch %d/%d: %s (%.1fs)", epoch + 1, self.total_epochs, line, seconds)
+    prefix = "  " if self.tty else f"epoch {epoch + 1}/{self.total_epochs}: "
+    print(f"{prefix}{line} ({seconds:.1f}s)", flush=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,7 +216,7 @@ def run_training(*, model: keras.Model, exported: keras.Model, strategy: tf.dist
       raise WorkdirError(f"the checkpoint {manager.latest_checkpoint} cannot be restored ({type(e).__name__}); "
                          "it is truncated or belongs to another model. Delete that checkpoint to fall back "
                          "to the previous one, or rerun with --overwrite.") from e
-    logging.info("resuming from %s (epoch %d)", manager.latest_checkpoint, int(epoch_var))
+    print(f"Resuming from {manager.latest_checkpoint} (epoch {int(epoch_var)} done).", flush=True)
   writers = {name: (tf.summary.create_file_writer(workdir.file("tb", name)) if chief
                     else tf.summary.create_noop_writer()) for name in ("train", "validation")}
   history_path = workdir.file("history.json")
@@ -308,7 +305,7 @@ def train_and_evaluate(config: config_lib.TrainConfig, workdir: str, overwrite: 
   run_dir = Workdir(workdir)
   resuming = run_dir.start(config, "train", overwrite=overwrite)
   if resuming and run_dir.is_finished():
-    logging.info("%s already holds this finished run; nothing to do.", run_dir.path)
+    print(f"{run_dir.path} already holds this finished run; nothing to do.", flush=True)
     return run_dir.read_metrics()
   policy = keras.config.dtype_policy()
   try:
