@@ -205,7 +205,7 @@ def run_training(*, model: keras.Model, exported: keras.Model, strategy: tf.dist
   loop = Loop(model, strategy, config.jit_compile, config.grad_clip_norm)
   with strategy.scope():
     model.optimizer.build(model.trainable_variables)
-    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+  epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")  # Host-side loop state.
   checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=epoch_var)
   ckpt_dir = workdir.checkpoints if chief else workdir.file(f".worker_ckpt_{strategy.cluster_resolver.task_id}")
   manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=2)
@@ -236,20 +236,20 @@ def run_training(*, model: keras.Model, exported: keras.Model, strategy: tf.dist
     for chunk in schedule.chunks(epoch):
       logs = loop.train(iterator, chunk)
       done += chunk
-      step = int(model.optimizer.iterations)
+      step = int(model.optimizer.iterations.numpy())
       with writers["train"].as_default(step=step):
         for name, value in logs.items():
           tf.summary.scalar(name, value)
-        tf.summary.scalar("learning_rate", float(model.optimizer.learning_rate))
+        tf.summary.scalar("learning_rate", float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)))
       progress.update(done, logs)
       callback_list.on_train_batch_end(step, logs)
     logits, labels = evaluate_split(loop, splits.validation, splits.num_classes, eval_batch)
     val = calibration.summary(labels, logits=logits)
-    with writers["validation"].as_default(step=int(model.optimizer.iterations)):
+    with writers["validation"].as_default(step=int(model.optimizer.iterations.numpy())):
       for name in ("accuracy", "nll", "ece"):
         tf.summary.scalar(name, val[name])
     epoch_logs = {**logs, **{f"val_{k}": val[k] for k in ("accuracy", "nll", "ece")}}
-    history.append({"epoch": epoch + 1, "step": int(model.optimizer.iterations), **epoch_logs})
+    history.append({"epoch": epoch + 1, "step": int(model.optimizer.iterations.numpy()), **epoch_logs})
     callback_list.on_epoch_end(epoch, epoch_logs)
     epoch_var.assign(epoch + 1)
     manager.save(checkpoint_number=epoch + 1)
@@ -259,7 +259,7 @@ def run_training(*, model: keras.Model, exported: keras.Model, strategy: tf.dist
   callback_list.on_train_end()
   for writer in writers.values():
     writer.flush()
-  metrics = {"epochs": schedule.epochs, "steps": int(model.optimizer.iterations), **(extra_metrics or {})}
+  metrics = {"epochs": schedule.epochs, "steps": int(model.optimizer.iterations.numpy()), **(extra_metrics or {})}
   for split in ("train", "validation", "test"):
     logits, labels = evaluate_split(loop, getattr(splits, split), splits.num_classes, eval_batch)
     metrics[split] = calibration.summary(labels, logits=logits)

@@ -148,3 +148,13 @@ def test_killed_run_resumes_from_its_last_checkpoint(fashion_data_dir, tmp_path)
   metrics = json.load(open(os.path.join(workdir, "metrics.json")))
   assert metrics["steps"] == 3 * (4096 // 128)
   assert metrics["validation"]["accuracy"] >= 0.70
+
+
+def test_mirrored_strategy_over_two_logical_cpus_trains(fashion_data_dir, tmp_path):
+  workdir = str(tmp_path / "w")
+  result = run_cli("ls_keras.train", *tiny_train_args(fashion_data_dir, workdir, "--strategy=mirrored",
+                                                      "--cpu_devices=2"))
+  assert result.returncode == 0, result.stderr[-3000:]
+  metrics = json.load(open(os.path.join(workdir, "metrics.json")))
+  assert metrics["validation"]["accuracy"] >= 0.70
+  assert metrics["validation"]["num_examples"] == 1000  # Padding for the replicas was masked out.
