@@ -171,6 +171,7 @@ class ExpectedCalibrationError(keras.metrics.Metric):
 
   def update_state(self, y_true, y_pred, sample_weight=None):
     logits = tf.cast(y_pred, tf.float32)
+    y_true = tf.convert_to_tensor(y_true)
     labels = tf.cast(tf.argmax(y_true, -1) if y_true.shape.rank == 2 else tf.reshape(y_true, [-1]), tf.int64)
     probs = tf.nn.softmax(logits, axis=-1)
     confidence = tf.reduce_max(probs, -1)

@@ -41,3 +41,20 @@ def tiny_train_args(data_dir, workdir, *extra):
 @pytest.fixture
 def cpu_devices():
   return [d.name for d in tf.config.list_logical_devices("CPU")]
+
+
+def fake_run(path, alpha, seed=0, temperature=1.0, n=2000, classes=10):
+  """A finished workdir with synthetic logits: labels drawn from softmax(z), saved logits z * T."""
+  import numpy as np
+  from ls_keras import config, workdir
+  rng = np.random.RandomState(seed)
+  run = workdir.Workdir(str(path))
+  run.start(config.TrainConfig(alpha=alpha, seed=seed), "train")
+  for split in ("validation", "test"):
+    z = rng.normal(0, 2, (n, classes))
+    p = np.exp(z - z.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    labels = (p.cumsum(-1) > rng.uniform(size=(n, 1))).argmax(-1)
+    run.save_logits(split, z * temperature, labels)
+  run.write_metrics({"steps": 1})
+  return run

@@ -1,0 +1,121 @@
+"""Calibration of finished runs (Table 3, Figure 2), from their saved logits: nothing is retrained.
+
+Temperature is fitted on each run's validation logits and every number is reported on its
+test logits, so the fit never sees the data it is judged on.
+"""
+
+import collections
+import os
+from typing import Dict, List, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from ls_keras import calibration, plots
+from ls_keras import workdir as workdir_lib
+from ls_keras.errors import UserError
+
+
+def calibrate_run(run: workdir_lib.Workdir, num_bins: int = calibration.DEFAULT_BINS) -> dict:
+  """calibration.json of one run: metrics before and after temperature scaling, and the bins."""
+  val_logits, val_labels = run.load_logits("validation")
+  test_logits, test_labels = run.load_logits("test")
+  scaling = calibration.temperature_scale(val_labels, val_logits, test_labels, test_logits, num_bins=num_bins)
+  record = run.read_record()
+  result = {
+      "workdir": run.path,
+      "alpha": record["config"].get("alpha", 0.0),
+      "num_bins": num_bins,
+      "split": "test",
+      "temperature": scaling.temperature,
+      "uncalibrated": scaling.before,
+      "temperature_scaled": scaling.after,
+      "bins": calibration.bin_statistics(test_labels, logits=test_logits, num_bins=num_bins),
+      "bins_temperature_scaled": calibration.bin_statistics(
+          test_labels, logits=test_logits / scaling.temperature, num_bins=num_bins),
+  }
+  workdir_lib.atomic_write_json(run.file("calibration.json"), _nan_to_none(result))
+  series = {f"alpha={result['alpha']:g}": (result["bins"], _confidences(test_logits)),
+            f"alpha={result['alpha']:g}, T={scaling.temperature:.2f}": (
+                result["bins_temperature_scaled"], _confidences(test_logits / scaling.temperature))}
+  png = plots.to_png(plots.reliability_diagram(series, title=os.path.basename(run.path)))
+  workdir_lib.atomic_write_bytes(run.file("reliability.png"), png)
+  with tf.summary.create_file_writer(run.file("tb", "calibration")).as_default(step=0):
+    tf.summary.image("reliability_diagram", tf.image.decode_png(png)[tf.newaxis], step=0)
+  return result
+
+
+def _confidences(logits: np.ndarray) -> np.ndarray:
+  z = logits - logits.max(-1, keepdims=True)
+  p = np.exp(z)
+  return (p / p.sum(-1, keepdims=True)).max(-1)
+
+
+def _nan_to_none(value):
+  if isinstance(value, dict):
+    return {k: _nan_to_none(v) for k, v in value.items()}
+  if isinstance(value, np.ndarray):
+    return [None if np.isnan(x) else float(x) for x in value]
+  return value
+
+
+def table3(results: Sequence[dict]) -> str:
+  """Markdown in the form of the paper's Table 3 (ECE, mean over seeds of each alpha)."""
+  by_alpha: Dict[float, List[dict]] = collections.defaultdict(list)
+  for r in results:
+    by_alpha[r["alpha"]].append(r)
+  mean = lambda rs, key: float(np.mean([r[key]["ece"] for r in rs]))  # noqa: E731
+  baseline = by_alpha.get(0.0)
+  smoothed = {a: rs for a, rs in by_alpha.items() if a > 0}
+  base = f"{mean(baseline, 'uncalibrated'):.3f}" if baseline else "n/a (no alpha = 0 run)"
+  if baseline:
+    t = np.mean([r["temperature"] for r in baseline])
+    ts = f"{mean(baseline, 'temperature_scaled'):.3f} (T = {t:.2f})"
+  else:
+    ts = "n/a"
+  if smoothed:
+    best = min(smoothed, key=lambda a: mean(smoothed[a], "uncalibrated"))
+    ls = f"{mean(smoothed[best], 'uncalibrated'):.3f} (alpha = {best:g})"
+  else:
+    ls = "n/a (no alpha > 0 run)"
+  n = sum(len(rs) for rs in by_alpha.values())
+  lines = ["| runs | baseline ECE | temperature scaling ECE (T) | label smoothing ECE (best alpha) |",
+           "| --- | --- | --- | --- |",
+           f"| {n} | {base} | {ts} | {ls} |", "",
+           "| alpha | seeds | test accuracy | test NLL | test ECE | ECE after temperature scaling (T) |",
+           "| --- | --- | --- | --- | --- | --- |"]
+  for a in sorted(by_alpha):
+    rs = by_alpha[a]
+    acc = np.mean([r["uncalibrated"]["accuracy"] for r in rs])
+    nll = np.mean([r["uncalibrated"]["nll"] for r in rs])
+    t = np.mean([r["temperature"] for r in rs])
+    lines.append(f"| {a:g} | {len(rs)} | {acc:.4f} | {nll:.4f} | {mean(rs, 'uncalibrated'):.4f} | "
+                 f"{mean(rs, 'temperature_scaled'):.4f} ({t:.2f}) |")
+  return "\n".join(lines) + "\n"
+
+
+def calibrate_runs(workdirs: Sequence[str], output_dir: str, num_bins: int = calibration.DEFAULT_BINS) -> dict:
+  """Calibrates every run, then writes the joint reliability diagram and Table 3 to output_dir."""
+  if int(num_bins) < 1:
+    raise UserError(f"--num_bins={num_bins} is not allowed: use 1 or more bins (the paper uses 15).")
+  if not workdirs:
+    raise UserError("give at least one --workdir of a finished training run.")
+  runs = [workdir_lib.require(path) for path in workdirs]
+  results = [calibrate_run(run, num_bins) for run in runs]
+  os.makedirs(output_dir, exist_ok=True)
+  series = {}
+  for run, result in zip(runs, results):
+    logits, _ = run.load_logits("test")
+    name = f"alpha={result['alpha']:g} ({os.path.basename(run.path)})"
+    series[name] = (result["bins"], _confidences(logits))
+    if result["alpha"] == 0.0 and "temperature scaling" not in " ".join(series):
+      series[f"{name} + temperature scaling, T={result['temperature']:.2f}"] = (
+          result["bins_temperature_scaled"], _confidences(logits / result["temperature"]))
+  plots.save(plots.reliability_diagram(series, title="Reliability (test split)"),
+             os.path.join(output_dir, "reliability.png"))
+  table = table3(results)
+  workdir_lib.atomic_write_bytes(os.path.join(output_dir, "table3.md"), table.encode())
+  summary = {"runs": [{k: r[k] for k in ("workdir", "alpha", "temperature", "uncalibrated",
+                                          "temperature_scaled")} for r in results], "table": table}
+  workdir_lib.atomic_write_json(os.path.join(output_dir, "calibration.json"), summary)
+  return summary
