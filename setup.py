@@ -4,6 +4,8 @@ from setuptools import find_packages, setup
 
 ENTRY_POINTS = {
     "ls-keras-train": "ls_keras.train:run",
+    "ls-keras-calibrate": "ls_keras.calibrate:run",
+    "ls-keras-project": "ls_keras.project:run",
 }
 
 setup(

@@ -58,3 +58,16 @@ def fake_run(path, alpha, seed=0, temperature=1.0, n=2000, classes=10):
     run.save_logits(split, z * temperature, labels)
   run.write_metrics({"steps": 1})
   return run
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(fashion_data_dir, tmp_path_factory):
+  """Two finished seconds-long runs on real Fashion-MNIST: alpha 0 and alpha 0.1."""
+  root = tmp_path_factory.mktemp("tiny_runs")
+  runs = {}
+  for alpha in (0.0, 0.1):
+    workdir = str(root / f"alpha{alpha:g}")
+    result = run_cli("ls_keras.train", *tiny_train_args(fashion_data_dir, workdir, f"--alpha={alpha}"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs[alpha] = workdir
+  return runs

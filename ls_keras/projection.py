@@ -1,0 +1,186 @@
+"""Penultimate-layer geometry (paper Figure 1) and TensorBoard projector embeddings.
+
+Notation as in the paper: logits z_k = x^T w_k, where x is the penultimate activation with
+a 1 appended and w_k (the class "template") is column k of the logits kernel with its
+bias appended. Figure 1 projects x onto the plane through three templates.
+"""
+
+import itertools
+import os
+from typing import Dict, List, Sequence, Tuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ls_keras import models
+from ls_keras.errors import UserError
+
+
+def extract(model: keras.Model) -> Tuple[keras.Model, np.ndarray]:
+  """(inputs -> penultimate sub-model, templates [K, D+1]) of a model built by ls_keras."""
+  names = {layer.name for layer in model.layers}
+  missing = [n for n in (models.PENULTIMATE, models.LOGITS) if n not in names]
+  if missing:
+    raise UserError(f"model '{model.name}' has no layer named {' or '.join(missing)}; projections need a "
+                    "'penultimate' layer and a final Dense 'logits' layer with a bias (see ls_keras.models).")
+  logits = model.get_layer(models.LOGITS)
+  if not isinstance(logits, keras.layers.Dense) or not logits.use_bias:
+    raise UserError(f"layer 'logits' of model '{model.name}' must be a Dense layer with a bias.")
+  features = keras.Model(model.inputs, model.get_layer(models.PENULTIMATE).output, name="penultimate_features")
+  kernel, bias = (np.asarray(keras.ops.convert_to_numpy(v), np.float64) for v in (logits.kernel, logits.bias))
+  return features, np.concatenate([kernel, bias[None, :]], axis=0).T
+
+
+def augment(activations: np.ndarray) -> np.ndarray:
+  """Appends the constant 1 that pairs with the bias in each template."""
+  activations = np.asarray(activations, np.float64)
+  return np.concatenate([activations, np.ones((len(activations), 1))], axis=1)
+
+
+def plane_basis(templates: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+  """(origin [D+1], orthonormal basis [D+1, 2]) of the plane through three templates.
+
+  Origin: the templates' mean; basis: QR of two template differences. The paper does not
+  say how it built the basis; any orthonormal basis of the plane gives the same picture up
+  to a rotation or reflection.
+  """
+  templates = np.asarray(templates, np.float64)
+  if templates.shape[0] != 3:
+    raise UserError(f"a projection plane needs exactly 3 templates; got {templates.shape[0]}.")
+  q, r = np.linalg.qr(np.stack([templates[1] - templates[0], templates[2] - templates[0]], axis=1))
+  if abs(r[1, 1]) < 1e-12 * max(abs(r[0, 0]), 1e-300):
+    raise UserError("the three templates are collinear: they do not span a plane.")
+  return templates.mean(0), q
+
+
+def project(points: np.ndarray, origin: np.ndarray, basis: np.ndarray) -> np.ndarray:
+  """Coordinates [N, 2] of (already augmented) points in the plane."""
+  return (np.asarray(points, np.float64) - origin) @ basis
+
+
+def tightness(points: np.ndarray, labels: np.ndarray) -> Dict[str, float]:
+  """How tight and how equidistant the class clusters are.
+
+  spread: mean over classes of the RMS distance of a class's points to their centroid;
+  separation: mean distance between class centroids; ratio = spread / separation (smaller
+  is tighter); equidistance_cv: coefficient of variation of the centroid distances (0 when
+  the centroids form an equilateral triangle).
+  """
+  classes = np.unique(labels)
+  centroids = np.stack([points[labels == c].mean(0) for c in classes])
+  spread = float(np.mean([np.sqrt(np.mean(np.sum((points[labels == c] - m) ** 2, -1)))
+                          for c, m in zip(classes, centroids)]))
+  distances = np.array([np.linalg.norm(a - b) for a, b in itertools.combinations(centroids, 2)])
+  return {"spread": spread, "separation": float(distances.mean()), "ratio": spread / float(distances.mean()),
+          "equidistance_cv": float(distances.std() / distances.mean())}
+
+
+def confusion_matrix(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+  """counts[true, predicted]."""
+  counts = np.zeros((num_classes, num_classes), np.int64)
+  np.add.at(counts, (labels, np.asarray(logits).argmax(-1)), 1)
+  return counts
+
+
+def choose_classes(spec: str, class_names: Sequence[str], confusion: np.ndarray = None) -> Tuple[int, int, int]:
+  """Three class indices from names or indices ("0,2,4", "Shirt,T-shirt/top,Trouser"),
+  `similar` (the most confused pair plus the class least confused with either, as the
+  paper's poodle/poodle/tench row) or `dissimilar` (the least mutually confused triple)."""
+  k = len(class_names)
+  if spec in ("similar", "dissimilar"):
+    if confusion is None:
+      raise UserError(f"--classes={spec} needs a confusion matrix from the baseline's validation logits.")
+    sym = (confusion + confusion.T).astype(np.float64)
+    np.fill_diagonal(sym, 0)
+    if spec == "similar":
+      a, b = np.unravel_index(np.argmax(sym), sym.shape)
+      others = [c for c in range(k) if c not in (a, b)]
+      c = min(others, key=lambda c: (sym[a, c] + sym[b, c], c))
+      return int(a), int(b), int(c)
+    return _least_confused_triple(sym)
+  parts = [p.strip() for p in spec.split(",") if p.strip()]
+  chosen = []
+  for part in parts:
+    if part.isdigit() and int(part) < k:
+      chosen.append(int(part))
+    elif part in class_names:
+      chosen.append(list(class_names).index(part))
+    else:
+      raise UserError(f"unknown class '{part}' in --classes={spec}; valid classes are 0-{k - 1} or the names "
+                      f"{', '.join(class_names)}; or use 'similar' / 'dissimilar'.")
+  if len(set(chosen)) != 3 or len(chosen) != 3:
+    raise UserError(f"--classes={spec} must name exactly 3 distinct classes (got {len(set(chosen))} distinct).")
+  return tuple(chosen)
+
+
+def _least_confused_triple(sym: np.ndarray) -> Tuple[int, int, int]:
+  """Exhaustive over all triples for up to 100 classes; greedy from the least confused pair beyond."""
+  k = len(sym)
+  if k <= 100:
+    total = sym[:, :, None] + sym[:, None, :] + sym[None, :, :]
+    i, j, l = np.indices((k, k, k))
+    total = np.where((i < j) & (j < l), total, np.inf)
+    return tuple(int(v) for v in np.unravel_index(np.argmin(total), total.shape))
+  masked = sym + np.diag(np.full(k, np.inf))
+  a, b = np.unravel_index(np.argmin(masked), masked.shape)
+  c = min((c for c in range(k) if c not in (a, b)), key=lambda c: (sym[a, c] + sym[b, c], c))
+  return tuple(sorted((int(a), int(b), int(c))))
+
+
+def class_examples(ds: tf.data.Dataset, classes: Sequence[int], per_class: int) -> Tuple[np.ndarray, np.ndarray]:
+  """The first `per_class` examples of each class in `ds` (images float32, labels 0..2 by position)."""
+  wanted = {c: [] for c in classes}
+  for image, label in ds.as_numpy_iterator():
+    label = int(label)
+    if label in wanted and len(wanted[label]) < per_class:
+      wanted[label].append(image)
+      if all(len(v) == per_class for v in wanted.values()):
+        break
+  short = {c: len(v) for c, v in wanted.items() if len(v) < per_class}
+  if short:
+    raise UserError(f"the split has too few examples of classes {short} for {per_class} per class; lower "
+                    "--examples_per_class.")
+  images = np.concatenate([np.stack(wanted[c]) for c in classes]).astype(np.float32)
+  return images, np.repeat(np.arange(3), per_class)
+
+
+def project_examples(features: keras.Model, templates: np.ndarray, classes: Sequence[int],
+                     images: np.ndarray, labels: np.ndarray) -> Dict[str, object]:
+  """Projects the examples of one triple onto the plane of that triple's templates."""
+  activations = np.asarray(features.predict(images, batch_size=256, verbose=0), np.float64)
+  origin, basis = plane_basis(templates[list(classes)])
+  points = project(augment(activations), origin, basis)
+  return {"points": points, "labels": labels, "templates": project(templates[list(classes)], origin, basis),
+          "tightness_plane": tightness(points, labels),
+          "tightness_full": tightness(augment(activations), labels)}
+
+
+def write_projector(logdir: str, embeddings: np.ndarray, images: np.ndarray, metadata: List[Tuple[str, ...]],
+                    header: Tuple[str, ...]) -> None:
+  """Writes a TensorBoard projector run: checkpointed embeddings, metadata.tsv and a sprite."""
+  from tensorboard.plugins import projector
+  os.makedirs(logdir, exist_ok=True)
+  with open(os.path.join(logdir, "metadata.tsv"), "w") as f:
+    f.write("\t".join(header) + "\n")
+    for row in metadata:
+      f.write("\t".join(str(v) for v in row) + "\n")
+  side = int(np.ceil(np.sqrt(len(images))))
+  h, w = images.shape[1:3]
+  sprite = np.full((side * h, side * w, 3), 255, np.uint8)
+  rgb = np.clip(images, 0, 255).astype(np.uint8)
+  if rgb.shape[-1] == 1:
+    rgb = np.repeat(rgb, 3, axis=-1)
+  for i, image in enumerate(rgb):
+    r, c = divmod(i, side)
+    sprite[r * h:(r + 1) * h, c * w:(c + 1) * w] = image
+  tf.io.write_file(os.path.join(logdir, "sprite.png"), tf.image.encode_png(sprite))
+  checkpoint = tf.train.Checkpoint(embedding=tf.Variable(np.asarray(embeddings, np.float32)))
+  checkpoint.save(os.path.join(logdir, "embedding.ckpt"))
+  config = projector.ProjectorConfig()
+  embedding = config.embeddings.add()
+  embedding.tensor_name = "embedding/.ATTRIBUTES/VARIABLE_VALUE"
+  embedding.metadata_path = "metadata.tsv"
+  embedding.sprite.image_path = "sprite.png"
+  embedding.sprite.single_image_dim.extend([w, h])
+  projector.visualize_embeddings(logdir, config)

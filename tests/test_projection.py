@@ -1,0 +1,104 @@
+import keras
+import numpy as np
+import pytest
+
+from ls_keras import models, projection
+from ls_keras.errors import UserError
+from test_models import SHAPES
+
+
+def test_basis_is_orthonormal_and_spans_the_templates_plane():
+  rng = np.random.RandomState(0)
+  templates = rng.normal(size=(3, 6))
+  origin, basis = projection.plane_basis(templates)
+  np.testing.assert_allclose(basis.T @ basis, np.eye(2), atol=1e-12)
+  np.testing.assert_allclose(origin, templates.mean(0))
+  for t in templates:  # Each template minus the origin lies in span(basis).
+    np.testing.assert_allclose(basis @ (basis.T @ (t - origin)), t - origin, atol=1e-12)
+
+
+def test_known_geometry_gives_exact_coordinates():
+  templates = np.array([[3.0, 0, 0, 1], [0, 3.0, 0, 1], [0, 0, 3.0, 1]])
+  origin, basis = projection.plane_basis(templates)
+  normal = np.array([1.0, 1.0, 1.0, 0]) / np.sqrt(3)
+  off_plane = np.array([0, 0, 0, 1.0])
+  point = origin + 2.0 * basis[:, 0] - 0.5 * basis[:, 1] + 7.0 * normal + 4.0 * off_plane
+  np.testing.assert_allclose(projection.project(point[None], origin, basis), [[2.0, -0.5]], atol=1e-12)
+
+
+def test_equidistant_templates_project_to_an_equilateral_triangle():
+  rng = np.random.RandomState(1)
+  q, _ = np.linalg.qr(rng.normal(size=(8, 8)))
+  templates = 5.0 * q[:3] + rng.normal(size=8)  # Orthonormal rows, scaled and shifted: equidistant.
+  origin, basis = projection.plane_basis(templates)
+  corners = projection.project(templates, origin, basis)
+  sides = [np.linalg.norm(corners[i] - corners[j]) for i, j in ((0, 1), (0, 2), (1, 2))]
+  np.testing.assert_allclose(sides, [5.0 * np.sqrt(2)] * 3, rtol=1e-12)
+  np.testing.assert_allclose(corners.mean(0), [0.0, 0.0], atol=1e-12)
+  assert projection.tightness(corners, np.arange(3))["equidistance_cv"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_collinear_templates_are_rejected():
+  with pytest.raises(UserError, match="collinear"):
+    projection.plane_basis(np.array([[0.0, 0], [1, 1], [2, 2]]))
+
+
+@pytest.mark.parametrize("name", sorted(models.MODELS))
+def test_extractor_reproduces_logits_from_templates_for_every_model(name):
+  shape = SHAPES.get(name, (32, 32, 3))
+  model = models.build_model(name, shape, 4, mean=[0.0] * shape[-1], std=[255.0] * shape[-1],
+                             options=models.ModelOptions(hidden_units=(12,)))
+  features, templates = projection.extract(model)
+  x = np.random.RandomState(0).uniform(0, 255, (3, *shape)).astype("float32")
+  activations = features.predict(x, verbose=0)
+  assert templates.shape == (4, activations.shape[1] + 1)
+  # The paper's notation: z_k = x^T w_k with x 1-augmented and w_k bias-augmented.
+  np.testing.assert_allclose(projection.augment(activations) @ templates.T, model.predict(x, verbose=0),
+                             rtol=1e-4, atol=1e-4)
+
+
+def test_model_without_named_layers_is_a_clear_error():
+  model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="out")])
+  with pytest.raises(UserError, match="no layer named penultimate or logits"):
+    projection.extract(model)
+
+
+NAMES = [f"c{i}" for i in range(10)]
+
+
+def test_similar_picks_the_most_confused_pair_and_a_distant_class():
+  confusion = np.diag(np.full(10, 100))
+  confusion[3, 5], confusion[5, 3] = 30, 25  # 3 and 5 look alike.
+  confusion[1, 3], confusion[5, 2] = 4, 6
+  confusion[[0, 2, 4, 6, 7, 8, 9], 3] = 2  # Everything but class 1 is a little confused with 3 ...
+  confusion[1, 5] = 0
+  confusion[7, 3] = 0  # ... except class 7, never confused with 3 or 5.
+  assert projection.choose_classes("similar", NAMES, confusion) == (3, 5, 7)
+
+
+def test_dissimilar_picks_the_least_confused_triple():
+  confusion = np.ones((10, 10), int) * 5
+  confusion[np.ix_([2, 6, 9], [2, 6, 9])] = 0
+  assert projection.choose_classes("dissimilar", NAMES, confusion) == (2, 6, 9)
+
+
+def test_classes_by_names_and_indices():
+  assert projection.choose_classes("c4,1,c9", NAMES) == (4, 1, 9)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("c1,c2,poodle", "unknown class 'poodle'.*c0, c1"),
+    ("1,1,2", "exactly 3 distinct classes"),
+    ("1,2", "exactly 3 distinct"),
+    ("1,2,3,4", "exactly 3 distinct"),
+    ("12,1,2", "unknown class '12'"),
+])
+def test_bad_class_choices_are_clear_errors(spec, message):
+  with pytest.raises(UserError, match=message):
+    projection.choose_classes(spec, NAMES)
+
+
+def test_tightness_of_perfect_clusters_is_zero():
+  points = np.repeat(np.array([[0.0, 0], [1, 0], [0, 1]]), 4, axis=0)
+  t = projection.tightness(points, np.repeat(np.arange(3), 4))
+  assert t["spread"] == 0.0 and t["separation"] == pytest.approx((2 + np.sqrt(2)) / 3)
