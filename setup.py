@@ -6,6 +6,7 @@ ENTRY_POINTS = {
     "ls-keras-train": "ls_keras.train:run",
     "ls-keras-calibrate": "ls_keras.calibrate:run",
     "ls-keras-project": "ls_keras.project:run",
+    "ls-keras-mutual-info": "ls_keras.mutual_info:run",
 }
 
 setup(

@@ -108,6 +108,8 @@ def check_field(name: str, value: Any) -> None:
   if name == "lr_boundaries" and (any(b <= 0 for b in value) or list(value) != sorted(set(value))):
     raise UserError(f"--lr_boundaries={','.join(map(str, value))} is not allowed: give strictly "
                     "increasing positive step numbers.")
+  if name == "mi_augmentations" and value < 2:
+    raise UserError(f"--mi_augmentations={value} is not allowed: the estimate needs L >= 2 augmented copies.")
   if name == "mi_classes" and (len(value) != 2 or value[0] == value[1] or min(value) < 0):
     raise UserError(f"--mi_classes={','.join(map(str, value))} is not allowed: give two different "
                     "class indices, e.g. 2,4.")

@@ -6,7 +6,9 @@ are pure functions of (seed, epoch), so a resumed run sees exactly the data it w
 """
 
 import dataclasses
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -185,3 +187,23 @@ def eval_batches(ds: tf.data.Dataset, num_classes: int, *, batch_size: int,
     ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
     batch_size = input_context.get_per_replica_batch_size(batch_size)
   return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def class_examples(ds: tf.data.Dataset, classes: Sequence[int], per_class: int) -> Tuple[np.ndarray, np.ndarray]:
+  """The first `per_class` examples of each class in `ds`, grouped by class.
+
+  Returns float32 images and labels that are positions in `classes` (0, 1, ...).
+  """
+  wanted = {c: [] for c in classes}
+  for image, label in ds.as_numpy_iterator():
+    label = int(label)
+    if label in wanted and len(wanted[label]) < per_class:
+      wanted[label].append(image)
+      if all(len(v) == per_class for v in wanted.values()):
+        break
+  short = {c: len(v) for c, v in wanted.items() if len(v) < per_class}
+  if short:
+    raise UserError(f"the split has too few examples of classes {short} (class: count found) for {per_class} "
+                    "per class; ask for fewer examples per class.")
+  images = np.concatenate([np.stack(wanted[c]) for c in classes]).astype(np.float32)
+  return images, np.repeat(np.arange(len(classes)), per_class)

@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 
 from ls_keras import models
-from ls_keras.errors import WorkdirError
+from ls_keras.errors import UserError, WorkdirError
 
 
 def export_model(model: keras.Model, keras_path: str, saved_model_path: str) -> None:
@@ -52,5 +52,5 @@ def check_layers(model: keras.Model, where: str) -> None:
   names = {layer.name for layer in model.layers}
   missing = [n for n in (models.PENULTIMATE, models.LOGITS) if n not in names]
   if missing:
-    raise WorkdirError(f"the model in {where} has no layer named {' or '.join(missing)}; ls_keras' analyses "
+    raise UserError(f"the model in {where} has no layer named {' or '.join(missing)}; ls_keras' analyses "
                        "need a layer 'penultimate' and a final Dense 'logits' layer (see ls_keras.models).")

@@ -128,23 +128,6 @@ def _least_confused_triple(sym: np.ndarray) -> Tuple[int, int, int]:
   return tuple(sorted((int(a), int(b), int(c))))
 
 
-def class_examples(ds: tf.data.Dataset, classes: Sequence[int], per_class: int) -> Tuple[np.ndarray, np.ndarray]:
-  """The first `per_class` examples of each class in `ds` (images float32, labels 0..2 by position)."""
-  wanted = {c: [] for c in classes}
-  for image, label in ds.as_numpy_iterator():
-    label = int(label)
-    if label in wanted and len(wanted[label]) < per_class:
-      wanted[label].append(image)
-      if all(len(v) == per_class for v in wanted.values()):
-        break
-  short = {c: len(v) for c, v in wanted.items() if len(v) < per_class}
-  if short:
-    raise UserError(f"the split has too few examples of classes {short} for {per_class} per class; lower "
-                    "--examples_per_class.")
-  images = np.concatenate([np.stack(wanted[c]) for c in classes]).astype(np.float32)
-  return images, np.repeat(np.arange(3), per_class)
-
-
 def project_examples(features: keras.Model, templates: np.ndarray, classes: Sequence[int],
                      images: np.ndarray, labels: np.ndarray) -> Dict[str, object]:
   """Projects the examples of one triple onto the plane of that triple's templates."""

@@ -46,7 +46,7 @@ def project_runs(workdirs: Sequence[str], class_specs: Sequence[str], output_dir
   val_logits, val_labels = baseline.load_logits("validation")
   confusion = projection.confusion_matrix(val_logits, val_labels, splits.num_classes)
   triples = [projection.choose_classes(spec, splits.class_names, confusion) for spec in class_specs]
-  examples = {(t, s): projection.class_examples(getattr(splits, s), t, examples_per_class)
+  examples = {(t, s): data_lib.class_examples(getattr(splits, s), t, examples_per_class)
               for t in triples for s in SPLITS}
   panels, numbers, arrays = [[] for _ in triples], [], {}
   col_titles = []

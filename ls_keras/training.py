@@ -23,6 +23,7 @@ from ls_keras import calibration
 from ls_keras import config as config_lib
 from ls_keras import data as data_lib
 from ls_keras import export as export_lib
+from ls_keras import information
 from ls_keras import losses
 from ls_keras import models
 from ls_keras import strategy as strategy_lib
@@ -315,8 +316,8 @@ def train_and_evaluate(config: config_lib.TrainConfig, workdir: str, overwrite: 
       model = build_classifier(config, splits)
     callbacks = []
     if config.mi_every_steps:
-      from ls_keras import information
-      callbacks.append(information.MutualInformationCallback.from_config(config, splits, run_dir))
+      callbacks.append(information.MutualInformationCallback.from_config(
+          config, splits, run_dir, write=strategy_lib.is_chief(strategy)))
     return run_training(model=model, exported=model, strategy=strategy, splits=splits, config=config,
                         workdir=run_dir, callbacks=callbacks)
   finally:

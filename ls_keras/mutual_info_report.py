@@ -1,0 +1,45 @@
+"""Figure 6 for finished runs: the mutual-information series of several runs on one plot."""
+
+import os
+from typing import Sequence
+
+import numpy as np
+
+from ls_keras import config as config_lib
+from ls_keras import information, plots, training
+from ls_keras import workdir as workdir_lib
+from ls_keras.errors import UserError
+
+
+def plot_runs(workdirs: Sequence[str], output_dir: str, recompute: bool = False) -> dict:
+  """Plots each run's I(X; Y) against training step, with log N and log 2 for reference."""
+  if not workdirs:
+    raise UserError("give at least one --workdir of a finished training run.")
+  curves, log_n, results = {}, None, {}
+  for path in workdirs:
+    run = workdir_lib.require(path)
+    record = run.read_record()
+    if recompute:
+      if record["kind"] != "train":
+        raise UserError(f"{run.path} is a {record['kind']} run; --recompute works on train runs.")
+      config = config_lib.from_dict(config_lib.TrainConfig, record["config"])
+      splits = training.load_data(config)
+      series = information.recompute_from_checkpoints(
+          run, config, splits, lambda c=config, s=splits: training.build_classifier(c, s))
+    else:
+      series_path = run.file("mutual_information.json")
+      if not os.path.exists(series_path):
+        raise UserError(f"{run.path} has no mutual_information.json: train it with --mi_every_steps > 0, or "
+                        "pass --recompute to estimate from its checkpoints.")
+      series = workdir_lib.read_json(series_path)
+    label = f"alpha={record['config'].get('alpha', 0.0):g} ({os.path.basename(run.path)})"
+    curves[label] = (np.array([p["step"] for p in series]), np.array([p["mi"] for p in series]))
+    log_n = series[0]["log_n"]
+    results[run.path] = series
+  os.makedirs(output_dir, exist_ok=True)
+  fig = plots.line_plot(curves, "training step", "I(X; logit difference) [nats]",
+                        hlines={"log N": log_n, "log 2": float(np.log(2))},
+                        title="Mutual information between example index and logits")
+  plots.save(fig, os.path.join(output_dir, "mutual_information.png"))
+  workdir_lib.atomic_write_json(os.path.join(output_dir, "mutual_information.json"), results)
+  return results
