@@ -7,6 +7,7 @@ ENTRY_POINTS = {
     "ls-keras-calibrate": "ls_keras.calibrate:run",
     "ls-keras-project": "ls_keras.project:run",
     "ls-keras-mutual-info": "ls_keras.mutual_info:run",
+    "ls-keras-distill": "ls_keras.distill:run",
 }
 
 setup(

@@ -18,7 +18,8 @@ OPTIMIZERS = ("sgd", "adam")
 WORKDIR_FORMAT = 1
 
 
-def _field(default, help_text, choices=None):
+def setting(default, help_text, choices=None):
+  """A config field whose help (and choices) also define its command-line flag."""
   metadata = {"help": help_text}
   if choices is not None:
     metadata["choices"] = choices
@@ -30,48 +31,48 @@ class TrainConfig:
   """Everything that determines a training run (and nothing that does not)."""
 
   # Data.
-  dataset: str = _field("fashion_mnist", "Data set, read through TFDS.", DATASETS)
-  data_dir: str = _field("", "TFDS data directory; empty means TFDS' default (~/tensorflow_datasets).")
-  fashion_mnist_source: str = _field(
+  dataset: str = setting("fashion_mnist", "Data set, read through TFDS.", DATASETS)
+  data_dir: str = setting("", "TFDS data directory; empty means TFDS' default (~/tensorflow_datasets).")
+  fashion_mnist_source: str = setting(
       "", "Folder with the Fashion-MNIST IDX files; empty means $LS_KERAS_FASHION_MNIST_DIR "
       "or Debian's /usr/share/datasets/fashion-mnist.")
-  validation_size: int = _field(10000, "Examples held out from the end of the train split for validation.")
-  train_examples: int = _field(0, "Use only the first N training examples (0: all). For quick runs.")
-  eval_examples: int = _field(0, "Use only the first N validation and test examples (0: all).")
-  augment: bool = _field(True, "Random augmentation of training images (shifts; crops and flips for CIFAR).")
+  validation_size: int = setting(10000, "Examples held out from the end of the train split for validation.")
+  train_examples: int = setting(0, "Use only the first N training examples (0: all). For quick runs.")
+  eval_examples: int = setting(0, "Use only the first N validation and test examples (0: all).")
+  augment: bool = setting(True, "Random augmentation of training images (shifts; crops and flips for CIFAR).")
   # Model.
-  model: str = _field("small_cnn", "Model builder name (see ls_keras.models.MODELS).")
-  hidden_units: Tuple[int, ...] = _field((1200, 1200), "Hidden layer sizes of the mlp model.")
-  dropout: float = _field(0.0, "Dropout rate before the penultimate layer(s) where the model has one.")
-  weight_decay: float = _field(0.0, "L2 weight decay lambda: adds lambda/2 * ||w||^2 per regularised kernel.")
+  model: str = setting("small_cnn", "Model builder name (see ls_keras.models.MODELS).")
+  hidden_units: Tuple[int, ...] = setting((1200, 1200), "Hidden layer sizes of the mlp model.")
+  dropout: float = setting(0.0, "Dropout rate before the penultimate layer(s) where the model has one.")
+  weight_decay: float = setting(0.0, "L2 weight decay lambda: adds lambda/2 * ||w||^2 per regularised kernel.")
   # Objective.
-  alpha: float = _field(0.0, "Label smoothing: targets become y * (1 - alpha) + alpha / K.")
-  loss_scale: float = _field(1.0, "Multiplier on the cross-entropy (the paper's recipes use 3).")
+  alpha: float = setting(0.0, "Label smoothing: targets become y * (1 - alpha) + alpha / K.")
+  loss_scale: float = setting(1.0, "Multiplier on the cross-entropy (the paper's recipes use 3).")
   # Optimisation.
-  optimizer: str = _field("sgd", "Optimizer.", OPTIMIZERS)
-  learning_rate: float = _field(0.1, "Initial learning rate.")
-  momentum: float = _field(0.9, "SGD momentum.")
-  nesterov: bool = _field(True, "Nesterov momentum for SGD.")
-  lr_boundaries: Tuple[int, ...] = _field((), "Steps at which the learning rate is multiplied by lr_decay.")
-  lr_decay: float = _field(0.1, "Factor applied to the learning rate at each boundary.")
-  grad_clip_norm: float = _field(0.0, "Clip gradients to this global norm (0: no clipping).")
-  batch_size: int = _field(128, "Global batch size (split across replicas).")
-  epochs: int = _field(10, "Training epochs (ignored when train_steps > 0).")
-  train_steps: int = _field(0, "Total training steps; 0 means epochs * steps per epoch.")
-  seed: int = _field(0, "Seed for initialisation, shuffling and augmentation.")
+  optimizer: str = setting("sgd", "Optimizer.", OPTIMIZERS)
+  learning_rate: float = setting(0.1, "Initial learning rate.")
+  momentum: float = setting(0.9, "SGD momentum.")
+  nesterov: bool = setting(True, "Nesterov momentum for SGD.")
+  lr_boundaries: Tuple[int, ...] = setting((), "Steps at which the learning rate is multiplied by lr_decay.")
+  lr_decay: float = setting(0.1, "Factor applied to the learning rate at each boundary.")
+  grad_clip_norm: float = setting(0.0, "Clip gradients to this global norm (0: no clipping).")
+  batch_size: int = setting(128, "Global batch size (split across replicas).")
+  epochs: int = setting(10, "Training epochs (ignored when train_steps > 0).")
+  train_steps: int = setting(0, "Total training steps; 0 means epochs * steps per epoch.")
+  seed: int = setting(0, "Seed for initialisation, shuffling and augmentation.")
   # Execution.
-  strategy: str = _field("auto", "tf.distribute strategy; auto = MirroredStrategy over all GPUs, else default.",
+  strategy: str = setting("auto", "tf.distribute strategy; auto = MirroredStrategy over all GPUs, else default.",
                          STRATEGIES)
-  precision: str = _field("mixed_bfloat16", "Keras dtype policy. Logits are always float32.", PRECISIONS)
-  cpu_devices: int = _field(1, "Split the CPU into this many logical devices (to try MirroredStrategy on CPU).")
-  deterministic: bool = _field(False, "Enable TF op determinism (slower) so that reruns match exactly.")
-  jit_compile: bool = _field(False, "XLA-compile the training step (measured 2x slower on CPU).")
-  steps_per_execution: int = _field(25, "Training steps run inside one tf.function call.")
+  precision: str = setting("mixed_bfloat16", "Keras dtype policy. Logits are always float32.", PRECISIONS)
+  cpu_devices: int = setting(1, "Split the CPU into this many logical devices (to try MirroredStrategy on CPU).")
+  deterministic: bool = setting(False, "Enable TF op determinism (slower) so that reruns match exactly.")
+  jit_compile: bool = setting(False, "XLA-compile the training step (measured 2x slower on CPU).")
+  steps_per_execution: int = setting(25, "Training steps run inside one tf.function call.")
   # Mutual information during training (paper Figure 6).
-  mi_every_steps: int = _field(0, "Estimate I(X; logit difference) every N steps (0: off).")
-  mi_classes: Tuple[int, ...] = _field((2, 4), "The two classes whose logit difference is studied.")
-  mi_examples_per_class: int = _field(300, "Training examples per class for the MI estimate.")
-  mi_augmentations: int = _field(5, "Augmented copies per example for the MI estimate.")
+  mi_every_steps: int = setting(0, "Estimate I(X; logit difference) every N steps (0: off).")
+  mi_classes: Tuple[int, ...] = setting((2, 4), "The two classes whose logit difference is studied.")
+  mi_examples_per_class: int = setting(300, "Training examples per class for the MI estimate.")
+  mi_augmentations: int = setting(5, "Augmented copies per example for the MI estimate.")
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)
@@ -108,6 +109,12 @@ def check_field(name: str, value: Any) -> None:
   if name == "lr_boundaries" and (any(b <= 0 for b in value) or list(value) != sorted(set(value))):
     raise UserError(f"--lr_boundaries={','.join(map(str, value))} is not allowed: give strictly "
                     "increasing positive step numbers.")
+  if name == "temperature" and not value > 0:
+    raise UserError(f"--temperature={value} is not allowed: the distillation temperature must be > 0.")
+  if name == "beta" and not 0.0 <= value <= 1.0:
+    raise UserError(f"--beta={value} is not allowed: the weight of the teacher term must lie in [0, 1].")
+  if name == "teacher" and not value:
+    raise UserError("--teacher is required: a finished workdir, a .keras file or a SavedModel folder.")
   if name == "mi_augmentations" and value < 2:
     raise UserError(f"--mi_augmentations={value} is not allowed: the estimate needs L >= 2 augmented copies.")
   if name == "mi_classes" and (len(value) != 2 or value[0] == value[1] or min(value) < 0):

@@ -20,3 +20,10 @@ def cross_entropy(targets: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
 def label_smoothing_loss(alpha: float) -> keras.losses.Loss:
   """The training loss: Keras' categorical cross-entropy on raw logits with LS alpha."""
   return keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=alpha)
+
+
+def scale_for_replicas(loss: tf.Tensor) -> tf.Tensor:
+  """Divides a per-replica mean by the replica count, as Keras' own losses do under tf.distribute,
+  so that the replicas' summed gradients are those of the global-batch mean."""
+  replicas = tf.distribute.get_strategy().num_replicas_in_sync
+  return loss / replicas if replicas > 1 else loss

@@ -48,12 +48,17 @@ def make_optimizer(config) -> keras.optimizers.Optimizer:
   return keras.optimizers.Adam(learning_rate)
 
 
-def build_classifier(config, splits: data_lib.Splits) -> keras.Model:
-  """The configured model, compiled with CategoricalCrossentropy(label_smoothing=alpha)."""
+def build_network(config, splits: data_lib.Splits) -> keras.Model:
+  """The configured model for the data's input shape and classes, uncompiled."""
   options = models.ModelOptions(weight_decay=config.weight_decay, dropout=config.dropout,
                                 hidden_units=tuple(config.hidden_units))
-  model = models.build_model(config.model, splits.spec.image_shape, splits.num_classes,
-                             mean=splits.spec.mean, std=splits.spec.std, options=options)
+  return models.build_model(config.model, splits.spec.image_shape, splits.num_classes,
+                            mean=splits.spec.mean, std=splits.spec.std, options=options)
+
+
+def build_classifier(config, splits: data_lib.Splits) -> keras.Model:
+  """The configured model, compiled with CategoricalCrossentropy(label_smoothing=alpha)."""
+  model = build_network(config, splits)
   model.compile(optimizer=make_optimizer(config), loss=losses.label_smoothing_loss(config.alpha),
                 loss_weights=config.loss_scale)
   return model
@@ -116,8 +121,14 @@ class Loop:
     return tf.cast(self.model(x, training=False), tf.float32), tf.argmax(y, -1), mask
 
   def train(self, iterator, num_steps: int) -> Dict[str, float]:
+    """Runs `num_steps` steps; returns their mean loss and accuracy, and any loss parts the
+    model tracks in `loss_trackers` (the Distiller's hard and soft terms)."""
     loss, accuracy = self._train_steps(iterator, tf.constant(num_steps))
-    return {"loss": float(loss), "accuracy": float(accuracy)}
+    logs = {"loss": float(loss), "accuracy": float(accuracy)}
+    for tracker in getattr(self.model, "loss_trackers", ()):
+      logs[tracker.name] = float(tracker.result())
+      tracker.reset_state()
+    return logs
 
   def predict(self, dataset_fn: Callable) -> tuple:
     """(logits, labels) over a padded, masked eval dataset (see data.eval_batches)."""
@@ -304,8 +315,7 @@ def train_and_evaluate(config: config_lib.TrainConfig, workdir: str, overwrite: 
   """
   config_lib.validate(config)
   run_dir = Workdir(workdir)
-  resuming = run_dir.start(config, "train", overwrite=overwrite)
-  if resuming and run_dir.is_finished():
+  if run_dir.check(config, "train", overwrite) and run_dir.is_finished():
     print(f"{run_dir.path} already holds this finished run; nothing to do.", flush=True)
     return run_dir.read_metrics()
   policy = keras.config.dtype_policy()
@@ -314,6 +324,7 @@ def train_and_evaluate(config: config_lib.TrainConfig, workdir: str, overwrite: 
     splits = load_data(config)
     with strategy.scope():
       model = build_classifier(config, splits)
+    run_dir.start(config, "train", overwrite)
     callbacks = []
     if config.mi_every_steps:
       callbacks.append(information.MutualInformationCallback.from_config(

@@ -119,29 +119,38 @@ class Workdir:
   def read_config(self, cls):
     return config_lib.from_dict(cls, self.read_record()["config"])
 
-  def start(self, config, kind: str, overwrite: bool = False) -> bool:
-    """Claims the workdir for `config`; returns True when resuming the same run.
+  def check(self, config, kind: str, overwrite: bool = False) -> bool:
+    """Read-only: may this run use the workdir? Returns True when it holds this same run.
 
-    A workdir holding a different run is refused unless `overwrite`, which wipes it.
+    A workdir holding a different run, or a folder that is not a workdir, is refused
+    unless `overwrite`.
     """
     if os.path.exists(self.file("config.json")):
       if overwrite:
-        shutil.rmtree(self.path)
-      else:
-        record = self.read_record()
-        if record["kind"] != kind or record["config"] != json.loads(config_lib.dumps(config)):
-          old = record["config"]
-          new = json.loads(config_lib.dumps(config))
-          diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-          raise WorkdirError(
-              f"{self.path} holds a different {record['kind']} run (settings that differ: "
-              f"{', '.join(diff) or 'run kind'}). Use another --workdir, or pass --overwrite to delete it "
-              "and start afresh.")
-        return True
-    elif os.path.isdir(self.path) and os.listdir(self.path) and not overwrite:
+        return False
+      record = self.read_record()
+      new = json.loads(config_lib.dumps(config))
+      if record["kind"] != kind or record["config"] != new:
+        old = record["config"]
+        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        raise WorkdirError(
+            f"{self.path} holds a different {record['kind']} run (settings that differ: "
+            f"{', '.join(diff) or 'run kind'}). Use another --workdir, or pass --overwrite to delete it "
+            "and start afresh.")
+      return True
+    if os.path.isdir(self.path) and os.listdir(self.path) and not overwrite:
       raise WorkdirError(f"{self.path} exists and is not an ls_keras workdir; refusing to write into it. "
                          "Use an empty or new folder, or pass --overwrite.")
-    elif overwrite and os.path.isdir(self.path):
+    return False
+
+  def start(self, config, kind: str, overwrite: bool = False) -> bool:
+    """Claims the workdir for `config` (after `check`); returns True when resuming the same run.
+
+    Call it only once the run's inputs are known good, so a refused run leaves nothing.
+    """
+    if self.check(config, kind, overwrite):
+      return True
+    if overwrite and os.path.isdir(self.path):
       shutil.rmtree(self.path)
     os.makedirs(self.path, exist_ok=True)
     atomic_write_json(self.file("config.json"), {

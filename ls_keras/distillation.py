@@ -1,0 +1,169 @@
+"""Knowledge distillation (paper Section 4): the loss, equivalent smoothing, and a Distiller.
+
+Student loss (the paper's cross-entropy form):
+  (1 - beta) H(y, p_student) + beta H(softmax(teacher / T), softmax(student / T)),
+optionally times T^2 on the second term (Hinton et al.; off by default, as in the paper).
+
+Why not `keras.distillation.Distiller` (Keras 3.15)? Its LogitsDistillation multiplies the
+KL term by T^2 unconditionally and hands raw logits to any other loss, so the paper's
+cross-entropy at temperature T without T^2 cannot be expressed; and its compute_loss
+leaves out the student's regularisation losses (weight decay). The Distiller below keeps
+Keras' contract instead: it overrides `compute_loss`, so it trains through the same loop
+as every model, scales for distribution like Keras losses do, and saves its student alone.
+"""
+
+import dataclasses
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ls_keras import config as config_lib
+from ls_keras import export as export_lib
+from ls_keras import losses
+from ls_keras.errors import UserError
+
+
+def distillation_terms(labels, student_logits, teacher_logits, temperature: float, alpha: float = 0.0,
+                       t_squared: bool = False):
+  """Per-example (hard, soft) terms: H(y_ls, p_student) and H(p_teacher(T), p_student(T)) [* T^2]."""
+  student_logits = tf.cast(student_logits, tf.float32)
+  teacher_probs = tf.nn.softmax(tf.cast(teacher_logits, tf.float32) / temperature, axis=-1)
+  soft = losses.cross_entropy(teacher_probs, student_logits / temperature)
+  if t_squared:
+    soft = soft * temperature ** 2
+  return losses.cross_entropy(losses.smooth_labels(labels, alpha), student_logits), soft
+
+
+def distillation_loss(labels, student_logits, teacher_logits, temperature: float, beta: float,
+                      alpha: float = 0.0, t_squared: bool = False) -> tf.Tensor:
+  """Per-example student loss (1 - beta) hard + beta soft; labels one-hot, logits raw."""
+  hard, soft = distillation_terms(labels, student_logits, teacher_logits, temperature, alpha, t_squared)
+  return (1.0 - beta) * hard + beta * soft
+
+
+def equivalent_smoothing(teacher_logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
+  """gamma = E[sum_k (1 - y_k) p_teacher,k(T)] * K / (K - 1): 0 for one-hot, 1 for uniform.
+
+  For a model trained with label smoothing alpha, the same expression on its targets
+  gives exactly alpha, which puts teachers and students on one axis (Figure 5).
+  """
+  logits = np.asarray(teacher_logits, np.float64) / temperature
+  z = logits - logits.max(-1, keepdims=True)
+  probs = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+  k = probs.shape[1]
+  off_target = 1.0 - probs[np.arange(len(labels)), np.asarray(labels)]
+  return float(off_target.mean() * k / (k - 1))
+
+
+@keras.saving.register_keras_serializable(package="ls_keras")
+class Distiller(keras.Model):
+  """A frozen teacher and a trainable student; predictions are the student's logits."""
+
+  def __init__(self, teacher: keras.Model, student: keras.Model, temperature: float = 1.0, beta: float = 1.0,
+               alpha: float = 0.0, t_squared: bool = False, **kwargs):
+    super().__init__(**kwargs)
+    check_hyperparameters(temperature, beta)
+    self.teacher, self.student = teacher, student
+    self.teacher.trainable = False
+    self.temperature, self.beta, self.alpha, self.t_squared = temperature, beta, alpha, t_squared
+    self.loss_trackers = [keras.metrics.Mean(name=n) for n in ("hard_loss", "soft_loss")]
+
+  def call(self, inputs, training=None):
+    return self.student(inputs, training=training)
+
+  def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+    del sample_weight
+    if y_pred is None:
+      y_pred = self(x, training=training)
+    teacher_logits = tf.stop_gradient(self.teacher(x, training=False))
+    hard, soft = distillation_terms(y, y_pred, teacher_logits, self.temperature, self.alpha, self.t_squared)
+    self.loss_trackers[0].update_state(hard)
+    self.loss_trackers[1].update_state(soft)
+    loss = losses.scale_for_replicas(tf.reduce_mean((1.0 - self.beta) * hard + self.beta * soft))
+    for regulariser in self.student.losses:
+      loss += losses.scale_for_replicas(tf.cast(regulariser, loss.dtype))
+    return loss
+
+  @property
+  def metrics(self):
+    return list(self.loss_trackers)
+
+
+def check_hyperparameters(temperature: float, beta: float) -> None:
+  config_lib.check_field("temperature", temperature)
+  config_lib.check_field("beta", beta)
+
+
+def load_teacher(path: str) -> keras.Model:
+  """A teacher from a workdir, a `.keras` file (safe mode) or a SavedModel folder."""
+  if os.path.isdir(path) and os.path.exists(os.path.join(path, "model.keras")):
+    return export_lib.load_keras_model(os.path.join(path, "model.keras"))
+  if path.endswith(".keras"):
+    return export_lib.load_keras_model(path)
+  if os.path.exists(os.path.join(path, "saved_model.pb")):
+    export_lib.load_saved_model(path)  # Clear error if corrupt.
+    layer = keras.layers.TFSMLayer(path, call_endpoint="serve")
+    spec = layer._endpoint_signatures["serve"].structured_input_signature[0][0]  # pylint: disable=protected-access
+    inputs = keras.Input(tuple(spec.shape[1:]))
+    return keras.Model(inputs, layer(inputs), name="teacher")
+  raise UserError(f"--teacher={path} is neither a finished ls_keras workdir (with model.keras), a .keras file, "
+                  "nor a SavedModel folder.")
+
+
+def check_compatible(teacher: keras.Model, image_shape, num_classes: int) -> None:
+  """The teacher must see the student's inputs and predict the student's classes."""
+  teacher_input = tuple(teacher.inputs[0].shape[1:])
+  teacher_classes = teacher.outputs[0].shape[-1]
+  if teacher_input != tuple(image_shape):
+    raise UserError(f"the teacher takes inputs of shape {teacher_input}, but the student's data has "
+                    f"{tuple(image_shape)}: distil on the data set the teacher was trained on.")
+  if teacher_classes != num_classes:
+    raise UserError(f"the teacher predicts {teacher_classes} classes, the student's data has {num_classes}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillConfig(config_lib.TrainConfig):
+  """A student's training run: every TrainConfig setting (for the student) plus the teacher."""
+  teacher: str = config_lib.setting("", "The teacher: a finished workdir, a .keras file or a SavedModel folder.")
+  temperature: float = config_lib.setting(1.0, "Distillation temperature T (> 0).")
+  beta: float = config_lib.setting(1.0, "Weight of the teacher term, in [0, 1] (the paper: 1).")
+  t_squared: bool = config_lib.setting(False, "Multiply the teacher term by T^2 (Hinton et al.); off in the paper.")
+
+
+def distill_and_evaluate(config: DistillConfig, workdir: str, overwrite: bool = False) -> dict:
+  """Distils config.teacher into a student trained into `workdir`; returns the student's metrics.
+
+  The metrics include the teacher's equivalent smoothing gamma at config.temperature over
+  the student's training set. Same workdir semantics as training: finished runs are
+  reused, unfinished ones resume.
+  """
+  from ls_keras import training  # Not at import time: training is the heavier module.
+  from ls_keras.workdir import Workdir
+  config_lib.validate(config)
+  run_dir = Workdir(workdir)
+  if run_dir.check(config, "distill", overwrite) and run_dir.is_finished():
+    print(f"{run_dir.path} already holds this finished run; nothing to do.", flush=True)
+    return run_dir.read_metrics()
+  policy = keras.config.dtype_policy()
+  try:
+    strategy = training.setup_runtime(config)
+    splits = training.load_data(config)
+    with strategy.scope():
+      teacher = load_teacher(config.teacher)
+      check_compatible(teacher, splits.spec.image_shape, splits.num_classes)
+      student = training.build_network(config, splits)
+      distiller = Distiller(teacher, student, config.temperature, config.beta, config.alpha, config.t_squared,
+                            name="distiller")
+      distiller.compile(optimizer=training.make_optimizer(config))
+    run_dir.start(config, "distill", overwrite)
+    teacher_logits, labels = training.evaluate_split(training.Loop(teacher, strategy), splits.train,
+                                                     splits.num_classes, config.batch_size * 2)
+    extra = {"equivalent_smoothing": equivalent_smoothing(teacher_logits, labels, config.temperature),
+             "teacher_train_accuracy": float(np.mean(teacher_logits.argmax(-1) == labels)),
+             "teacher": os.path.abspath(config.teacher)}
+    return training.run_training(model=distiller, exported=student, strategy=strategy, splits=splits,
+                                 config=config, workdir=run_dir, extra_metrics=extra)
+  finally:
+    keras.config.set_dtype_policy(policy)

@@ -1,0 +1,165 @@
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import run_cli, tiny_train_args
+from ls_keras import distillation, losses, models, training
+
+LABELS = np.array([[1.0, 0, 0], [0, 0, 1.0]], np.float32)
+STUDENT = np.array([[2.0, 0.5, -1.0], [0.0, 1.0, 0.5]], np.float32)
+TEACHER = np.array([[3.0, 1.0, 0.0], [-1.0, 0.0, 2.0]], np.float32)
+
+
+def np_softmax(z):
+  e = np.exp(z - z.max(-1, keepdims=True))
+  return e / e.sum(-1, keepdims=True)
+
+
+@pytest.mark.parametrize("temperature, beta, t_squared", [(1.0, 1.0, False), (4.0, 0.5, False), (2.0, 0.3, True)])
+def test_loss_matches_the_papers_formula_on_known_logits(temperature, beta, t_squared):
+  hard = -(LABELS * np.log(np_softmax(STUDENT))).sum(-1)
+  soft = -(np_softmax(TEACHER / temperature) * np.log(np_softmax(STUDENT / temperature))).sum(-1)
+  expected = (1 - beta) * hard + beta * soft * (temperature ** 2 if t_squared else 1.0)
+  ours = distillation.distillation_loss(LABELS, STUDENT, TEACHER, temperature, beta, t_squared=t_squared)
+  np.testing.assert_allclose(ours.numpy(), expected, rtol=1e-5)
+
+
+def test_beta_zero_is_plain_cross_entropy():
+  ours = distillation.distillation_loss(LABELS, STUDENT, TEACHER, temperature=3.0, beta=0.0)
+  plain = keras.losses.CategoricalCrossentropy(from_logits=True, reduction=None)(LABELS, STUDENT)
+  np.testing.assert_allclose(ours.numpy(), plain.numpy(), rtol=1e-6)
+
+
+def test_equivalent_smoothing_is_0_for_one_hot_and_1_for_uniform_teachers():
+  labels = np.array([0, 2, 1])
+  assert distillation.equivalent_smoothing(np.eye(3)[labels] * 1000.0, labels, 1.0) == 0.0
+  assert distillation.equivalent_smoothing(np.zeros((3, 3)), labels, 1.0) == pytest.approx(1.0)
+  # A label-smoothed target distribution gives back its alpha: log-probabilities as logits.
+  alpha = 0.3
+  targets = np.eye(3)[labels] * (1 - alpha) + alpha / 3
+  assert distillation.equivalent_smoothing(np.log(targets), labels, 1.0) == pytest.approx(alpha)
+  # Temperature softens the teacher: gamma grows with T.
+  logits = np.random.RandomState(0).normal(0, 3, (50, 3))
+  gammas = [distillation.equivalent_smoothing(logits, np.zeros(50, int), t) for t in (1, 2, 4, 8)]
+  assert gammas == sorted(gammas)
+
+
+def _tiny(seed, hidden):
+  keras.utils.set_random_seed(seed)
+  return models.build_model("mlp", (6, 6, 1), 3, mean=[128.0], std=[64.0],
+                            options=models.ModelOptions(weight_decay=1e-3, hidden_units=(hidden,)))
+
+
+def _batches(ctx=None):
+  rng = np.random.RandomState(0)
+  x = rng.uniform(0, 255, (48, 6, 6, 1)).astype("float32")
+  y = np.eye(3, dtype="float32")[rng.randint(0, 3, 48)]
+  return tf.data.Dataset.from_tensor_slices((x, y)).batch(ctx.get_per_replica_batch_size(8) if ctx else 8)
+
+
+def _distil(strategy, steps=3):
+  with strategy.scope():
+    teacher, student = _tiny(0, 16), _tiny(1, 8)
+    distiller = distillation.Distiller(teacher, student, temperature=2.0, beta=0.7, alpha=0.1)
+    distiller.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9))
+    distiller.optimizer.build(distiller.trainable_variables)
+  teacher_before = [w.copy() for w in teacher.get_weights()]
+  student_before = [w.copy() for w in student.get_weights()]
+  logs = training.Loop(distiller, strategy).train(iter(strategy.distribute_datasets_from_function(_batches)), steps)
+  return distiller, teacher_before, student_before, logs
+
+
+def test_teacher_is_bit_identical_and_only_the_student_learns(cpu_devices):
+  distiller, teacher_before, student_before, logs = _distil(tf.distribute.OneDeviceStrategy(cpu_devices[0]))
+  for before, after in zip(teacher_before, distiller.teacher.get_weights()):
+    np.testing.assert_array_equal(before, after)
+  assert any(not np.array_equal(b, a) for b, a in zip(student_before, distiller.student.get_weights()))
+  assert {"loss", "accuracy", "hard_loss", "soft_loss"} <= set(logs)
+  assert {v.name for v in distiller.trainable_variables} == {v.name for v in distiller.student.trainable_variables}
+
+
+def test_two_replicas_give_the_same_loss_and_updates_as_one_device(cpu_devices):
+  one, _, _, one_logs = _distil(tf.distribute.OneDeviceStrategy(cpu_devices[0]))
+  two, _, _, two_logs = _distil(tf.distribute.MirroredStrategy(cpu_devices))
+  assert one_logs["loss"] == pytest.approx(two_logs["loss"], rel=1e-5)
+  for a, b in zip(one.student.get_weights(), two.student.get_weights()):
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_first_step_loss_is_the_formula_plus_student_weight_decay(cpu_devices):
+  strategy = tf.distribute.OneDeviceStrategy(cpu_devices[0])
+  with strategy.scope():
+    teacher, student = _tiny(0, 16), _tiny(1, 8)
+    distiller = distillation.Distiller(teacher, student, temperature=2.0, beta=0.7)
+    distiller.compile(optimizer=keras.optimizers.SGD(0.0))
+    distiller.optimizer.build(distiller.trainable_variables)
+  x, y = next(iter(_batches()))
+  expected = float(np.mean(distillation.distillation_loss(y, student(x), teacher(x), 2.0, 0.7)))
+  expected += float(sum(student.losses))
+  logs = training.Loop(distiller, strategy).train(iter(strategy.distribute_datasets_from_function(_batches)), 1)
+  assert logs["loss"] == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.fixture(scope="module")
+def student_run(tiny_runs, fashion_data_dir, tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("kd") / "student")
+  args = tiny_train_args(fashion_data_dir, workdir, "--model=mlp", "--hidden_units=64,64")
+  result = run_cli("ls_keras.distill", f"--teacher={tiny_runs[0.1]}", "--temperature=2", "--beta=1", *args)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return workdir
+
+
+def test_distill_cli_trains_a_student_and_records_gamma(student_run, tiny_runs):
+  metrics = json.load(open(os.path.join(student_run, "metrics.json")))
+  assert metrics["validation"]["accuracy"] >= 0.65
+  assert 0.1 < metrics["equivalent_smoothing"] < 1.0  # An alpha = 0.1 teacher at T = 2 is smoother than 0.1.
+  assert metrics["teacher"] == os.path.abspath(tiny_runs[0.1])
+  record = json.load(open(os.path.join(student_run, "config.json")))
+  assert record["kind"] == "distill" and record["config"]["temperature"] == 2.0
+
+
+FRESH = r"""
+import sys, numpy as np
+from ls_keras import export
+model = export.load_keras_model(sys.argv[1])
+np.save(sys.argv[3], model(np.load(sys.argv[2]), training=False).numpy())
+"""
+
+
+def test_exported_student_alone_reloads_with_the_same_logits(student_run, tmp_path):
+  import subprocess
+  import sys
+  from ls_keras import export
+  student = export.load_keras_model(os.path.join(student_run, "model.keras"))
+  assert student.name == "mlp" and student.get_layer("logits").units == 10  # The student, no teacher inside.
+  images = np.random.RandomState(0).uniform(0, 255, (16, 28, 28, 1)).astype("float32")
+  np.save(tmp_path / "x.npy", images)
+  subprocess.run([sys.executable, "-c", FRESH, os.path.join(student_run, "model.keras"), str(tmp_path / "x.npy"),
+                  str(tmp_path / "y.npy")], check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+  np.testing.assert_allclose(np.load(tmp_path / "y.npy"), student(images, training=False).numpy(), rtol=1e-6,
+                             atol=1e-6)
+
+
+def test_bad_inputs_exit_2(tiny_runs, fashion_data_dir, tmp_path):
+  other = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(), keras.layers.Dense(8, name="penultimate"),
+                            keras.layers.Dense(10, name="logits")])
+  other.save(tmp_path / "cifar_teacher.keras")
+  five = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(8, name="penultimate"),
+                           keras.layers.Dense(5, name="logits")])
+  five.save(tmp_path / "five.keras")
+  args = tiny_train_args(fashion_data_dir, str(tmp_path / "s"), "--model=mlp", "--hidden_units=8")
+  cases = [([f"--teacher={tmp_path / 'cifar_teacher.keras'}"], "inputs of shape (32, 32, 3)"),
+           ([f"--teacher={tmp_path / 'five.keras'}"], "predicts 5 classes"),
+           ([f"--teacher={tiny_runs[0.0]}", "--temperature=0"], "--temperature=0"),
+           ([f"--teacher={tiny_runs[0.0]}", "--beta=1.5"], "--beta=1.5"),
+           ([f"--teacher={tmp_path / 'nothing'}"], "neither a finished ls_keras workdir"),
+           ([], "--teacher is required")]
+  for extra, message in cases:
+    result = run_cli("ls_keras.distill", *extra, *args, timeout=180)
+    assert result.returncode == 2, (extra, result.stderr[-2000:])
+    assert message in result.stderr and "Traceback" not in result.stderr, (extra, result.stderr[-2000:])
+    assert not (tmp_path / "s").exists(), "a refused run must leave nothing behind"
