@@ -8,6 +8,7 @@ ENTRY_POINTS = {
     "ls-keras-project": "ls_keras.project:run",
     "ls-keras-mutual-info": "ls_keras.mutual_info:run",
     "ls-keras-distill": "ls_keras.distill:run",
+    "ls-keras-kd-sweep": "ls_keras.kd_sweep:run",
 }
 
 setup(

@@ -1,0 +1,61 @@
+"""The distillation sweep on a tiny preset: plan, results, figure, and reuse on a second call."""
+
+import json
+import os
+
+import pytest
+
+from conftest import run_cli
+from ls_keras import sweep
+
+
+def test_plan_covers_the_four_curves_with_teachers_first():
+  preset = sweep.make_preset("fashion_mnist")
+  jobs = sweep.plan(preset, "/r")
+  names = [j.name for j in jobs]
+  per_seed = 2 * len(preset.teacher_alphas) + len(preset.temperatures) + len(preset.teacher_alphas) - 1
+  assert len(jobs) == per_seed * len(preset.seeds)
+  for job in jobs:
+    if job.kind == "distill":
+      teacher = os.path.basename(job.config.teacher)
+      assert names.index(teacher) < names.index(job.name)
+      assert job.config.hidden_units == (800, 800) and job.config.beta == 1.0
+  assert {j.curve for j in jobs} == set(sweep.CURVES)
+  assert preset.teacher.hidden_units == (1200, 1200)
+
+
+def test_unknown_preset_is_refused():
+  with pytest.raises(Exception, match="--preset=huge"):
+    sweep.make_preset("huge")
+
+
+@pytest.fixture(scope="module")
+def tiny_sweep(fashion_data_dir, tmp_path_factory):
+  root = str(tmp_path_factory.mktemp("sweep"))
+  result = run_cli("ls_keras.kd_sweep", "--preset=tiny", f"--root={root}", f"--data_dir={fashion_data_dir}",
+                   timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return root, result
+
+
+def test_tiny_sweep_writes_table_figure_and_anecdote(tiny_sweep):
+  root, result = tiny_sweep
+  report = json.load(open(os.path.join(root, "kd_sweep.json")))
+  assert set(report["curves"]) == set(sweep.CURVES)
+  kd_hard = report["curves"]["kd_hard"]
+  assert kd_hard["key"] == [1.0, 4.0]
+  assert kd_hard["gamma"][0] < kd_hard["gamma"][-1]  # Higher T, smoother teacher.
+  assert report["curves"]["teacher"]["gamma"] == [0.0, 0.3]
+  assert len(report["anecdote"]) == 4
+  assert open(os.path.join(root, "figure5.png"), "rb").read(4) == b"\x89PNG"
+  assert "with label smoothing" in result.stdout
+
+
+def test_second_call_runs_nothing_new(tiny_sweep, fashion_data_dir):
+  root, _ = tiny_sweep
+  stamps = {d: os.path.getmtime(os.path.join(root, d, "metrics.json"))
+            for d in os.listdir(root) if os.path.isdir(os.path.join(root, d))}
+  result = run_cli("ls_keras.kd_sweep", "--preset=tiny", f"--root={root}", f"--data_dir={fashion_data_dir}")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.count("finished earlier, reused") == len(stamps) == 11
+  assert stamps == {d: os.path.getmtime(os.path.join(root, d, "metrics.json")) for d in stamps}
