@@ -10,7 +10,7 @@ setup:
 	$(PYTHON) -m pip install -q -e ".[test]"
 
 demo: setup
-	$(PYTHON) -m ls_keras.train --flagfile=flags/fashion_mnist.flags --workdir=$(WORKDIR)/fashion_mnist
+	$(PYTHON) -m ls_keras.reproduce --preset=fashion_mnist --root=$(WORKDIR)/reproduce
 
 test: setup
 	$(PYTHON) -m pytest -q tests

@@ -9,6 +9,7 @@ ENTRY_POINTS = {
     "ls-keras-mutual-info": "ls_keras.mutual_info:run",
     "ls-keras-distill": "ls_keras.distill:run",
     "ls-keras-kd-sweep": "ls_keras.kd_sweep:run",
+    "ls-keras-reproduce": "ls_keras.reproduce:run",
 }
 
 setup(
