@@ -22,6 +22,7 @@ import tensorflow as tf
 from ls_keras import config as config_lib
 from ls_keras import export as export_lib
 from ls_keras import losses
+from ls_keras import strategy as strategy_lib
 from ls_keras.errors import UserError
 
 
@@ -157,7 +158,8 @@ def distill_and_evaluate(config: DistillConfig, workdir: str, overwrite: bool = 
       distiller = Distiller(teacher, student, config.temperature, config.beta, config.alpha, config.t_squared,
                             name="distiller")
       distiller.compile(optimizer=training.make_optimizer(config))
-    run_dir.start(config, "distill", overwrite)
+    if strategy_lib.is_chief(strategy):
+      run_dir.start(config, "distill", overwrite)
     teacher_logits, labels = training.evaluate_split(training.Loop(teacher, strategy), splits.train,
                                                      splits.num_classes, config.batch_size * 2)
     extra = {"equivalent_smoothing": equivalent_smoothing(teacher_logits, labels, config.temperature),

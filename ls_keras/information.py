@@ -137,7 +137,7 @@ def recompute_from_checkpoints(run: workdir_lib.Workdir, config, splits: data_li
   for path in state.all_model_checkpoint_paths:
     model = build_model()
     model.optimizer.build(model.trainable_variables)
-    tf.train.Checkpoint(model=model, optimizer=model.optimizer).restore(path).expect_partial()
+    tf.train.Checkpoint(model=model, optimizer=model.optimizer).read(path).expect_partial()
     step = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
     series.append({"step": step, "checkpoint": os.path.basename(path),
                    **mutual_information(differences(model, draw=step))})

@@ -22,7 +22,20 @@ def split_cpu(num_devices: int) -> None:
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
-  """auto: MirroredStrategy over all GPUs if several, else over logical CPUs if several, else default."""
+  """auto: MirroredStrategy over all GPUs if several, else over logical CPUs if several, else default.
+
+  Call it before anything else touches TensorFlow's devices (MultiWorkerMirroredStrategy
+  configures collectives at program start-up).
+  """
+  if name == "multi_worker":  # First: collectives must be configured before TF initialises devices.
+    if "TF_CONFIG" not in os.environ:
+      raise UserError("--strategy=multi_worker needs the TF_CONFIG environment variable describing the "
+                      "cluster and this worker's task (see the README's multi-worker section).")
+    try:
+      json.loads(os.environ["TF_CONFIG"])
+    except ValueError as e:
+      raise UserError(f"TF_CONFIG is not valid JSON: {e}") from e
+    return tf.distribute.MultiWorkerMirroredStrategy()
   gpus = tf.config.list_logical_devices("GPU")
   cpus = tf.config.list_logical_devices("CPU")
   if name == "auto":
@@ -33,15 +46,6 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     return tf.distribute.MirroredStrategy(None if gpus else [d.name for d in cpus])
   if name == "one_device":
     return tf.distribute.OneDeviceStrategy((gpus or cpus)[0].name)
-  if name == "multi_worker":
-    if "TF_CONFIG" not in os.environ:
-      raise UserError("--strategy=multi_worker needs the TF_CONFIG environment variable describing the "
-                      "cluster and this worker's task (see the README's multi-worker section).")
-    try:
-      json.loads(os.environ["TF_CONFIG"])
-    except ValueError as e:
-      raise UserError(f"TF_CONFIG is not valid JSON: {e}") from e
-    return tf.distribute.MultiWorkerMirroredStrategy()
   raise UserError(f"--strategy={name} is not allowed: choose one of auto, mirrored, multi_worker, one_device.")
 
 

@@ -11,6 +11,8 @@ through the same loop unchanged.
 import dataclasses
 import math
 import os
+import shutil
+import tempfile
 import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence
@@ -20,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from ls_keras import calibration
+from ls_keras import checkpoints
 from ls_keras import config as config_lib
 from ls_keras import data as data_lib
 from ls_keras import export as export_lib
@@ -219,25 +222,21 @@ def run_training(*, model: keras.Model, exported: keras.Model, strategy: tf.dist
     model.optimizer.build(model.trainable_variables)
   epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")  # Host-side loop state.
   checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=epoch_var)
-  ckpt_dir = workdir.checkpoints if chief else workdir.file(f".worker_ckpt_{strategy.cluster_resolver.task_id}")
-  manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=2)
-  if manager.latest_checkpoint:
-    try:
-      checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-    except (tf.errors.OpError, AssertionError, ValueError) as e:
-      raise WorkdirError(f"the checkpoint {manager.latest_checkpoint} cannot be restored ({type(e).__name__}); "
-                         "it is truncated or belongs to another model. Delete that checkpoint to fall back "
-                         "to the previous one, or rerun with --overwrite.") from e
-    print(f"Resuming from {manager.latest_checkpoint} (epoch {int(epoch_var)} done).", flush=True)
+  # Every worker saves (saving is collective under MultiWorkerMirroredStrategy); only the
+  # chief into the workdir, the others into a scratch folder removed at the end.
+  ckpt_dir = workdir.checkpoints if chief else tempfile.mkdtemp(prefix="ls_keras_worker_ckpt_")
+  restored = checkpoints.restore_latest(checkpoint, workdir.checkpoints)
+  if restored:
+    print(f"Resuming from {restored} (epoch {int(epoch_var.numpy())} done).", flush=True)
   writers = {name: (tf.summary.create_file_writer(workdir.file("tb", name)) if chief
                     else tf.summary.create_noop_writer()) for name in ("train", "validation")}
   history_path = workdir.file("history.json")
-  history = _read_history(history_path, int(epoch_var))
+  history = _read_history(history_path, int(epoch_var.numpy()))
   eval_batch = config.batch_size * 2
   callback_list = keras.callbacks.CallbackList(list(callbacks), model=model)
   progress = Progress(schedule.epochs)
   callback_list.on_train_begin()
-  for epoch in range(int(epoch_var), schedule.epochs):
+  for epoch in range(int(epoch_var.numpy()), schedule.epochs):
     start = time.time()
     callback_list.on_epoch_begin(epoch)
     progress.start_epoch(epoch, schedule.epoch_steps(epoch))
@@ -255,6 +254,7 @@ def run_training(*, model: keras.Model, exported: keras.Model, strategy: tf.dist
         tf.summary.scalar("learning_rate", float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)))
       progress.update(done, logs)
       callback_list.on_train_batch_end(step, logs)
+      checkpoints.pause_point("step", step)
     logits, labels = evaluate_split(loop, splits.validation, splits.num_classes, eval_batch)
     val = calibration.summary(labels, logits=logits)
     with writers["validation"].as_default(step=int(model.optimizer.iterations.numpy())):
@@ -264,7 +264,7 @@ def run_training(*, model: keras.Model, exported: keras.Model, strategy: tf.dist
     history.append({"epoch": epoch + 1, "step": int(model.optimizer.iterations.numpy()), **epoch_logs})
     callback_list.on_epoch_end(epoch, epoch_logs)
     epoch_var.assign(epoch + 1)
-    manager.save(checkpoint_number=epoch + 1)
+    checkpoints.save(checkpoint, ckpt_dir, epoch + 1)
     if chief:
       workdir_lib.atomic_write_json(history_path, history)
     progress.end_epoch(epoch, epoch_logs, time.time() - start)
@@ -280,6 +280,8 @@ def run_training(*, model: keras.Model, exported: keras.Model, strategy: tf.dist
   if chief:
     export_lib.export_model(exported, workdir.keras_model, workdir.saved_model)
     workdir.write_metrics(metrics)
+  else:
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
   return metrics
 
 
@@ -293,11 +295,12 @@ def _read_history(path: str, epochs_done: int) -> list:
 def setup_runtime(config) -> tf.distribute.Strategy:
   """Devices, precision, determinism and seeds; returns the strategy."""
   strategy_lib.split_cpu(config.cpu_devices)
+  strategy = strategy_lib.make_strategy(config.strategy)
   keras.config.set_dtype_policy(config.precision)
   keras.utils.set_random_seed(config.seed)
   if config.deterministic:
     tf.config.experimental.enable_op_determinism()
-  return strategy_lib.make_strategy(config.strategy)
+  return strategy
 
 
 def load_data(config) -> data_lib.Splits:
@@ -324,7 +327,8 @@ def train_and_evaluate(config: config_lib.TrainConfig, workdir: str, overwrite: 
     splits = load_data(config)
     with strategy.scope():
       model = build_classifier(config, splits)
-    run_dir.start(config, "train", overwrite)
+    if strategy_lib.is_chief(strategy):
+      run_dir.start(config, "train", overwrite)
     callbacks = []
     if config.mi_every_steps:
       callbacks.append(information.MutualInformationCallback.from_config(
