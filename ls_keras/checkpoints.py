@@ -52,7 +52,7 @@ def restore_latest(checkpoint: tf.train.Checkpoint, directory: str) -> Optional[
     return None
   try:
     checkpoint.read(path).assert_existing_objects_matched()  # read() pairs with write().
-  except (tf.errors.OpError, AssertionError, ValueError) as e:
+  except (tf.errors.OpError, AssertionError, ValueError, IndexError, KeyError) as e:
     raise WorkdirError(f"the checkpoint {path} cannot be restored ({type(e).__name__}: {str(e)[:160]}); it is "
                        "truncated or belongs to another model. Delete its files to fall back to the previous "
                        "checkpoint, or rerun with --overwrite to start afresh.") from e

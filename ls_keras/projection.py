@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from ls_keras import models
 from ls_keras.errors import UserError
+from ls_keras.workdir import atomic_write_bytes
 
 
 def extract(model: keras.Model) -> Tuple[keras.Model, np.ndarray]:
@@ -144,10 +145,8 @@ def write_projector(logdir: str, embeddings: np.ndarray, images: np.ndarray, met
   """Writes a TensorBoard projector run: checkpointed embeddings, metadata.tsv and a sprite."""
   from tensorboard.plugins import projector
   os.makedirs(logdir, exist_ok=True)
-  with open(os.path.join(logdir, "metadata.tsv"), "w") as f:
-    f.write("\t".join(header) + "\n")
-    for row in metadata:
-      f.write("\t".join(str(v) for v in row) + "\n")
+  lines = ["\t".join(header)] + ["\t".join(str(v) for v in row) for row in metadata]
+  atomic_write_bytes(os.path.join(logdir, "metadata.tsv"), ("\n".join(lines) + "\n").encode())
   side = int(np.ceil(np.sqrt(len(images))))
   h, w = images.shape[1:3]
   sprite = np.full((side * h, side * w, 3), 255, np.uint8)
@@ -157,7 +156,7 @@ def write_projector(logdir: str, embeddings: np.ndarray, images: np.ndarray, met
   for i, image in enumerate(rgb):
     r, c = divmod(i, side)
     sprite[r * h:(r + 1) * h, c * w:(c + 1) * w] = image
-  tf.io.write_file(os.path.join(logdir, "sprite.png"), tf.image.encode_png(sprite))
+  atomic_write_bytes(os.path.join(logdir, "sprite.png"), tf.image.encode_png(sprite).numpy())
   checkpoint = tf.train.Checkpoint(embedding=tf.Variable(np.asarray(embeddings, np.float32)))
   checkpoint.save(os.path.join(logdir, "embedding.ckpt"))
   config = projector.ProjectorConfig()

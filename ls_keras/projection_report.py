@@ -41,6 +41,7 @@ def project_runs(workdirs: Sequence[str], class_specs: Sequence[str], output_dir
   if len(datasets) != 1:
     raise UserError(f"the runs were trained on different data sets ({', '.join(sorted(datasets))}); project "
                     "runs of one data set together.")
+  loaded = [export_lib.load_keras_model(run.keras_model) for run in runs]  # Fail fast on a bad model.
   splits = load_run_data(records[0])
   baseline = next((run for run, r in zip(runs, records) if r["config"].get("alpha", 0.0) == 0.0), runs[0])
   val_logits, val_labels = baseline.load_logits("validation")
@@ -50,8 +51,7 @@ def project_runs(workdirs: Sequence[str], class_specs: Sequence[str], output_dir
               for t in triples for s in SPLITS}
   panels, numbers, arrays = [[] for _ in triples], [], {}
   col_titles = []
-  for run, record in zip(runs, records):
-    model = export_lib.load_keras_model(run.keras_model)
+  for run, record, model in zip(runs, records, loaded):
     features, templates = projection.extract(model)
     if templates.shape[0] != splits.num_classes:
       raise UserError(f"{run.path} has {templates.shape[0]} classes, the data {splits.num_classes}.")
@@ -74,7 +74,7 @@ def project_runs(workdirs: Sequence[str], class_specs: Sequence[str], output_dir
   names = [[splits.class_names[c] for c in t] for t in triples]
   fig = plots.projection_grid(panels, [" / ".join(n) for n in names], col_titles, names)
   plots.save(fig, os.path.join(output_dir, "projection.png"))
-  np.savez(os.path.join(output_dir, "projection_points.npz"), **arrays)
+  workdir_lib.atomic_savez(os.path.join(output_dir, "projection_points.npz"), **arrays)
   summary = {"triples": names, "examples_per_class": examples_per_class, "tightness": numbers}
   workdir_lib.atomic_write_json(os.path.join(output_dir, "projection.json"), summary)
   return summary

@@ -12,6 +12,7 @@ Layout of a workdir:
 """
 
 import dataclasses
+import io
 import json
 import os
 import shutil
@@ -52,6 +53,13 @@ def _jsonable(value):
   if isinstance(value, np.ndarray):
     return value.tolist()
   raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def atomic_savez(path: str, **arrays: np.ndarray) -> None:
+  """np.savez to a temporary name beside `path`, then rename."""
+  buffer = io.BytesIO()
+  np.savez(buffer, **arrays)
+  atomic_write_bytes(path, buffer.getvalue())
 
 
 def read_json(path: str) -> Any:
@@ -169,12 +177,7 @@ class Workdir:
     return read_json(self.file("metrics.json"))
 
   def save_logits(self, split: str, logits: np.ndarray, labels: np.ndarray) -> None:
-    path = self.logits_path(split)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".npz")
-    os.close(fd)
-    np.savez(tmp, logits=logits.astype(np.float32), labels=labels.astype(np.int64))
-    os.replace(tmp, path)
+    atomic_savez(self.logits_path(split), logits=logits.astype(np.float32), labels=labels.astype(np.int64))
 
   def load_logits(self, split: str):
     """(logits [N, K] float32, labels [N] int64) saved by the run."""

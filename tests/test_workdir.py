@@ -1,0 +1,57 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+from ls_keras import config, workdir
+from ls_keras.errors import WorkdirError
+
+
+def test_a_crash_during_a_write_leaves_the_old_file_and_no_debris(tmp_path, monkeypatch):
+  path = str(tmp_path / "metrics.json")
+  workdir.atomic_write_json(path, {"accuracy": 0.5})
+
+  def crash(src, dst):
+    raise KeyboardInterrupt("killed mid-rename")
+  monkeypatch.setattr(os, "replace", crash)
+  with pytest.raises(KeyboardInterrupt):
+    workdir.atomic_write_json(path, {"accuracy": 0.9})
+  monkeypatch.undo()
+  assert json.load(open(path)) == {"accuracy": 0.5}
+  assert os.listdir(tmp_path) == ["metrics.json"]
+
+
+def test_npz_is_written_atomically_and_reads_back(tmp_path):
+  run = workdir.Workdir(str(tmp_path))
+  run.save_logits("test", np.ones((3, 2)), np.array([0, 1, 1]))
+  logits, labels = run.load_logits("test")
+  assert logits.dtype == np.float32 and labels.tolist() == [0, 1, 1]
+  assert sorted(os.listdir(tmp_path / "logits")) == ["test.npz"]
+
+
+def test_check_is_read_only_and_start_claims(tmp_path):
+  run = workdir.Workdir(str(tmp_path / "w"))
+  c = config.TrainConfig(alpha=0.1)
+  assert run.check(c, "train") is False and not os.path.exists(run.path)
+  assert run.start(c, "train") is False and os.path.exists(run.file("config.json"))
+  assert run.check(c, "train") is True and run.start(c, "train") is True
+  with pytest.raises(WorkdirError, match="settings that differ: alpha"):
+    run.check(c.replace(alpha=0.2), "train")
+  with pytest.raises(WorkdirError, match="different train run"):
+    run.check(c, "distill")
+  assert run.start(c.replace(alpha=0.2), "train", overwrite=True) is False
+  assert run.read_config(config.TrainConfig).alpha == 0.2
+
+
+def test_folder_that_is_not_a_workdir_is_refused(tmp_path):
+  (tmp_path / "notes.txt").write_text("mine")
+  with pytest.raises(WorkdirError, match="not an ls_keras workdir"):
+    workdir.Workdir(str(tmp_path)).check(config.TrainConfig(), "train")
+
+
+def test_unfinished_workdir_is_reported_as_such(tmp_path):
+  run = workdir.Workdir(str(tmp_path / "w"))
+  run.start(config.TrainConfig(), "train")
+  with pytest.raises(WorkdirError, match="missing or unfinished"):
+    workdir.require(run.path)
