@@ -9,8 +9,10 @@ import time
 from typing import Optional
 
 import tensorflow as tf
+from google.protobuf import text_format
 
 from ls_keras.errors import WorkdirError
+from ls_keras.workdir import atomic_write_bytes
 
 # Fault injection for the kill-and-resume tests: "step:N:MARKER" pauses once the global step
 # reaches N, "checkpoint:N:MARKER" pauses inside the write of checkpoint N (after its files,
@@ -38,7 +40,8 @@ def save(checkpoint: tf.train.Checkpoint, directory: str, number: int, keep: int
   kept = previous[-(keep - 1):] if keep > 1 else []
   # Relative names keep a moved workdir resumable; the index file is replaced atomically.
   names = [os.path.basename(p) for p in kept + [path]]
-  tf.compat.v1.train.update_checkpoint_state(directory, names[-1], all_model_checkpoint_paths=names)
+  state = tf.compat.v1.train.generate_checkpoint_state_proto(directory, names[-1], all_model_checkpoint_paths=names)
+  atomic_write_bytes(os.path.join(directory, "checkpoint"), text_format.MessageToString(state).encode())
   for old in previous[:len(previous) - len(kept)]:
     for f in tf.io.gfile.glob(old + ".*"):
       tf.io.gfile.remove(f)

@@ -8,7 +8,7 @@ import dataclasses
 import sys
 import typing
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from ls_keras import config as config_lib
 from ls_keras.errors import UserError
@@ -80,10 +80,11 @@ def _parse(argv):
 def run(main) -> None:
   """app.run(main), turning bad flags and UserErrors into a one-paragraph message and exit 2."""
   def guarded(argv):
+    if not FLAGS["verbosity"].present:  # Keep TF/TFDS chatter out; --verbosity=0 shows it.
+      logging.set_verbosity(logging.WARNING)
     try:
       main(argv)
     except UserError as e:
       sys.stderr.write(f"error: {e}\n")
       sys.exit(2)
-  FLAGS.set_default("verbosity", -1)  # absl WARNING: keep TF/TFDS chatter out; --verbosity=0 for all.
   app.run(guarded, flags_parser=_parse)

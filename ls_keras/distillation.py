@@ -23,7 +23,9 @@ from ls_keras import config as config_lib
 from ls_keras import export as export_lib
 from ls_keras import losses
 from ls_keras import strategy as strategy_lib
+from ls_keras import training
 from ls_keras.errors import UserError
+from ls_keras.workdir import Workdir
 
 
 def distillation_terms(labels, student_logits, teacher_logits, temperature: float, alpha: float = 0.0,
@@ -140,13 +142,11 @@ def distill_and_evaluate(config: DistillConfig, workdir: str, overwrite: bool = 
   the student's training set. Same workdir semantics as training: finished runs are
   reused, unfinished ones resume.
   """
-  from ls_keras import training  # Not at import time: training is the heavier module.
-  from ls_keras.workdir import Workdir
   config_lib.validate(config)
   run_dir = Workdir(workdir)
-  if run_dir.check(config, "distill", overwrite) and run_dir.is_finished():
-    print(f"{run_dir.path} already holds this finished run; nothing to do.", flush=True)
-    return run_dir.read_metrics()
+  finished = run_dir.finished_metrics(config, "distill", overwrite)
+  if finished is not None:
+    return finished
   policy = keras.config.dtype_policy()
   try:
     strategy = training.setup_runtime(config)

@@ -62,12 +62,8 @@ class LogitDifferences:
 
   def augmented(self, draw: int) -> tf.Tensor:
     """[N*L] augmented images, example-major; deterministic in (seed, draw)."""
-    n = len(self.images)
-    ds = tf.data.Dataset.from_tensor_slices(np.repeat(self.images, self.copies, axis=0)).enumerate()
-    seed = tf.constant(self.seed * 1_000_003 + draw, tf.int64)
-    ds = ds.map(lambda i, x: data_lib.augment_image(x, self.augmentation, tf.stack([seed, i])),
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return next(iter(ds.batch(n * self.copies)))
+    copies = tf.constant(np.repeat(self.images, self.copies, axis=0))
+    return data_lib.augment_batch(copies, self.augmentation, tf.constant([self.seed, draw], tf.int64))
 
   def __call__(self, model: keras.Model, draw: int) -> np.ndarray:
     export_lib.check_layers(model, f"model '{model.name}'")

@@ -318,9 +318,9 @@ def train_and_evaluate(config: config_lib.TrainConfig, workdir: str, overwrite: 
   """
   config_lib.validate(config)
   run_dir = Workdir(workdir)
-  if run_dir.check(config, "train", overwrite) and run_dir.is_finished():
-    print(f"{run_dir.path} already holds this finished run; nothing to do.", flush=True)
-    return run_dir.read_metrics()
+  finished = run_dir.finished_metrics(config, "train", overwrite)
+  if finished is not None:
+    return finished
   policy = keras.config.dtype_policy()
   try:
     strategy = setup_runtime(config)

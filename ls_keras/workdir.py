@@ -166,6 +166,13 @@ class Workdir:
         "versions": package_versions()})
     return False
 
+  def finished_metrics(self, config, kind: str, overwrite: bool = False) -> Optional[dict]:
+    """The metrics of this very run if it already finished (nothing to do), else None."""
+    if self.check(config, kind, overwrite) and self.is_finished():
+      print(f"{self.path} already holds this finished run; nothing to do.", flush=True)
+      return self.read_metrics()
+    return None
+
   # Results.
   def write_metrics(self, metrics: dict) -> None:
     atomic_write_json(self.file("metrics.json"), metrics)

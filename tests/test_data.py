@@ -109,14 +109,22 @@ def test_eval_batches_pad_to_whole_batches_with_mask():
 
 
 @pytest.mark.parametrize("kind, pad", [("shift", 2), ("crop_flip", 4)])
-def test_augmentation_is_a_deterministic_translation(kind, pad):
-  image = tf.random.stateless_uniform((28, 28, 1), [0, 0]) * 255
-  a = data.augment_image(image, kind, tf.constant([3, 4], tf.int64))
-  b = data.augment_image(image, kind, tf.constant([3, 4], tf.int64))
-  np.testing.assert_array_equal(a, b)
-  assert a.shape == image.shape
-  # Some shift of the zero-padded image (flipped or not) reproduces the output.
-  padded = np.pad(image.numpy(), [(pad, pad), (pad, pad), (0, 0)])
-  candidates = [padded[i:i + 28, j:j + 28] for i in range(2 * pad + 1) for j in range(2 * pad + 1)]
-  candidates += [c[:, ::-1] for c in candidates]
-  assert any(np.array_equal(a.numpy(), c) for c in candidates)
+def test_augmentation_translates_each_image_deterministically(kind, pad):
+  images = tf.random.stateless_uniform((16, 28, 28, 1), [0, 0]) * 255
+  a = data.augment_batch(images, kind, tf.constant([3, 4], tf.int64)).numpy()
+  np.testing.assert_array_equal(a, data.augment_batch(images, kind, tf.constant([3, 4], tf.int64)))
+  assert not np.array_equal(a, data.augment_batch(images, kind, tf.constant([3, 5], tf.int64)))
+  assert a.shape == images.shape
+  used = set()
+  for original, out in zip(images.numpy(), a):  # Some shift of the padded image (flipped or not) gives it.
+    padded = np.pad(original, [(pad, pad), (pad, pad), (0, 0)])
+    matches = [(i, j, f) for i in range(2 * pad + 1) for j in range(2 * pad + 1) for f in (False, True)
+               if np.array_equal(out, (padded[i:i + 28, j:j + 28][:, ::-1] if f else padded[i:i + 28, j:j + 28]))]
+    assert matches
+    used.add(matches[0])
+  assert len(used) > 4  # Images of one batch get different draws.
+
+
+def test_unknown_augmentation_is_an_error():
+  with pytest.raises(UserError, match="unknown augmentation"):
+    data.augment_batch(tf.zeros((1, 4, 4, 1)), "rotate", tf.constant([0, 0]))
