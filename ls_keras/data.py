@@ -205,12 +205,11 @@ def class_examples(ds: tf.data.Dataset, classes: Sequence[int], per_class: int) 
   Returns float32 images and labels that are positions in `classes` (0, 1, ...).
   """
   wanted = {c: [] for c in classes}
+  # Reads the split to the end: stopping early would discard a cache being filled (and warn).
   for image, label in ds.as_numpy_iterator():
     label = int(label)
     if label in wanted and len(wanted[label]) < per_class:
       wanted[label].append(image)
-      if all(len(v) == per_class for v in wanted.values()):
-        break
   short = {c: len(v) for c, v in wanted.items() if len(v) < per_class}
   if short:
     raise UserError(f"the split has too few examples of classes {short} (class: count found) for {per_class} "

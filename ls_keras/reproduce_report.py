@@ -206,8 +206,9 @@ def build_sections(preset, results, report_dir, base_run, ls_run) -> List[dict]:
   dissimilar, similar = (tuple(t) for t in proj["triples"])
   ratio = lambda run, triple: np.mean([rows[(run, triple, s)]["plane"]["ratio"] for s in ("train", "validation")])  # noqa: E731
   cv = lambda run, triple: np.mean([rows[(run, triple, s)]["plane"]["equidistance_cv"] for s in ("train", "validation")])  # noqa: E731
-  tighter = ratio(names[1], dissimilar) < ratio(names[0], dissimilar)
-  equidistant = cv(names[1], similar) < cv(names[0], similar)
+  # Margins keep noise from passing as an effect: 5% tighter, 10% more equidistant.
+  tighter = ratio(names[1], dissimilar) < 0.95 * ratio(names[0], dissimilar)
+  equidistant = cv(names[1], similar) < 0.9 * cv(names[0], similar)
   sections.append({
       "title": "Claim 2 (Figure 1): label smoothing makes tight, equidistant clusters",
       "paper": PAPER["projection"],
@@ -217,8 +218,9 @@ def build_sections(preset, results, report_dir, base_run, ls_run) -> List[dict]:
                f"{ratio(names[0], similar):.3f} vs {ratio(names[1], similar):.3f}. Equidistance (CV of centroid "
                f"distances) of the similar triple: {cv(names[0], similar):.3f} vs {cv(names[1], similar):.3f}."),
       "verdict": ("Held: " if tighter and equidistant else "Partly held: " if tighter or equidistant
-                  else "Did not hold: ") + f"with LS the dissimilar clusters are {'tighter' if tighter else 'not tighter'}"
-                 f" and the similar triple's centroids are {'more' if equidistant else 'not more'} equidistant.",
+                  else "Did not hold: ") + f"with LS the dissimilar clusters are "
+                 f"{'tighter' if tighter else 'not clearly tighter (under 5%)'} and the similar triple's centroids "
+                 f"are {'more' if equidistant else 'not clearly more (under 10%)'} equidistant.",
       "figures": ["projection/projection.png"]})
   kd = workdir_lib.read_json(os.path.join(report_dir, "kd_sweep.json"))
   curves = kd["curves"]
@@ -236,14 +238,17 @@ def build_sections(preset, results, report_dir, base_run, ls_run) -> List[dict]:
   final = {os.path.basename(k): v[-1]["mi"] for k, v in mi.items()}
   peak = {os.path.basename(k): max(p["mi"] for p in v) for k, v in mi.items()}
   log_n = next(iter(mi.values()))[0]["log_n"]
-  held = final[names[1]] < final[names[0]]
+  lower = final[names[1]] < final[names[0]]
+  held = final[names[1]] < 0.9 * final[names[0]]  # "Much lower": at least 10% below the baseline.
   sections.append({
       "title": "Claim 5 (Figure 6): label smoothing erases information in the logits",
       "paper": PAPER["information"],
       "ours": (f"I(X; Y) at the end of training: {final[names[0]]:.3f} nats without LS, {final[names[1]]:.3f} with "
                f"LS (peaks {peak[names[0]]:.3f} and {peak[names[1]]:.3f}; log N = {log_n:.3f}, log 2 = 0.693)."),
-      "verdict": ("Held: " if held else "Did not hold: ") + f"with LS the estimate ends "
-                 f"{'lower' if held else 'not lower'} than without.",
+      "verdict": ("Held: " if held else "Partly held: " if lower else "Did not hold: ") + "with LS the estimate "
+                 f"ends {final[names[1]] / final[names[0]]:.0%} of the baseline's"
+                 + ("." if held else f" — {'lower, but not much lower' if lower else 'not lower'}; the paper's "
+                                     "rise-then-fall needs training long enough to overfit."),
       "figures": ["mutual_information/mutual_information.png"]})
   return sorted(sections, key=lambda s: s["title"])
 

@@ -169,7 +169,7 @@ def figure5(summary: Dict[str, dict], path: str) -> None:
     lines[CURVES[curve]] = (x, np.array(c["mean"])[order])
     bands[CURVES[curve]] = (np.array(c["min"])[order], np.array(c["max"])[order])
   fig = plots.line_plot(lines, "equivalent smoothing gamma", "test accuracy", band=bands,
-                        title="Distillation against equivalent smoothing (min / mean / max over seeds)")
+                        title="Accuracy against equivalent smoothing\n(bands: min / max over seeds)")
   plots.save(fig, path)
 
 
