@@ -21,12 +21,23 @@ def split_cpu(num_devices: int) -> None:
       raise UserError(f"cannot split the CPU into {num_devices} devices after TensorFlow started: {e}") from e
 
 
+_STRATEGIES = {}
+
+
 def make_strategy(name: str) -> tf.distribute.Strategy:
   """auto: MirroredStrategy over all GPUs if several, else over logical CPUs if several, else default.
 
+  One strategy per name per process: sweeps train many models in one process, and separate
+  strategy objects would reuse the same collective instance keys and abort each other.
   Call it before anything else touches TensorFlow's devices (MultiWorkerMirroredStrategy
   configures collectives at program start-up).
   """
+  if name not in _STRATEGIES:
+    _STRATEGIES[name] = _new_strategy(name)
+  return _STRATEGIES[name]
+
+
+def _new_strategy(name: str) -> tf.distribute.Strategy:
   if name == "multi_worker":  # First: collectives must be configured before TF initialises devices.
     if "TF_CONFIG" not in os.environ:
       raise UserError("--strategy=multi_worker needs the TF_CONFIG environment variable describing the "

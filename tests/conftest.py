@@ -43,6 +43,18 @@ def cpu_devices():
   return [d.name for d in tf.config.list_logical_devices("CPU")]
 
 
+@pytest.fixture(scope="session")
+def one_device():
+  return tf.distribute.OneDeviceStrategy(tf.config.list_logical_devices("CPU")[0].name)
+
+
+@pytest.fixture(scope="session")
+def mirrored():
+  """One MirroredStrategy over the 2 logical CPUs for the whole session: separate strategy
+  objects in one process reuse collective instance keys and abort each other."""
+  return tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")])
+
+
 def fake_run(path, alpha, seed=0, temperature=1.0, n=2000, classes=10):
   """A finished workdir with synthetic logits: labels drawn from softmax(z), saved logits z * T."""
   import numpy as np

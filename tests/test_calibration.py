@@ -108,11 +108,11 @@ def test_streaming_metric_equals_batch_function():
                                                  abs=1e-5)
 
 
-def test_streaming_metric_inside_evaluate_under_mirrored_strategy(cpu_devices):
+def test_streaming_metric_inside_evaluate_under_mirrored_strategy(mirrored):
   rng = np.random.RandomState(6)
   x = rng.normal(size=(1000, 8)).astype("float32")
   y = np.eye(10, dtype="float32")[rng.randint(0, 10, 1000)]
-  strategy = tf.distribute.MirroredStrategy(cpu_devices)
+  strategy = mirrored
   with strategy.scope():
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(10)])
     model.compile(loss=keras.losses.CategoricalCrossentropy(from_logits=True),

@@ -73,8 +73,8 @@ def _distil(strategy, steps=3):
   return distiller, teacher_before, student_before, logs
 
 
-def test_teacher_is_bit_identical_and_only_the_student_learns(cpu_devices):
-  distiller, teacher_before, student_before, logs = _distil(tf.distribute.OneDeviceStrategy(cpu_devices[0]))
+def test_teacher_is_bit_identical_and_only_the_student_learns(one_device):
+  distiller, teacher_before, student_before, logs = _distil(one_device)
   for before, after in zip(teacher_before, distiller.teacher.get_weights()):
     np.testing.assert_array_equal(before, after)
   assert any(not np.array_equal(b, a) for b, a in zip(student_before, distiller.student.get_weights()))
@@ -82,16 +82,16 @@ def test_teacher_is_bit_identical_and_only_the_student_learns(cpu_devices):
   assert {v.name for v in distiller.trainable_variables} == {v.name for v in distiller.student.trainable_variables}
 
 
-def test_two_replicas_give_the_same_loss_and_updates_as_one_device(cpu_devices):
-  one, _, _, one_logs = _distil(tf.distribute.OneDeviceStrategy(cpu_devices[0]))
-  two, _, _, two_logs = _distil(tf.distribute.MirroredStrategy(cpu_devices))
+def test_two_replicas_give_the_same_loss_and_updates_as_one_device(one_device, mirrored):
+  one, _, _, one_logs = _distil(one_device)
+  two, _, _, two_logs = _distil(mirrored)
   assert one_logs["loss"] == pytest.approx(two_logs["loss"], rel=1e-5)
   for a, b in zip(one.student.get_weights(), two.student.get_weights()):
     np.testing.assert_allclose(a, b, atol=1e-5)
 
 
-def test_first_step_loss_is_the_formula_plus_student_weight_decay(cpu_devices):
-  strategy = tf.distribute.OneDeviceStrategy(cpu_devices[0])
+def test_first_step_loss_is_the_formula_plus_student_weight_decay(one_device):
+  strategy = one_device
   with strategy.scope():
     teacher, student = _tiny(0, 16), _tiny(1, 8)
     distiller = distillation.Distiller(teacher, student, temperature=2.0, beta=0.7)

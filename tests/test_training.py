@@ -31,21 +31,21 @@ def _train(strategy, steps=3):
   return logs, [w.copy() for w in model.get_weights()]
 
 
-def test_two_replicas_give_the_same_loss_and_updates_as_one_device(cpu_devices):
+def test_two_replicas_give_the_same_loss_and_updates_as_one_device(one_device, mirrored, cpu_devices):
   """With clipping active (norm 0.5 binds here): clipping must see the global gradient."""
   assert len(cpu_devices) == 2
-  one_logs, one_weights = _train(tf.distribute.OneDeviceStrategy(cpu_devices[0]))
-  two_logs, two_weights = _train(tf.distribute.MirroredStrategy(cpu_devices))
+  one_logs, one_weights = _train(one_device)
+  two_logs, two_weights = _train(mirrored)
   assert one_logs["loss"] == pytest.approx(two_logs["loss"], rel=1e-5)
   assert one_logs["accuracy"] == pytest.approx(two_logs["accuracy"])
   for a, b in zip(one_weights, two_weights):
     np.testing.assert_allclose(a, b, atol=1e-5)
 
 
-def test_loss_is_label_smoothed_cross_entropy_times_scale_plus_decay(cpu_devices):
+def test_loss_is_label_smoothed_cross_entropy_times_scale_plus_decay(one_device):
   """The loss the loop reports for one step equals the formula on the initial weights."""
   keras.utils.set_random_seed(1)
-  strategy = tf.distribute.OneDeviceStrategy(cpu_devices[0])
+  strategy = one_device
   with strategy.scope():
     model = models.build_model("mlp", (6, 6, 1), 3, mean=[128.0], std=[64.0],
                                options=models.ModelOptions(weight_decay=1e-2, hidden_units=(16,)))
