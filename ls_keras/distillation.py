@@ -147,10 +147,7 @@ def distill_and_evaluate(config: DistillConfig, workdir: str, overwrite: bool = 
   finished = run_dir.finished_metrics(config, "distill", overwrite)
   if finished is not None:
     return finished
-  policy = keras.config.dtype_policy()
-  try:
-    strategy = training.setup_runtime(config)
-    splits = training.load_data(config)
+  with training.runtime(config) as (strategy, splits):
     with strategy.scope():
       teacher = load_teacher(config.teacher)
       check_compatible(teacher, splits.spec.image_shape, splits.num_classes)
@@ -167,5 +164,3 @@ def distill_and_evaluate(config: DistillConfig, workdir: str, overwrite: bool = 
              "teacher": os.path.abspath(config.teacher)}
     return training.run_training(model=distiller, exported=student, strategy=strategy, splits=splits,
                                  config=config, workdir=run_dir, extra_metrics=extra)
-  finally:
-    keras.config.set_dtype_policy(policy)

@@ -48,7 +48,7 @@ def check_settings(classes: Sequence[int], num_classes: int, per_class: int, cop
     raise UserError(f"--mi_classes={','.join(map(str, classes))} must be two different classes.")
   if min(classes) < 0 or max(classes) >= num_classes:
     raise UserError(f"--mi_classes={','.join(map(str, classes))} must lie in 0-{num_classes - 1}.")
-  if per_class * 2 < 2 or copies < 2:
+  if per_class < 1 or copies < 2:
     raise UserError(f"--mi_examples_per_class={per_class} must be >= 1 and --mi_augmentations={copies} >= 2 "
                     "(the estimate needs N >= 2 and L >= 2).")
 

@@ -8,6 +8,7 @@ losses, scaled per replica exactly as `fit` does), `optimizer.scale_loss` and
 through the same loop unchanged.
 """
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -292,15 +293,24 @@ def _read_history(path: str, epochs_done: int) -> list:
   return [h for h in workdir_lib.read_json(path) if h["epoch"] <= epochs_done]
 
 
-def setup_runtime(config) -> tf.distribute.Strategy:
-  """Devices, precision, determinism and seeds; returns the strategy."""
-  strategy_lib.split_cpu(config.cpu_devices)
-  strategy = strategy_lib.make_strategy(config.strategy)
-  keras.config.set_dtype_policy(config.precision)
-  keras.utils.set_random_seed(config.seed)
-  if config.deterministic:
-    tf.config.experimental.enable_op_determinism()
-  return strategy
+@contextlib.contextmanager
+def runtime(config):
+  """Devices, strategy, precision, determinism and seeds for one run, then its data.
+
+  Yields (strategy, splits); restores the process' dtype policy afterwards, so runs in one
+  process (sweeps, tests) do not leak precision into each other.
+  """
+  policy = keras.config.dtype_policy()
+  try:
+    strategy_lib.split_cpu(config.cpu_devices)
+    strategy = strategy_lib.make_strategy(config.strategy)
+    keras.config.set_dtype_policy(config.precision)
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+      tf.config.experimental.enable_op_determinism()
+    yield strategy, load_data(config)
+  finally:
+    keras.config.set_dtype_policy(policy)
 
 
 def load_data(config) -> data_lib.Splits:
@@ -321,10 +331,7 @@ def train_and_evaluate(config: config_lib.TrainConfig, workdir: str, overwrite: 
   finished = run_dir.finished_metrics(config, "train", overwrite)
   if finished is not None:
     return finished
-  policy = keras.config.dtype_policy()
-  try:
-    strategy = setup_runtime(config)
-    splits = load_data(config)
+  with runtime(config) as (strategy, splits):
     with strategy.scope():
       model = build_classifier(config, splits)
     if strategy_lib.is_chief(strategy):
@@ -335,5 +342,3 @@ def train_and_evaluate(config: config_lib.TrainConfig, workdir: str, overwrite: 
           config, splits, run_dir, write=strategy_lib.is_chief(strategy)))
     return run_training(model=model, exported=model, strategy=strategy, splits=splits, config=config,
                         workdir=run_dir, callbacks=callbacks)
-  finally:
-    keras.config.set_dtype_policy(policy)
