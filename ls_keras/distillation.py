@@ -106,10 +106,12 @@ def load_teacher(path: str) -> keras.Model:
   if path.endswith(".keras"):
     return export_lib.load_keras_model(path)
   if os.path.exists(os.path.join(path, "saved_model.pb")):
-    export_lib.load_saved_model(path)  # Clear error if corrupt.
-    layer = keras.layers.TFSMLayer(path, call_endpoint="serve")
-    spec = layer._endpoint_signatures["serve"].structured_input_signature[0][0]  # pylint: disable=protected-access
-    inputs = keras.Input(tuple(spec.shape[1:]))
+    loaded = export_lib.load_saved_model(path)  # Clear error if corrupt.
+    if not hasattr(loaded, "serve"):
+      raise UserError(f"--teacher={path} is a SavedModel without a 'serve' endpoint; export it with model.export.")
+    inputs = keras.Input(tuple(loaded.serve.input_signature[0].shape[1:]))
+    # float32: the SavedModel's signature takes float32 images, whatever the run's precision.
+    layer = keras.layers.TFSMLayer(path, call_endpoint="serve", trainable=False, dtype="float32")
     return keras.Model(inputs, layer(inputs), name="teacher")
   raise UserError(f"--teacher={path} is neither a finished ls_keras workdir (with model.keras), a .keras file, "
                   "nor a SavedModel folder.")

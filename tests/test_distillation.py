@@ -122,6 +122,17 @@ def test_distill_cli_trains_a_student_and_records_gamma(student_run, tiny_runs):
   assert record["kind"] == "distill" and record["config"]["temperature"] == 2.0
 
 
+def test_teacher_can_be_an_exported_saved_model(tiny_runs, fashion_data_dir, tmp_path):
+  workdir = str(tmp_path / "student")
+  args = tiny_train_args(fashion_data_dir, workdir, "--model=mlp", "--hidden_units=16", "--epochs=1",
+                         "--train_examples=1024")
+  result = run_cli("ls_keras.distill", f"--teacher={os.path.join(tiny_runs[0.0], 'saved_model')}", *args)
+  assert result.returncode == 0, result.stderr[-3000:]
+  metrics = json.load(open(os.path.join(workdir, "metrics.json")))
+  assert metrics["teacher_train_accuracy"] >= 0.7  # The SavedModel's logits really are the teacher's.
+  assert 0.0 < metrics["equivalent_smoothing"] < 1.0
+
+
 FRESH = r"""
 import sys, numpy as np
 from ls_keras import export
