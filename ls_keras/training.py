@@ -31,7 +31,7 @@ from ls_keras import information
 from ls_keras import losses
 from ls_keras import models
 from ls_keras import strategy as strategy_lib
-from ls_keras.errors import UserError, WorkdirError
+from ls_keras.errors import UserError
 from ls_keras import workdir as workdir_lib
 from ls_keras.workdir import Workdir
 
@@ -265,9 +265,9 @@ def run_training(*, model: keras.Model, exported: keras.Model, strategy: tf.dist
     history.append({"epoch": epoch + 1, "step": int(model.optimizer.iterations.numpy()), **epoch_logs})
     callback_list.on_epoch_end(epoch, epoch_logs)
     epoch_var.assign(epoch + 1)
-    checkpoints.save(checkpoint, ckpt_dir, epoch + 1)
-    if chief:
+    if chief:  # History first: a resume trims it to the checkpointed epochs, so it never lags.
       workdir_lib.atomic_write_json(history_path, history)
+    checkpoints.save(checkpoint, ckpt_dir, epoch + 1)
     progress.end_epoch(epoch, epoch_logs, time.time() - start)
   callback_list.on_train_end()
   for writer in writers.values():

@@ -1,7 +1,6 @@
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from ls_keras import calibration
 from ls_keras.errors import UserError

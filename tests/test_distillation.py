@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import run_cli, tiny_train_args
-from ls_keras import distillation, losses, models, training
+from ls_keras import distillation, models, training
 
 LABELS = np.array([[1.0, 0, 0], [0, 0, 1.0]], np.float32)
 STUDENT = np.array([[2.0, 0.5, -1.0], [0.0, 1.0, 0.5]], np.float32)

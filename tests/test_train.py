@@ -2,10 +2,8 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -123,31 +121,6 @@ def test_unprepared_dataset_exits_2_saying_how_to_prepare(tmp_path):
   result = run_cli("ls_keras.train", "--dataset=cifar10", f"--data_dir={tmp_path}", f"--workdir={tmp_path / 'w'}")
   assert result.returncode == 2, result.stderr[-2000:]
   assert "cifar10" in result.stderr and "tfds build cifar10" in result.stderr and "Traceback" not in result.stderr
-
-
-def test_killed_run_resumes_from_its_last_checkpoint(fashion_data_dir, tmp_path):
-  workdir = str(tmp_path / "w")
-  args = tiny_train_args(fashion_data_dir, workdir, "--epochs=3")
-  proc = subprocess.Popen([sys.executable, "-m", "ls_keras.train", *args], cwd=REPO,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-  index = os.path.join(workdir, "checkpoints", "checkpoint")
-  deadline = time.time() + 300
-  while not os.path.exists(index) and proc.poll() is None and time.time() < deadline:
-    time.sleep(0.05)
-  proc.send_signal(signal.SIGKILL)
-  proc.wait()
-  assert not os.path.exists(os.path.join(workdir, "metrics.json")), "killed too late to test resuming"
-  first_epoch = json.load(open(os.path.join(workdir, "history.json")))[0]
-  result = run_cli("ls_keras.train", *args)
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert "Resuming from" in result.stdout
-  history = json.load(open(os.path.join(workdir, "history.json")))
-  assert [h["epoch"] for h in history] == [1, 2, 3]
-  assert history[0] == first_epoch  # The completed epoch was kept, not retrained.
-  metrics = json.load(open(os.path.join(workdir, "metrics.json")))
-  assert metrics["steps"] == 3 * (4096 // 128)
-  assert metrics["validation"]["accuracy"] >= 0.70
 
 
 def test_mirrored_strategy_over_two_logical_cpus_trains(fashion_data_dir, tmp_path):
