@@ -236,6 +236,7 @@ def run_training(*, model: keras.Model, exported: keras.Model, strategy: tf.dist
   eval_batch = config.batch_size * 2
   callback_list = keras.callbacks.CallbackList(list(callbacks), model=model)
   progress = Progress(schedule.epochs)
+  evaluated = {}
   callback_list.on_train_begin()
   for epoch in range(int(epoch_var.numpy()), schedule.epochs):
     start = time.time()
@@ -257,6 +258,7 @@ def run_training(*, model: keras.Model, exported: keras.Model, strategy: tf.dist
       callback_list.on_train_batch_end(step, logs)
       checkpoints.pause_point("step", step)
     logits, labels = evaluate_split(loop, splits.validation, splits.num_classes, eval_batch)
+    evaluated = {"validation": (logits, labels)}  # The final weights' validation logits, reused below.
     val = calibration.summary(labels, logits=logits)
     with writers["validation"].as_default(step=int(model.optimizer.iterations.numpy())):
       for name in ("accuracy", "nll", "ece"):
@@ -274,7 +276,9 @@ def run_training(*, model: keras.Model, exported: keras.Model, strategy: tf.dist
     writer.flush()
   metrics = {"epochs": schedule.epochs, "steps": int(model.optimizer.iterations.numpy()), **(extra_metrics or {})}
   for split in ("train", "validation", "test"):
-    logits, labels = evaluate_split(loop, getattr(splits, split), splits.num_classes, eval_batch)
+    if split not in evaluated:
+      evaluated[split] = evaluate_split(loop, getattr(splits, split), splits.num_classes, eval_batch)
+    logits, labels = evaluated[split]
     metrics[split] = calibration.summary(labels, logits=logits)
     if chief and split != "train":
       workdir.save_logits(split, logits, labels)
