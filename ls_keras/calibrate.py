@@ -4,26 +4,29 @@ Writes calibration.json and reliability.png into each run (and the diagram into 
 TensorBoard), plus a joint reliability diagram and a Table 3 in --output_dir.
 """
 
+import sys
+
 from absl import flags
 
 from ls_keras import cli
 
-flags.DEFINE_multi_string("workdir", [], "A finished training run (repeat for several).")
-flags.DEFINE_string("output_dir", "workdirs/calibration", "Where the joint diagram and table go.")
-flags.DEFINE_integer("num_bins", 15, "Equal-width confidence bins for ECE (the paper: 15).")
-FLAGS = flags.FLAGS
+
+def define_flags(flag_values: flags.FlagValues) -> None:
+  fv = {"flag_values": flag_values}
+  flags.DEFINE_multi_string("workdir", [], "A finished training run (repeat for several).", **fv)
+  flags.DEFINE_string("output_dir", "workdirs/calibration", "Where the joint diagram and table go.", **fv)
+  flags.DEFINE_integer("num_bins", 15, "Equal-width confidence bins for ECE (the paper: 15).", **fv)
 
 
-def main(argv):
-  del argv
+def main(flag_values: flags.FlagValues) -> None:
   from ls_keras import calibration_report
-  summary = calibration_report.calibrate_runs(FLAGS.workdir, FLAGS.output_dir, FLAGS.num_bins)
+  summary = calibration_report.calibrate_runs(flag_values.workdir, flag_values.output_dir, flag_values.num_bins)
   print(summary["table"])
-  print(f"Wrote {FLAGS.output_dir}/reliability.png, table3.md and calibration.json.")
+  print(f"Wrote {flag_values.output_dir}/reliability.png, table3.md and calibration.json.")
 
 
 def run():
-  cli.run(main)
+  cli.run(sys.modules[__name__])
 
 
 if __name__ == "__main__":

@@ -16,8 +16,12 @@ from ls_keras import workdir as workdir_lib
 from ls_keras.errors import UserError
 
 
-def calibrate_run(run: workdir_lib.Workdir, num_bins: int = calibration.DEFAULT_BINS) -> dict:
-  """calibration.json of one run: metrics before and after temperature scaling, and the bins."""
+def calibrate_run(run: workdir_lib.Workdir, num_bins: int = calibration.DEFAULT_BINS, write: bool = True) -> dict:
+  """Metrics of one run before and after temperature scaling, and the bins (calibration.json).
+
+  With `write`, also writes calibration.json, reliability.png and a TensorBoard image
+  into the run; `calibrate_runs` computes every run first and writes only then.
+  """
   val_logits, val_labels = run.load_logits("validation")
   test_logits, test_labels = run.load_logits("test")
   scaling = calibration.temperature_scale(val_labels, val_logits, test_labels, test_logits, num_bins=num_bins)
@@ -34,15 +38,22 @@ def calibrate_run(run: workdir_lib.Workdir, num_bins: int = calibration.DEFAULT_
       "bins_temperature_scaled": calibration.bin_statistics(
           test_labels, logits=test_logits / scaling.temperature, num_bins=num_bins),
   }
+  if write:
+    write_run(run, result, test_logits)
+  return result
+
+
+def write_run(run: workdir_lib.Workdir, result: dict, test_logits: np.ndarray) -> None:
+  """calibration.json, reliability.png and the diagram in TensorBoard (tb/calibration)."""
   workdir_lib.atomic_write_json(run.file("calibration.json"), _nan_to_none(result))
+  t = result["temperature"]
   series = {f"alpha={result['alpha']:g}": (result["bins"], _confidences(test_logits)),
-            f"alpha={result['alpha']:g}, T={scaling.temperature:.2f}": (
-                result["bins_temperature_scaled"], _confidences(test_logits / scaling.temperature))}
+            f"alpha={result['alpha']:g}, T={t:.2f}": (result["bins_temperature_scaled"],
+                                                       _confidences(test_logits / t))}
   png = plots.to_png(plots.reliability_diagram(series, title=os.path.basename(run.path)))
   workdir_lib.atomic_write_bytes(run.file("reliability.png"), png)
   with tf.summary.create_file_writer(run.file("tb", "calibration")).as_default(step=0):
     tf.summary.image("reliability_diagram", tf.image.decode_png(png)[tf.newaxis], step=0)
-  return result
 
 
 def _confidences(logits: np.ndarray) -> np.ndarray:
@@ -100,12 +111,14 @@ def calibrate_runs(workdirs: Sequence[str], output_dir: str, num_bins: int = cal
     raise UserError(f"--num_bins={num_bins} is not allowed: use 1 or more bins (the paper uses 15).")
   if not workdirs:
     raise UserError("give at least one --workdir of a finished training run.")
+  workdir_lib.check_output_dir(output_dir)
   runs = [workdir_lib.require(path) for path in workdirs]
-  results = [calibrate_run(run, num_bins) for run in runs]
+  results = [calibrate_run(run, num_bins, write=False) for run in runs]  # Every check before any write.
   os.makedirs(output_dir, exist_ok=True)
   series = {}
   for run, result in zip(runs, results):
     logits, _ = run.load_logits("test")
+    write_run(run, result, logits)
     name = f"alpha={result['alpha']:g} ({os.path.basename(run.path)})"
     series[name] = (result["bins"], _confidences(logits))
     if result["alpha"] == 0.0 and "temperature scaling" not in " ".join(series):

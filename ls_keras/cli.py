@@ -1,12 +1,18 @@
-"""Shared plumbing of the entry points: flags from a config dataclass, exit code 2 on bad input.
+"""Shared plumbing of the commands: flags from a config dataclass, exit code 2 on bad input.
 
-Entry modules call `define_flags(ConfigClass)` at import time; the dataclass field's
-`help` and `choices` become the flag's help and enum, so flags and configs never drift.
+A command module defines `define_flags(flag_values)` and `main(flag_values)`; nothing
+is defined at import time, so every module imports together and tests run a command
+in-process with `invoke(module, argv)`. `run(module)` is the console entry point. A config
+field's `help` and `choices` become its flag's help and enum, so flags and configs
+never drift apart.
 """
 
 import dataclasses
+import logging as std_logging
+import os
 import sys
 import typing
+from typing import Sequence
 
 from absl import app, flags, logging
 
@@ -14,15 +20,14 @@ from ls_keras import config as config_lib
 from ls_keras.errors import UserError
 
 FLAGS = flags.FLAGS
+EXIT_BAD_INPUT = 2
 
 
-def define_flags(cls, flag_values: flags.FlagValues = FLAGS) -> None:
-  """Defines one absl flag per field of `cls` (unless already defined), each with a validator."""
+def define_config_flags(cls, flag_values: flags.FlagValues) -> None:
+  """Defines one absl flag per field of the config dataclass `cls`, each with a validator."""
   hints = typing.get_type_hints(cls)
   fv = {"flag_values": flag_values}
   for f in dataclasses.fields(cls):
-    if f.name in flag_values:
-      continue
     kind, default, help_text = hints[f.name], f.default, f.metadata.get("help", f.name)
     choices = f.metadata.get("choices")
     if choices is not None:
@@ -35,56 +40,101 @@ def define_flags(cls, flag_values: flags.FlagValues = FLAGS) -> None:
       flags.DEFINE_float(f.name, default, help_text, **fv)
     elif kind is str:
       flags.DEFINE_string(f.name, default, help_text, **fv)
-    else:  # Tuple[int, ...]
+    else:  # A tuple of numbers.
       flags.DEFINE_list(f.name, [str(v) for v in default], help_text, **fv)
     flags.register_validator(f.name, _validator(f.name, kind), message=f"invalid --{f.name}", **fv)
 
 
-def _convert(kind, value):
+def _convert(name: str, kind, value):
   if typing.get_origin(kind) is tuple:
+    element = typing.get_args(kind)[0]
     try:
-      return tuple(int(v) for v in value)
+      return tuple(element(v) for v in value)
     except ValueError as e:
-      raise UserError(f"{','.join(value)} is not a list of integers.") from e
+      raise UserError(f"--{name}={','.join(value)} is not allowed: give a comma-separated list of "
+                      f"{element.__name__} numbers.") from e
   return value
 
 
 def _validator(name, kind):
   def check(value):
     try:
-      config_lib.check_field(name, _convert(kind, value))
+      config_lib.check_field(name, _convert(name, kind, value))
     except UserError as e:
       raise flags.ValidationError(str(e)) from e
     return True
   return check
 
 
-def config_from_flags(cls, flag_values: flags.FlagValues = FLAGS, **overrides):
-  """The frozen config built from the parsed flags."""
+def config_from_flags(cls, flag_values: flags.FlagValues, **overrides):
+  """The frozen, validated config built from the parsed flags (plus `overrides`)."""
   hints = typing.get_type_hints(cls)
-  values = {f.name: _convert(hints[f.name], flag_values[f.name].value)
+  values = {f.name: _convert(f.name, hints[f.name], flag_values[f.name].value)
             for f in dataclasses.fields(cls) if f.name in flag_values and f.name not in overrides}
   config = cls(**values, **overrides)
   config_lib.validate(config)
   return config
 
 
-def _parse(argv):
+class _OnlyOurInfo(std_logging.Filter):
+  """Lets ls_keras' own INFO lines through absl's handler; others' only from WARNING up."""
+
+  def filter(self, record):
+    ours = f"{os.sep}ls_keras{os.sep}" in record.pathname
+    return record.levelno >= std_logging.WARNING or ours
+
+
+def _setup_logging(flag_values: flags.FlagValues) -> None:
+  if "verbosity" in flag_values and flag_values["verbosity"].present:
+    return  # The user chose; show everything at that level.
+  logging.set_verbosity(logging.INFO)
+  handler = logging.get_absl_handler()
+  if not any(isinstance(f, _OnlyOurInfo) for f in handler.filters):
+    handler.addFilter(_OnlyOurInfo())
+
+
+def _guarded(main, flag_values: flags.FlagValues) -> int:
   try:
-    return FLAGS(argv)
+    main(flag_values)
+  except UserError as e:
+    sys.stderr.write(f"error: {e}\n")
+    return EXIT_BAD_INPUT
+  return 0
+
+
+def invoke(command, argv: Sequence[str]) -> int:
+  """Runs a command module in this process with flags of its own; returns its exit code.
+
+  Same parsing, validation and error handling as the console entry point: bad input
+  prints one paragraph to stderr and returns 2.
+
+  Args:
+    command: a module with `define_flags(flag_values)` and `main(flag_values)`.
+    argv: the command-line arguments, without the program name.
+  """
+  flag_values = flags.FlagValues()
+  command.define_flags(flag_values)
+  try:
+    flag_values(["ls_keras", *argv])
   except flags.Error as e:
-    sys.stderr.write(f"error: {e}\nPass --helpfull to see every flag.\n")
-    sys.exit(2)
+    sys.stderr.write(f"error: {e}\n")
+    return EXIT_BAD_INPUT
+  return _guarded(command.main, flag_values)
 
 
-def run(main) -> None:
-  """app.run(main), turning bad flags and UserErrors into a one-paragraph message and exit 2."""
-  def guarded(argv):
-    if not FLAGS["verbosity"].present:  # Keep TF/TFDS chatter out; --verbosity=0 shows it.
-      logging.set_verbosity(logging.WARNING)
+def run(command) -> None:
+  """The console entry point of a command module: parse flags, run, exit 2 on bad input."""
+  def parse(argv):
+    command.define_flags(FLAGS)
     try:
-      main(argv)
-    except UserError as e:
-      sys.stderr.write(f"error: {e}\n")
-      sys.exit(2)
-  app.run(guarded, flags_parser=_parse)
+      return FLAGS(argv)
+    except flags.Error as e:
+      sys.stderr.write(f"error: {e}\nPass --helpfull to see every flag.\n")
+      sys.exit(EXIT_BAD_INPUT)
+
+  def main(argv):
+    del argv
+    _setup_logging(FLAGS)
+    sys.exit(_guarded(command.main, FLAGS))
+
+  app.run(main, flags_parser=parse)

@@ -6,6 +6,7 @@ Every library function takes a config object; only entry modules read flags. A f
 
 import dataclasses
 import json
+import math
 from typing import Any, Optional, Tuple
 
 from ls_keras.errors import UserError
@@ -85,8 +86,19 @@ def field_choices(cls, name: str) -> Optional[Tuple[str, ...]]:
   return next(f.metadata.get("choices") for f in dataclasses.fields(cls) if f.name == name)
 
 
+# Upper bounds that keep a value usable: int32 step counters, a bounded MI batch, seeds
+# that NumPy accepts, logical devices a CPU can be split into.
+MAX_INT = 2**31 - 1
+LIMITS = {"seed": 2**32 - 1, "cpu_devices": 64, "mi_augmentations": 64, "mi_examples_per_class": 10000}
+MAX_HIDDEN_UNITS = 65536
+
+
 def check_field(name: str, value: Any) -> None:
   """Raises UserError naming `value` and what is allowed when one field is invalid."""
+  if isinstance(value, float) and not math.isfinite(value):
+    raise UserError(f"--{name}={value} is not allowed: it must be a finite number.")
+  if isinstance(value, int) and not isinstance(value, bool) and value > LIMITS.get(name, MAX_INT):
+    raise UserError(f"--{name}={value} is not allowed: it must be at most {LIMITS.get(name, MAX_INT)}.")
   positive = ("validation_size", "batch_size", "epochs", "steps_per_execution", "cpu_devices",
               "mi_examples_per_class", "mi_augmentations")
   non_negative = ("train_examples", "eval_examples", "train_steps", "weight_decay", "grad_clip_norm",
@@ -99,14 +111,16 @@ def check_field(name: str, value: Any) -> None:
     raise UserError(f"--alpha={value} is not allowed: label smoothing alpha must lie in [0, 1).")
   if name == "dropout" and not 0.0 <= value < 1.0:
     raise UserError(f"--dropout={value} is not allowed: it must lie in [0, 1).")
-  if name in ("learning_rate", "loss_scale", "lr_decay") and not value > 0:
+  if name in ("learning_rate", "loss_scale") and not value > 0:
     raise UserError(f"--{name}={value} is not allowed: it must be positive.")
+  if name == "lr_decay" and not 0.0 < value <= 1.0:
+    raise UserError(f"--lr_decay={value} is not allowed: the decay factor must lie in (0, 1].")
   if name == "momentum" and not 0.0 <= value < 1.0:
     raise UserError(f"--momentum={value} is not allowed: it must lie in [0, 1).")
-  if name == "hidden_units" and (not value or any(int(h) <= 0 for h in value)):
+  if name == "hidden_units" and (not value or any(not 0 < int(h) <= MAX_HIDDEN_UNITS for h in value)):
     raise UserError(f"--hidden_units={','.join(map(str, value))} is not allowed: give one or more "
-                    "positive layer sizes, e.g. 1200,1200.")
-  if name == "lr_boundaries" and (any(b <= 0 for b in value) or list(value) != sorted(set(value))):
+                    f"layer sizes in 1-{MAX_HIDDEN_UNITS}, e.g. 1200,1200.")
+  if name == "lr_boundaries" and (any(b <= 0 or b > MAX_INT for b in value) or list(value) != sorted(set(value))):
     raise UserError(f"--lr_boundaries={','.join(map(str, value))} is not allowed: give strictly "
                     "increasing positive step numbers.")
   if name == "temperature" and not value > 0:

@@ -6,7 +6,7 @@ are pure functions of (seed, epoch), so a resumed run sees exactly the data it w
 """
 
 import dataclasses
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -26,7 +26,10 @@ class DatasetSpec:
   std: Tuple[float, ...]
   augmentation: str  # "shift" (+-2 px), "crop_flip" (pad 4, crop, flip) or "flip".
   test_split: str = "test"
-  cache: bool = True
+  cache: bool = True  # Keep decoded splits in memory (small data sets); else read files each epoch.
+  # Examples in the training shuffle buffer; None: the whole split (exact shuffle, cached
+  # data sets). Data sets too big for that shuffle their files too (see `Splits.train_epoch`).
+  shuffle_buffer: Optional[int] = None
 
 
 SPECS: Dict[str, DatasetSpec] = {
@@ -35,8 +38,9 @@ SPECS: Dict[str, DatasetSpec] = {
     "cifar10": DatasetSpec("cifar10", (32, 32, 3), (125.3, 123.0, 113.9), (63.0, 62.1, 66.7), "crop_flip"),
     "cifar100": DatasetSpec("cifar100", (32, 32, 3), (129.3, 124.1, 112.4), (68.2, 65.4, 70.4), "crop_flip"),
     # ImageNet has no labelled test split: its official validation set serves as test.
+    # 299x299x3 bytes = 268 kB an image: a 10k buffer holds 2.7 GB; files are shuffled too.
     "imagenet2012": DatasetSpec("imagenet2012", (299, 299, 3), (123.7, 116.3, 103.5), (58.4, 57.1, 57.4),
-                                "flip", test_split="validation", cache=False),
+                                "flip", test_split="validation", cache=False, shuffle_buffer=10_000),
 }
 
 PREPARE_HELP = {
@@ -51,17 +55,31 @@ PREPARE_HELP = {
 
 @dataclasses.dataclass(frozen=True)
 class Splits:
-  """The three splits as (uint8 image, int64 label) datasets, with their sizes and class names."""
+  """The three splits as (uint8 image, int64 label) datasets, with their sizes and class names.
+
+  `train` reads the training split in its stored order (for analyses that need fixed
+  examples); `train_epoch(seed)` is what training reads: for data sets that are not
+  cached, the same examples with their files shuffled by `seed`.
+  """
   spec: DatasetSpec
   class_names: Tuple[str, ...]
   train: tf.data.Dataset
   validation: tf.data.Dataset
   test: tf.data.Dataset
   sizes: Dict[str, int]
+  read_train: Optional[Callable[[int], tf.data.Dataset]] = None
 
   @property
   def num_classes(self) -> int:
     return len(self.class_names)
+
+  def train_epoch(self, seed: int) -> tf.data.Dataset:
+    """The training split for one epoch, its files shuffled by `seed` where that applies."""
+    return self.read_train(seed) if self.read_train is not None else self.train
+
+  @property
+  def shuffle_buffer(self) -> int:
+    return min(self.sizes["train"], self.spec.shuffle_buffer or self.sizes["train"])
 
 
 def _builder(dataset: str, data_dir: str, fashion_mnist_source: str):
@@ -82,11 +100,21 @@ def _not_prepared(dataset: str, builder) -> DataNotPreparedError:
       f"holds {dataset}/).")
 
 
-def _read(builder, dataset: str, split: str) -> tf.data.Dataset:
+def _read(builder, dataset: str, split: str, shuffle_seed: Optional[int] = None) -> tf.data.Dataset:
+  read_config = tfds.ReadConfig(shuffle_seed=shuffle_seed) if shuffle_seed is not None else None
   try:
-    return builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
+    return builder.as_dataset(split=split, as_supervised=True, shuffle_files=shuffle_seed is not None,
+                              read_config=read_config)
   except AssertionError as e:  # TFDS' way of saying the prepared files are missing.
     raise _not_prepared(dataset, builder) from e
+
+
+def _split_size(builder, dataset: str, split: str) -> int:
+  """Examples in a whole split: from the prepared data's metadata, else by counting."""
+  try:
+    return builder.info.splits[split].num_examples
+  except KeyError:  # No metadata (e.g. under tfds.testing.mock_data): count.
+    return _size(_read(builder, dataset, split))
 
 
 def _size(ds: tf.data.Dataset) -> int:
@@ -96,9 +124,35 @@ def _size(ds: tf.data.Dataset) -> int:
   return n
 
 
+def split_names(spec: DatasetSpec, train_size: int, test_size: int, *, validation_size: int,
+                train_examples: int = 0, eval_examples: int = 0) -> Dict[str, str]:
+  """TFDS split strings: validation = the last `validation_size` examples of the train split.
+
+  Slicing by index (not `take`) keeps the same examples however the files are read.
+
+  Raises:
+    UserError: when `validation_size` leaves no training examples.
+  """
+  if validation_size >= train_size:
+    raise UserError(f"--validation_size={validation_size} leaves no training examples: the train split of "
+                    f"'{spec.tfds_name}' has {train_size} examples.")
+  first_validation = train_size - validation_size
+  n_train = min(first_validation, train_examples) if train_examples else first_validation
+  n_validation = min(validation_size, eval_examples) if eval_examples else validation_size
+  n_test = min(test_size, eval_examples) if eval_examples else test_size
+  return {"train": f"train[:{n_train}]",
+          "validation": f"train[{first_validation}:{first_validation + n_validation}]",
+          "test": f"{spec.test_split}[:{n_test}]"}
+
+
 def load_splits(dataset: str, *, data_dir: str = "", fashion_mnist_source: str = "",
                 validation_size: int = 10000, train_examples: int = 0, eval_examples: int = 0) -> Splits:
-  """Train = the train split minus its last `validation_size` examples; validation = those."""
+  """Train = the train split minus its last `validation_size` examples; validation = those.
+
+  Raises:
+    DataNotPreparedError: the data set is not prepared under `data_dir` (with how to prepare it).
+    UserError: unknown data set, or sizes that leave no training examples.
+  """
   if dataset not in SPECS:
     raise UserError(f"--dataset={dataset} is not allowed: choose one of {', '.join(SPECS)}.")
   spec = SPECS[dataset]
@@ -106,13 +160,8 @@ def load_splits(dataset: str, *, data_dir: str = "", fashion_mnist_source: str =
     builder = _builder(dataset, data_dir, fashion_mnist_source)
   except tfds.core.registered.DatasetNotFoundError as e:
     raise UserError(f"TFDS does not know the data set '{dataset}': {e}") from e
-  train = _read(builder, dataset, f"train[:-{validation_size}]")
-  validation = _read(builder, dataset, f"train[-{validation_size}:]")
-  test = _read(builder, dataset, spec.test_split)
-  if train_examples:
-    train = train.take(train_examples)
-  if eval_examples:
-    validation, test = validation.take(eval_examples), test.take(eval_examples)
+  names = split_names(spec, _split_size(builder, dataset, "train"), _split_size(builder, dataset, spec.test_split),
+                      validation_size=validation_size, train_examples=train_examples, eval_examples=eval_examples)
   resize = spec.image_shape[:2]
 
   def prepare(ds):
@@ -121,12 +170,12 @@ def load_splits(dataset: str, *, data_dir: str = "", fashion_mnist_source: str =
                     num_parallel_calls=tf.data.AUTOTUNE)
     return ds.cache()
 
-  train, validation, test = prepare(train), prepare(validation), prepare(test)
+  train, validation, test = (prepare(_read(builder, dataset, names[s])) for s in ("train", "validation", "test"))
+  read_train = None if spec.cache else (
+      lambda seed: prepare(_read(builder, dataset, names["train"], shuffle_seed=seed)))
   sizes = {"train": _size(train), "validation": _size(validation), "test": _size(test)}
-  if sizes["train"] == 0:
-    raise UserError(f"--validation_size={validation_size} leaves no training examples in '{dataset}'.")
-  names = tuple(builder.info.features["label"].names)
-  return Splits(spec, names, train, validation, test, sizes)
+  class_names = tuple(builder.info.features["label"].names)
+  return Splits(spec, class_names, train, validation, test, sizes, read_train)
 
 
 def augment_batch(images: tf.Tensor, augmentation: str, seed: tf.Tensor) -> tf.Tensor:
@@ -158,14 +207,16 @@ def train_batches(splits: Splits, *, batch_size: int, seed: int, epoch: int, aug
   """One epoch of shuffled, augmented, one-hot training batches (per-replica batch size).
 
   The order and augmentation depend only on (seed, epoch), so a run resumed at an epoch
-  boundary sees exactly the batches the uninterrupted run would have seen.
+  boundary sees exactly the batches the uninterrupted run would have seen. Data sets that
+  are not cached shuffle their files by the same seed and then through a bounded buffer
+  (`DatasetSpec.shuffle_buffer`), so memory stays bounded whatever the split's size.
   """
-  ds = splits.train
+  epoch_seed = seed * 1_000_003 + epoch
+  ds = splits.train_epoch(epoch_seed)
   if input_context is not None:
     ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
     batch_size = input_context.get_per_replica_batch_size(batch_size)
-  epoch_seed = seed * 1_000_003 + epoch
-  ds = ds.shuffle(splits.sizes["train"], seed=epoch_seed, reshuffle_each_iteration=False)
+  ds = ds.shuffle(splits.shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=False)
   num_classes, augmentation = splits.num_classes, splits.spec.augmentation
 
   def preprocess(index, batch):

@@ -5,28 +5,32 @@ record the teacher's equivalent smoothing gamma. Student flags are the train fla
 """
 
 import json
+import sys
 
 from absl import flags
 
 from ls_keras import cli
 from ls_keras import distillation
 
-cli.define_flags(distillation.DistillConfig)
-flags.DEFINE_string("workdir", "workdirs/student", "Folder for everything the student's run writes.")
-flags.DEFINE_bool("overwrite", False, "Delete a workdir holding a different run and start afresh.")
-FLAGS = flags.FLAGS
+
+def define_flags(flag_values: flags.FlagValues) -> None:
+  cli.define_config_flags(distillation.DistillConfig, flag_values)
+  flags.DEFINE_string("workdir", "workdirs/student", "Folder for everything the student's run writes.",
+                      flag_values=flag_values)
+  flags.DEFINE_bool("overwrite", False, "Delete the ls_keras workdir at --workdir (a different or broken run) "
+                    "and start afresh. Never deletes a folder that is not an ls_keras workdir.",
+                    flag_values=flag_values)
 
 
-def main(argv):
-  del argv
-  config = cli.config_from_flags(distillation.DistillConfig)
-  metrics = distillation.distill_and_evaluate(config, FLAGS.workdir, overwrite=FLAGS.overwrite)
+def main(flag_values: flags.FlagValues) -> None:
+  config = cli.config_from_flags(distillation.DistillConfig, flag_values)
+  metrics = distillation.distill_and_evaluate(config, flag_values.workdir, overwrite=flag_values.overwrite)
   print(json.dumps({"equivalent_smoothing": metrics["equivalent_smoothing"],
                     **{split: metrics[split] for split in ("validation", "test")}}, indent=2))
 
 
 def run():
-  cli.run(main)
+  cli.run(sys.modules[__name__])
 
 
 if __name__ == "__main__":

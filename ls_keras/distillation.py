@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from ls_keras import config as config_lib
 from ls_keras import export as export_lib
+from ls_keras import information
 from ls_keras import losses
 from ls_keras import strategy as strategy_lib
 from ls_keras import training
@@ -65,13 +66,15 @@ class Distiller(keras.Model):
   """A frozen teacher and a trainable student; predictions are the student's logits."""
 
   def __init__(self, teacher: keras.Model, student: keras.Model, temperature: float = 1.0, beta: float = 1.0,
-               alpha: float = 0.0, t_squared: bool = False, **kwargs):
+               alpha: float = 0.0, t_squared: bool = False, loss_scale: float = 1.0, **kwargs):
     super().__init__(**kwargs)
     check_hyperparameters(temperature, beta)
     self.teacher, self.student = teacher, student
     self.teacher.trainable = False
     self.temperature, self.beta, self.alpha, self.t_squared = temperature, beta, alpha, t_squared
-    self.loss_trackers = [keras.metrics.Mean(name=n) for n in ("hard_loss", "soft_loss")]
+    self.loss_scale = loss_scale
+    self.hard_loss = keras.metrics.Mean(name="hard_loss")
+    self.soft_loss = keras.metrics.Mean(name="soft_loss")
 
   def call(self, inputs, training=None):
     return self.student(inputs, training=training)
@@ -82,16 +85,18 @@ class Distiller(keras.Model):
       y_pred = self(x, training=training)
     teacher_logits = tf.stop_gradient(self.teacher(x, training=False))
     hard, soft = distillation_terms(y, y_pred, teacher_logits, self.temperature, self.alpha, self.t_squared)
-    self.loss_trackers[0].update_state(hard)
-    self.loss_trackers[1].update_state(soft)
-    loss = losses.scale_for_replicas(tf.reduce_mean((1.0 - self.beta) * hard + self.beta * soft))
+    self.hard_loss.update_state(hard)
+    self.soft_loss.update_state(soft)
+    data_term = self.loss_scale * tf.reduce_mean((1.0 - self.beta) * hard + self.beta * soft)
+    loss = losses.scale_for_replicas(data_term)
     for regulariser in self.student.losses:
       loss += losses.scale_for_replicas(tf.cast(regulariser, loss.dtype))
     return loss
 
   @property
   def metrics(self):
-    return list(self.loss_trackers)
+    """The two loss terms, reported by the training loop as Keras reports a model's metrics."""
+    return [self.hard_loss, self.soft_loss]
 
 
 def check_hyperparameters(temperature: float, beta: float) -> None:
@@ -149,20 +154,25 @@ def distill_and_evaluate(config: DistillConfig, workdir: str, overwrite: bool = 
   finished = run_dir.finished_metrics(config, "distill", overwrite)
   if finished is not None:
     return finished
-  with training.runtime(config) as (strategy, splits):
-    with strategy.scope():
+  with training.runtime(config) as rt:
+    with rt.strategy.scope():
       teacher = load_teacher(config.teacher)
-      check_compatible(teacher, splits.spec.image_shape, splits.num_classes)
-      student = training.build_network(config, splits)
+      check_compatible(teacher, rt.splits.spec.image_shape, rt.splits.num_classes)
+      student = training.build_network(config, rt.splits)
       distiller = Distiller(teacher, student, config.temperature, config.beta, config.alpha, config.t_squared,
-                            name="distiller")
+                            loss_scale=config.loss_scale, name="distiller")
       distiller.compile(optimizer=training.make_optimizer(config))
-    if strategy_lib.is_chief(strategy):
-      run_dir.start(config, "distill", overwrite)
-    teacher_logits, labels = training.evaluate_split(training.Loop(teacher, strategy), splits.train,
-                                                     splits.num_classes, config.batch_size * 2)
+    teacher_logits, labels = training.evaluate_split(training.Loop(teacher, rt.strategy), rt.splits.train,
+                                                     rt.splits.num_classes, config.batch_size * 2)
+    if not np.all(np.isfinite(teacher_logits)):
+      raise UserError(f"--teacher={config.teacher} gives NaN or infinite logits on the training data; it is "
+                      "broken (for instance a run that diverged). Use another teacher.")
     extra = {"equivalent_smoothing": equivalent_smoothing(teacher_logits, labels, config.temperature),
              "teacher_train_accuracy": float(np.mean(teacher_logits.argmax(-1) == labels)),
              "teacher": os.path.abspath(config.teacher)}
-    return training.run_training(model=distiller, exported=student, strategy=strategy, splits=splits,
-                                 config=config, workdir=run_dir, extra_metrics=extra)
+    callbacks = []
+    if config.mi_every_steps:
+      callbacks.append(information.MutualInformationCallback.from_config(
+          config, rt.splits, run_dir, write=strategy_lib.is_chief(rt.strategy), network=student))
+    job = training.prepare_job(config, "distill", distiller, student, rt, callbacks, extra)
+    return training.run_job(job, run_dir, overwrite)

@@ -11,3 +11,7 @@ class DataNotPreparedError(UserError):
 
 class WorkdirError(UserError):
   """A workdir that is missing, unfinished, corrupt or holds a different run."""
+
+
+class TrainingDivergedError(UserError):
+  """The loss became NaN or infinite; the run stopped, keeping its last good checkpoint."""

@@ -77,7 +77,17 @@ class FashionMnist(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   def __init__(self, *, source: str = "", check_sizes: bool = True, **kwargs):
     self._source = resolve_source(source)
     self._check_sizes = check_sizes
+    self._arrays = {}
     super().__init__(**kwargs)
+
+  def download_and_prepare(self, *args, **kwargs):
+    """Reads and checks every IDX file first, so bad or missing files leave nothing on disk."""
+    self._arrays = {split: read_idx(self._source, images, labels, expected if self._check_sizes else 0)
+                    for split, (images, labels, expected) in FILES.items()}
+    try:
+      return super().download_and_prepare(*args, **kwargs)
+    finally:
+      self._arrays = {}
 
   def _info(self):
     return self.dataset_info_from_configs(
@@ -95,8 +105,6 @@ class FashionMnist(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     return {split: self._generate_examples(split) for split in FILES}
 
   def _generate_examples(self, split):
-    images_stem, labels_stem, expected = FILES[split]
-    images, labels = read_idx(self._source, images_stem, labels_stem,
-                              expected if self._check_sizes else 0)
+    images, labels = self._arrays[split]
     for i, (image, label) in enumerate(zip(images, labels)):
       yield i, {"image": image, "label": int(label)}

@@ -73,26 +73,35 @@ class LogitDifferences:
 
 
 class MutualInformationCallback(keras.callbacks.Callback):
-  """Estimates I(X; Y) every `every` steps; logs it to TensorBoard and a JSON series."""
+  """Estimates I(X; Y) every `every_steps` steps; logs it to TensorBoard and a JSON series.
 
-  def __init__(self, differences: LogitDifferences, every: int, series_path: str, logdir: str,
-               write: bool = True):
+  The training loop pauses at every multiple of `every_steps`, so no estimate is skipped.
+  `network` is the classifier whose logits are studied (default: the trained model; for
+  a Distiller, its student).
+  """
+
+  def __init__(self, differences: LogitDifferences, every_steps: int, series_path: str, logdir: str,
+               write: bool = True, network: keras.Model = None):
     super().__init__()
-    self.differences, self.every = differences, every
+    self.differences, self.every_steps, self.network = differences, every_steps, network
     self.series_path, self.logdir, self.write = series_path, logdir, write
     self.series = []
     self.writer = None
 
   @classmethod
-  def from_config(cls, config, splits: data_lib.Splits, run: workdir_lib.Workdir,
-                  write: bool = True) -> "MutualInformationCallback":
-    """From the run's mi_* settings; `write` is False on non-chief workers."""
+  def from_config(cls, config, splits: data_lib.Splits, run: workdir_lib.Workdir, write: bool = True,
+                  network: keras.Model = None) -> "MutualInformationCallback":
+    """From the run's mi_* settings; `write` is False on non-chief workers.
+
+    Raises:
+      UserError: classes outside the data set, or too few examples of them.
+    """
     classes = tuple(config.mi_classes)
     check_settings(classes, splits.num_classes, config.mi_examples_per_class, config.mi_augmentations)
     images, _ = data_lib.class_examples(splits.train, classes, config.mi_examples_per_class)
     differences = LogitDifferences(images, classes, config.mi_augmentations, splits.spec.augmentation, config.seed)
     return cls(differences, config.mi_every_steps, run.file("mutual_information.json"), run.file("tb", "train"),
-               write)
+               write, network)
 
   def _step(self) -> int:
     return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
@@ -107,11 +116,11 @@ class MutualInformationCallback(keras.callbacks.Callback):
 
   def on_train_batch_end(self, batch, logs=None):
     step = self._step()
-    if step % self.every == 0 and not any(p["step"] == step for p in self.series):
+    if step % self.every_steps == 0 and not any(p["step"] == step for p in self.series):
       self._estimate(step)
 
   def _estimate(self, step: int) -> None:
-    result = mutual_information(self.differences(self.model, draw=step))
+    result = mutual_information(self.differences(self.network or self.model, draw=step))
     self.series.append({"step": step, **result})
     with self.writer.as_default(step=step):
       tf.summary.scalar("mutual_information", result["mi"])
@@ -121,7 +130,10 @@ class MutualInformationCallback(keras.callbacks.Callback):
 
 def recompute_from_checkpoints(run: workdir_lib.Workdir, config, splits: data_lib.Splits,
                                build_model) -> list:
-  """The estimate afresh at every checkpoint the run kept (training keeps the last two)."""
+  """The estimate afresh at every checkpoint the run kept (training keeps the last two).
+
+  Writes nothing; the caller saves the series (mutual_information_recomputed.json).
+  """
   classes = tuple(config.mi_classes)
   check_settings(classes, splits.num_classes, config.mi_examples_per_class, config.mi_augmentations)
   images, _ = data_lib.class_examples(splits.train, classes, config.mi_examples_per_class)

@@ -6,30 +6,33 @@ plus the fully connected anecdote; then writes kd_sweep.md, kd_sweep.json and fi
 into --root. Rerunning reuses finished runs and resumes an interrupted one.
 """
 
+import sys
+
 from absl import flags
 
 from ls_keras import cli
 
-flags.DEFINE_enum("preset", "fashion_mnist", ["fashion_mnist", "quick", "cifar10", "tiny"],
-                  "fashion_mnist: the paper's MLPs (~15 min, 2 CPU cores); quick: a smaller grid; cifar10: the "
-                  "paper's ResNet-56 teacher and AlexNet student (GPUs, prepared data); tiny: for tests.")
-flags.DEFINE_string("root", "workdirs/kd_sweep", "Folder holding one workdir per run, and the results.")
-flags.DEFINE_string("data_dir", "", "TFDS data directory (empty: TFDS' default).")
-flags.DEFINE_string("fashion_mnist_source", "", "Folder with the Fashion-MNIST IDX files (empty: Debian's).")
-FLAGS = flags.FLAGS
+
+def define_flags(flag_values: flags.FlagValues) -> None:
+  fv = {"flag_values": flag_values}
+  flags.DEFINE_enum("preset", "fashion_mnist", ["fashion_mnist", "quick", "cifar10", "tiny"],
+                    "fashion_mnist: the paper's MLPs (~15 min, 2 CPU cores); quick: a smaller grid; cifar10: the "
+                    "paper's ResNet-56 teacher and AlexNet student (GPUs, prepared data); tiny: for tests.", **fv)
+  flags.DEFINE_string("root", "workdirs/kd_sweep", "Folder holding one workdir per run, and the results.", **fv)
+  flags.DEFINE_string("data_dir", "", "TFDS data directory (empty: TFDS' default).", **fv)
+  flags.DEFINE_string("fashion_mnist_source", "", "Folder with the Fashion-MNIST IDX files (empty: Debian's).", **fv)
 
 
-def main(argv):
-  del argv
+def main(flag_values: flags.FlagValues) -> None:
   from ls_keras import sweep
-  preset = sweep.make_preset(FLAGS.preset, FLAGS.data_dir, FLAGS.fashion_mnist_source)
-  report = sweep.run_sweep(preset, FLAGS.root)
+  preset = sweep.make_preset(flag_values.preset, flag_values.data_dir, flag_values.fashion_mnist_source)
+  report = sweep.run_sweep(preset, flag_values.root)
   print(report["table"])
-  print(f"Wrote {FLAGS.root}/kd_sweep.md, kd_sweep.json and figure5.png.")
+  print(f"Wrote {flag_values.root}/kd_sweep.md, kd_sweep.json and figure5.png.")
 
 
 def run():
-  cli.run(main)
+  cli.run(sys.modules[__name__])
 
 
 if __name__ == "__main__":

@@ -4,27 +4,30 @@ Plots the I(X; logit difference) series that training recorded (train with
 --mi_every_steps=N), or with --recompute estimates it afresh from each run's checkpoints.
 """
 
+import sys
+
 from absl import flags
 
 from ls_keras import cli
 
-flags.DEFINE_multi_string("workdir", [], "A finished training run (repeat for several).")
-flags.DEFINE_string("output_dir", "workdirs/mutual_information", "Where the plot and JSON go.")
-flags.DEFINE_bool("recompute", False, "Estimate afresh from the runs' saved checkpoints.")
-FLAGS = flags.FLAGS
+
+def define_flags(flag_values: flags.FlagValues) -> None:
+  fv = {"flag_values": flag_values}
+  flags.DEFINE_multi_string("workdir", [], "A finished training run (repeat for several).", **fv)
+  flags.DEFINE_string("output_dir", "workdirs/mutual_information", "Where the plot and JSON go.", **fv)
+  flags.DEFINE_bool("recompute", False, "Estimate afresh from the runs' saved checkpoints.", **fv)
 
 
-def main(argv):
-  del argv
+def main(flag_values: flags.FlagValues) -> None:
   from ls_keras import mutual_info_report
-  results = mutual_info_report.plot_runs(FLAGS.workdir, FLAGS.output_dir, FLAGS.recompute)
+  results = mutual_info_report.plot_runs(flag_values.workdir, flag_values.output_dir, flag_values.recompute)
   for path, series in results.items():
     print(f"{path}: " + ", ".join(f"step {p['step']}: {p['mi']:.3f}" for p in series))
-  print(f"Wrote {FLAGS.output_dir}/mutual_information.png and mutual_information.json.")
+  print(f"Wrote {flag_values.output_dir}/mutual_information.png and mutual_information.json.")
 
 
 def run():
-  cli.run(main)
+  cli.run(sys.modules[__name__])
 
 
 if __name__ == "__main__":

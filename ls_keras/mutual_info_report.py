@@ -15,6 +15,7 @@ def plot_runs(workdirs: Sequence[str], output_dir: str, recompute: bool = False)
   """Plots each run's I(X; Y) against training step, with log N and log 2 for reference."""
   if not workdirs:
     raise UserError("give at least one --workdir of a finished training run.")
+  workdir_lib.check_output_dir(output_dir)
   curves, log_n, results = {}, None, {}
   for path in workdirs:
     run = workdir_lib.require(path)
@@ -36,6 +37,9 @@ def plot_runs(workdirs: Sequence[str], output_dir: str, recompute: bool = False)
     curves[label] = (np.array([p["step"] for p in series]), np.array([p["mi"] for p in series]))
     log_n = series[0]["log_n"]
     results[run.path] = series
+  if recompute:  # Every run computed without error: only now write into them.
+    for path, series in results.items():
+      workdir_lib.atomic_write_json(os.path.join(path, "mutual_information_recomputed.json"), series)
   os.makedirs(output_dir, exist_ok=True)
   fig = plots.line_plot(curves, "training step", "I(X; logit difference) [nats]",
                         hlines={"log N": log_n, "log 2": float(np.log(2))},

@@ -5,31 +5,34 @@ train and validation splits of every run side by side; writes the figure, the po
 tightness numbers, and TensorBoard projector embeddings into each run (tb/projector).
 """
 
+import sys
+
 from absl import flags
 
 from ls_keras import cli
 
-flags.DEFINE_multi_string("workdir", [], "A finished training run (repeat; e.g. alpha 0 and alpha 0.1).")
-flags.DEFINE_multi_string("classes", ["dissimilar", "similar"],
-                          "A class triple per figure row: names or indices (e.g. 0,1,8), 'similar' or "
-                          "'dissimilar' (chosen from the alpha=0 run's validation confusion matrix).")
-flags.DEFINE_string("output_dir", "workdirs/projection", "Where projection.png/.npz/.json go.")
-flags.DEFINE_integer("examples_per_class", 100, "Examples of each class per panel (the paper: 100).")
-flags.DEFINE_integer("projector_examples", 1000, "Embeddings written for TensorBoard's Projector (0: none).")
-FLAGS = flags.FLAGS
+
+def define_flags(flag_values: flags.FlagValues) -> None:
+  fv = {"flag_values": flag_values}
+  flags.DEFINE_multi_string("workdir", [], "A finished training run (repeat; e.g. alpha 0 and alpha 0.1).", **fv)
+  flags.DEFINE_multi_string("classes", ["dissimilar", "similar"],
+                            "A class triple per figure row: names or indices (e.g. 0,1,8), 'similar' or "
+                            "'dissimilar' (chosen from the alpha=0 run's validation confusion matrix).", **fv)
+  flags.DEFINE_string("output_dir", "workdirs/projection", "Where projection.png/.npz/.json go.", **fv)
+  flags.DEFINE_integer("examples_per_class", 100, "Examples of each class per panel (the paper: 100).", **fv)
+  flags.DEFINE_integer("projector_examples", 1000, "Embeddings written for TensorBoard's Projector (0: none).", **fv)
 
 
-def main(argv):
-  del argv
+def main(flag_values: flags.FlagValues) -> None:
   from ls_keras import projection_report
-  summary = projection_report.project_runs(FLAGS.workdir, FLAGS.classes, FLAGS.output_dir,
-                                           FLAGS.examples_per_class, FLAGS.projector_examples)
+  summary = projection_report.project_runs(flag_values.workdir, flag_values.classes, flag_values.output_dir,
+                                           flag_values.examples_per_class, flag_values.projector_examples)
   print(projection_report.tightness_table(summary))
-  print(f"Wrote {FLAGS.output_dir}/projection.png, projection_points.npz and projection.json.")
+  print(f"Wrote {flag_values.output_dir}/projection.png, projection_points.npz and projection.json.")
 
 
 def run():
-  cli.run(main)
+  cli.run(sys.modules[__name__])
 
 
 if __name__ == "__main__":

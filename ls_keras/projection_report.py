@@ -35,6 +35,7 @@ def project_runs(workdirs: Sequence[str], class_specs: Sequence[str], output_dir
   if examples_per_class < 1 or projector_examples < 0:
     raise UserError(f"--examples_per_class={examples_per_class} must be >= 1 and --projector_examples="
                     f"{projector_examples} >= 0.")
+  workdir_lib.check_output_dir(output_dir)
   runs = [workdir_lib.require(path) for path in workdirs]
   records = [run.read_record() for run in runs]
   datasets = {r["config"]["dataset"] for r in records}
@@ -68,8 +69,10 @@ def project_runs(workdirs: Sequence[str], class_specs: Sequence[str], output_dir
         numbers.append({"workdir": run.path, "alpha": record["config"].get("alpha", 0.0),
                         "classes": [splits.class_names[c] for c in triple], "split": split,
                         "plane": result["tightness_plane"], "full": result["tightness_full"]})
-    if projector_examples:
-      _write_projector(run, features, splits, projector_examples)
+  # Every check has passed: only now write into the runs and the output folder.
+  if projector_examples:
+    for run, model in zip(runs, loaded):
+      _write_projector(run, projection.extract(model)[0], splits, projector_examples)
   os.makedirs(output_dir, exist_ok=True)
   names = [[splits.class_names[c] for c in t] for t in triples]
   fig = plots.projection_grid(panels, [" / ".join(n) for n in names], col_titles, names)

@@ -5,27 +5,31 @@ the Table 3 alpha grid, Figures 1, 2, 5, 6 and the distillation anecdote), then 
 report/index.md and report/index.html under --root. A second call reuses finished work.
 """
 
+import sys
+
 from absl import flags
 
 from ls_keras import cli
 
-flags.DEFINE_enum("preset", "fashion_mnist", ["fashion_mnist", "cifar10", "cifar100", "tiny"],
-                  "fashion_mnist: ~15 min on 2 CPU cores; cifar10/cifar100: the paper's recipes (GPUs, prepared "
-                  "data); tiny: seconds, for tests.")
-flags.DEFINE_string("root", "workdirs/reproduce", "Folder for every run and the report.")
-flags.DEFINE_string("data_dir", "", "TFDS data directory (empty: TFDS' default).")
-flags.DEFINE_string("fashion_mnist_source", "", "Folder with the Fashion-MNIST IDX files (empty: Debian's).")
-FLAGS = flags.FLAGS
+
+def define_flags(flag_values: flags.FlagValues) -> None:
+  fv = {"flag_values": flag_values}
+  flags.DEFINE_enum("preset", "fashion_mnist", ["fashion_mnist", "cifar10", "cifar100", "tiny"],
+                    "fashion_mnist: ~15 min on 2 CPU cores; cifar10/cifar100: the paper's recipes (GPUs, prepared "
+                    "data); tiny: seconds, for tests.", **fv)
+  flags.DEFINE_string("root", "workdirs/reproduce", "Folder for every run and the report.", **fv)
+  flags.DEFINE_string("data_dir", "", "TFDS data directory (empty: TFDS' default).", **fv)
+  flags.DEFINE_string("fashion_mnist_source", "", "Folder with the Fashion-MNIST IDX files (empty: Debian's).", **fv)
 
 
-def main(argv):
-  del argv
+def main(flag_values: flags.FlagValues) -> None:
   from ls_keras import reproduce_report
-  reproduce_report.reproduce(FLAGS.preset, FLAGS.root, FLAGS.data_dir, FLAGS.fashion_mnist_source)
+  reproduce_report.reproduce(flag_values.preset, flag_values.root, flag_values.data_dir,
+                             flag_values.fashion_mnist_source)
 
 
 def run():
-  cli.run(main)
+  cli.run(sys.modules[__name__])
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ def make_preset(name: str, data_dir: str = "", fashion_mnist_source: str = "") -
         learning_rate=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4,
         lr_boundaries=() if tiny else (1170, 1560), mi_examples_per_class=20 if tiny else 300,
         mi_augmentations=3 if tiny else 5, train_examples=1024 if tiny else 0, eval_examples=500 if tiny else 0,
-        **data)
+        **({"precision": "float32"} if tiny else {}), **data)
     return ReproducePreset(base, (0, 1) if tiny else (0, 1, 2), (0.0, 0.1), (0.05,) if tiny else (0.05, 0.2),
                            "tiny" if tiny else "quick", 4 if tiny else 195, (2, 4))
   if name == "cifar10":
@@ -104,6 +104,7 @@ def _train_runs(preset: ReproducePreset) -> List[sweep.Job]:
 def reproduce(preset_name: str, root: str, data_dir: str = "", fashion_mnist_source: str = "",
               log: Callable[[str], None] = print) -> dict:
   """Runs (or reuses) everything, then writes root/report/index.md and index.html."""
+  workdir_lib.check_output_dir(root, "--root")
   preset = make_preset(preset_name, data_dir, fashion_mnist_source)
   kd = sweep.make_preset(preset.kd_preset, data_dir, fashion_mnist_source)
   runs_root, kd_root, report_dir = (os.path.join(root, d) for d in ("runs", "kd_sweep", "report"))

@@ -27,17 +27,23 @@ _STRATEGIES = {}
 def make_strategy(name: str) -> tf.distribute.Strategy:
   """auto: MirroredStrategy over all GPUs if several, else over logical CPUs if several, else default.
 
-  One strategy per name per process: sweeps train many models in one process, and separate
-  strategy objects would reuse the same collective instance keys and abort each other.
-  Call it before anything else touches TensorFlow's devices (MultiWorkerMirroredStrategy
-  configures collectives at program start-up).
+  One strategy per set of devices per process: sweeps train many models in one process,
+  and separate MirroredStrategy objects over the same devices reuse collective instance
+  keys and abort each other, so `auto` and `mirrored` resolving to the same devices share
+  one object. Call it before anything else touches TensorFlow's devices
+  (MultiWorkerMirroredStrategy configures collectives at program start-up).
+
+  Raises:
+    UserError: an unknown name, or multi_worker without a valid TF_CONFIG.
   """
-  if name not in _STRATEGIES:
-    _STRATEGIES[name] = _new_strategy(name)
-  return _STRATEGIES[name]
+  key = _resolve(name)
+  if key not in _STRATEGIES:
+    _STRATEGIES[key] = _new_strategy(key)
+  return _STRATEGIES[key]
 
 
-def _new_strategy(name: str) -> tf.distribute.Strategy:
+def _resolve(name: str) -> tuple:
+  """(kind, devices) that `name` means on this machine."""
   if name == "multi_worker":  # First: collectives must be configured before TF initialises devices.
     if "TF_CONFIG" not in os.environ:
       raise UserError("--strategy=multi_worker needs the TF_CONFIG environment variable describing the "
@@ -46,18 +52,27 @@ def _new_strategy(name: str) -> tf.distribute.Strategy:
       json.loads(os.environ["TF_CONFIG"])
     except ValueError as e:
       raise UserError(f"TF_CONFIG is not valid JSON: {e}") from e
-    return tf.distribute.MultiWorkerMirroredStrategy()
-  gpus = tf.config.list_logical_devices("GPU")
-  cpus = tf.config.list_logical_devices("CPU")
-  if name == "auto":
-    if len(gpus) > 1 or (not gpus and len(cpus) > 1):
-      return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
-  if name == "mirrored":
-    return tf.distribute.MirroredStrategy(None if gpus else [d.name for d in cpus])
+    return ("multi_worker", ())
+  if name not in ("auto", "mirrored", "one_device"):
+    raise UserError(f"--strategy={name} is not allowed: choose one of auto, mirrored, multi_worker, one_device.")
+  gpus = tuple(d.name for d in tf.config.list_logical_devices("GPU"))
+  cpus = tuple(d.name for d in tf.config.list_logical_devices("CPU"))
   if name == "one_device":
-    return tf.distribute.OneDeviceStrategy((gpus or cpus)[0].name)
-  raise UserError(f"--strategy={name} is not allowed: choose one of auto, mirrored, multi_worker, one_device.")
+    return ("one_device", (gpus or cpus)[:1])
+  if name == "mirrored" or len(gpus) > 1 or (not gpus and len(cpus) > 1):
+    return ("mirrored", gpus or cpus)
+  return ("default", ())
+
+
+def _new_strategy(key: tuple) -> tf.distribute.Strategy:
+  kind, devices = key
+  if kind == "multi_worker":
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  if kind == "mirrored":
+    return tf.distribute.MirroredStrategy(list(devices))
+  if kind == "one_device":
+    return tf.distribute.OneDeviceStrategy(devices[0])
+  return tf.distribute.get_strategy()
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

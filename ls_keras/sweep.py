@@ -56,7 +56,7 @@ def make_preset(name: str, data_dir: str = "", fashion_mnist_source: str = "") -
     return Preset(_fashion_mlp((1200, 1200), 2, **data), _fashion_mlp((800, 800), 2, **data),
                   (0.0, 0.3, 0.6), (1.0, 4.0, 16.0), (0,))
   if name == "tiny":
-    small = dict(train_examples=1024, eval_examples=500, **data)
+    small = dict(train_examples=1024, eval_examples=500, precision="float32", **data)
     return Preset(_fashion_mlp((32,), 1, **small), _fashion_mlp((16,), 1, **small), (0.0, 0.3), (1.0, 4.0), (0,),
                   anecdote_temperature=2.0)
   if name == "cifar10":
@@ -193,6 +193,7 @@ def anecdote_table(results: Dict[str, dict]) -> str:
 
 def run_sweep(preset: Preset, root: str, log: Callable[[str], None] = print) -> dict:
   """Runs (or reuses) the whole grid and the anecdote; writes kd_sweep.md/.json and figure5.png."""
+  workdir_lib.check_output_dir(root, "--root")
   jobs, anecdote = plan(preset, root), anecdote_plan(preset, root)
   results = run_jobs(jobs + anecdote, root, log)
   summary = curves(jobs, results)

@@ -5,28 +5,32 @@ into --workdir; rerunning the same command resumes an interrupted run.
 """
 
 import json
+import sys
 
 from absl import flags
 
 from ls_keras import cli
 from ls_keras import config as config_lib
 
-cli.define_flags(config_lib.TrainConfig)
-flags.DEFINE_string("workdir", "workdirs/train", "Folder for everything the run writes.")
-flags.DEFINE_bool("overwrite", False, "Delete a workdir holding a different run and start afresh.")
-FLAGS = flags.FLAGS
+
+def define_flags(flag_values: flags.FlagValues) -> None:
+  cli.define_config_flags(config_lib.TrainConfig, flag_values)
+  flags.DEFINE_string("workdir", "workdirs/train", "Folder for everything the run writes.",
+                      flag_values=flag_values)
+  flags.DEFINE_bool("overwrite", False, "Delete the ls_keras workdir at --workdir (a different or broken run) "
+                    "and start afresh. Never deletes a folder that is not an ls_keras workdir.",
+                    flag_values=flag_values)
 
 
-def main(argv):
-  del argv
-  config = cli.config_from_flags(config_lib.TrainConfig)
+def main(flag_values: flags.FlagValues) -> None:
+  config = cli.config_from_flags(config_lib.TrainConfig, flag_values)
   from ls_keras import training  # Imported after flag parsing: TensorFlow starts slowly.
-  metrics = training.train_and_evaluate(config, FLAGS.workdir, overwrite=FLAGS.overwrite)
+  metrics = training.train_and_evaluate(config, flag_values.workdir, overwrite=flag_values.overwrite)
   print(json.dumps({split: metrics[split] for split in ("validation", "test")}, indent=2))
 
 
 def run():
-  cli.run(main)
+  cli.run(sys.modules[__name__])
 
 
 if __name__ == "__main__":

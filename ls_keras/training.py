@@ -13,25 +13,28 @@ import dataclasses
 import math
 import os
 import shutil
-import tempfile
 import sys
+import tempfile
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import keras
 import numpy as np
 import tensorflow as tf
+from absl import logging
+from tensorflow.python.framework import config as tf_framework_config  # Op determinism off again.
 
 from ls_keras import calibration
 from ls_keras import checkpoints
 from ls_keras import config as config_lib
 from ls_keras import data as data_lib
 from ls_keras import export as export_lib
+from ls_keras import hardware as hardware_lib
 from ls_keras import information
 from ls_keras import losses
 from ls_keras import models
 from ls_keras import strategy as strategy_lib
-from ls_keras.errors import UserError
+from ls_keras.errors import TrainingDivergedError, UserError
 from ls_keras import workdir as workdir_lib
 from ls_keras.workdir import Workdir
 
@@ -53,7 +56,13 @@ def make_optimizer(config) -> keras.optimizers.Optimizer:
 
 
 def build_network(config, splits: data_lib.Splits) -> keras.Model:
-  """The configured model for the data's input shape and classes, uncompiled."""
+  """The configured model for the data's input shape and classes, uncompiled.
+
+  Its initial weights (and dropout seeds) depend only on `config.seed`: the global random
+  state is reset just before the build, so whatever ran earlier in the process (loading
+  a teacher, another run of a sweep) cannot change them.
+  """
+  keras.utils.set_random_seed(config.seed)
   options = models.ModelOptions(weight_decay=config.weight_decay, dropout=config.dropout,
                                 hidden_units=tuple(config.hidden_units))
   return models.build_model(config.model, splits.spec.image_shape, splits.num_classes,
@@ -68,6 +77,19 @@ def build_classifier(config, splits: data_lib.Splits) -> keras.Model:
   return model
 
 
+# A mean loss above this means exploding weights: cross-entropy starts near log K, and
+# even a confidently wrong prediction costs a few dozen nats.
+DIVERGED_LOSS = 1e6
+
+
+class NonFiniteLoss(Exception):
+  """Raised by `Loop.train` when a step's loss is NaN, infinite or above DIVERGED_LOSS."""
+
+  def __init__(self, steps_done: int):
+    super().__init__(f"diverging loss after {steps_done} good steps")
+    self.steps_done = steps_done
+
+
 class Loop:
   """Compiled train and predict functions of one model under one strategy."""
 
@@ -79,11 +101,15 @@ class Loop:
     @tf.function
     def train_steps(iterator, num_steps):
       loss_sum, correct, count = tf.constant(0.0), tf.constant(0.0), tf.constant(0.0)
+      done, finite = tf.constant(0), tf.constant(True)
       for _ in tf.range(num_steps):
         per_replica = strategy.run(step, args=(next(iterator),))
         loss, c, n = (strategy.reduce("SUM", v, axis=None) for v in per_replica)
-        loss_sum, correct, count = loss_sum + loss, correct + c, count + n
-      return loss_sum / tf.cast(num_steps, tf.float32), correct / count
+        if not (tf.math.is_finite(loss) and loss < DIVERGED_LOSS):  # Stop at once: the weights are spoiled.
+          finite = tf.constant(False)
+          break
+        loss_sum, correct, count, done = loss_sum + loss, correct + c, count + n, done + 1
+      return loss_sum / tf.cast(tf.maximum(done, 1), tf.float32), correct / tf.maximum(count, 1.0), done, finite
 
     @tf.function
     def predict_step(iterator):
@@ -125,13 +151,20 @@ class Loop:
     return tf.cast(self.model(x, training=False), tf.float32), tf.argmax(y, -1), mask
 
   def train(self, iterator, num_steps: int) -> Dict[str, float]:
-    """Runs `num_steps` steps; returns their mean loss and accuracy, and any loss parts the
-    model tracks in `loss_trackers` (the Distiller's hard and soft terms)."""
-    loss, accuracy = self._train_steps(iterator, tf.constant(num_steps))
+    """Runs `num_steps` steps; returns their mean loss and accuracy, and the model's own
+    metrics (`model.metrics` other than Keras' loss tracker: the Distiller's loss terms).
+
+    Raises:
+      NonFiniteLoss: a step's loss was NaN or infinite; the steps after it did not run.
+    """
+    loss, accuracy, done, finite = self._train_steps(iterator, tf.constant(num_steps))
+    if not bool(finite):
+      raise NonFiniteLoss(int(done))
     logs = {"loss": float(loss), "accuracy": float(accuracy)}
-    for tracker in getattr(self.model, "loss_trackers", ()):
-      logs[tracker.name] = float(tracker.result())
-      tracker.reset_state()
+    for metric in self.model.metrics:
+      if metric.name not in ("loss", "compile_metrics"):
+        logs[metric.name] = float(metric.result())
+    self.model.reset_metrics()
     return logs
 
   def predict(self, dataset_fn: Callable) -> tuple:
@@ -145,7 +178,7 @@ class Loop:
 
 
 class Progress:
-  """A Keras progress bar on a terminal; one log line per epoch otherwise."""
+  """A Keras progress bar on a terminal, and one log line per epoch."""
 
   def __init__(self, total_epochs: int):
     self.total_epochs, self.tty = total_epochs, sys.stdout.isatty()
@@ -162,8 +195,7 @@ class Progress:
 
   def end_epoch(self, epoch: int, logs: Dict[str, float], seconds: float) -> None:
     line = " ".join(f"{k}={v:.4f}" for k, v in logs.items())
-    prefix = "  " if self.tty else f"epoch {epoch + 1}/{self.total_epochs}: "
-    print(f"{prefix}{line} ({seconds:.1f}s)", flush=True)
+    logging.info("epoch %d/%d: %s (%.1fs)", epoch + 1, self.total_epochs, line, seconds)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,7 +204,7 @@ class Schedule:
   steps_per_epoch: int
   total_steps: int
   steps_per_execution: int
-  pause_every: int = 0  # Also pause at multiples of this global step (0: never).
+  pause_every: Tuple[int, ...] = ()  # Also pause at every multiple of each of these global steps.
 
   @property
   def epochs(self) -> int:
@@ -186,12 +218,30 @@ class Schedule:
     step, end = epoch * self.steps_per_epoch, epoch * self.steps_per_epoch + self.epoch_steps(epoch)
     sizes = []
     while step < end:
-      nxt = min(end, step + self.steps_per_execution)
-      if self.pause_every:
-        nxt = min(nxt, (step // self.pause_every + 1) * self.pause_every)
+      nxt = min([end, step + self.steps_per_execution] + [(step // p + 1) * p for p in self.pause_every])
       sizes.append(nxt - step)
       step = nxt
     return sizes
+
+
+def make_schedule(config, train_size: int, replicas: int, callbacks: Sequence[keras.callbacks.Callback] = ()
+                  ) -> Schedule:
+  """The run's schedule; callbacks that must see certain steps declare `every_steps`.
+
+  Raises:
+    UserError: a global batch that the replicas cannot split evenly, or larger than the
+      training set.
+  """
+  if config.batch_size % replicas:
+    raise UserError(f"--batch_size={config.batch_size} is not allowed with {replicas} replicas: the global "
+                    f"batch must be a multiple of {replicas}.")
+  steps_per_epoch = train_size // config.batch_size
+  if steps_per_epoch == 0:
+    raise UserError(f"--batch_size={config.batch_size} exceeds the {train_size} training examples; use a "
+                    "smaller batch or more examples.")
+  pauses = tuple(sorted({cb.every_steps for cb in callbacks if getattr(cb, "every_steps", 0)}))
+  return Schedule(steps_per_epoch, config.train_steps or config.epochs * steps_per_epoch,
+                  config.steps_per_execution, pauses)
 
 
 def evaluate_split(loop: Loop, ds: tf.data.Dataset, num_classes: int, batch_size: int):
@@ -200,93 +250,141 @@ def evaluate_split(loop: Loop, ds: tf.data.Dataset, num_classes: int, batch_size
                                                         input_context=ctx))
 
 
-def run_training(*, model: keras.Model, exported: keras.Model, strategy: tf.distribute.Strategy,
-                 splits: data_lib.Splits, config, workdir: Workdir,
-                 callbacks: Sequence[keras.callbacks.Callback] = (), extra_metrics: Optional[dict] = None) -> dict:
-  """Trains `model` (resuming from the workdir's checkpoint), evaluates, exports `exported`.
+@dataclasses.dataclass
+class Job:
+  """Everything one training run needs, built and checked before the workdir is claimed."""
+  config: Any
+  kind: str  # "train" or "distill": the run kind recorded in config.json.
+  model: keras.Model  # What trains (a classifier, or a Distiller).
+  exported: keras.Model  # What is saved (the classifier, or the Distiller's student).
+  runtime: "Runtime"
+  schedule: Schedule
+  callbacks: Sequence[keras.callbacks.Callback] = ()
+  extra_metrics: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def prepare_job(config, kind: str, model: keras.Model, exported: keras.Model, rt: "Runtime",
+                callbacks: Sequence[keras.callbacks.Callback] = (), extra_metrics: Optional[dict] = None) -> Job:
+  """Checks the schedule and builds the optimizer state: every refusal happens here, before
+  anything is written."""
+  schedule = make_schedule(config, rt.splits.sizes["train"], rt.strategy.num_replicas_in_sync, callbacks)
+  with rt.strategy.scope():
+    model.optimizer.build(model.trainable_variables)
+  return Job(config, kind, model, exported, rt, schedule, tuple(callbacks), dict(extra_metrics or {}))
+
+
+def run_job(job: Job, workdir: Workdir, overwrite: bool = False) -> dict:
+  """Claims the workdir, trains (resuming from its checkpoint), evaluates, exports; returns metrics.
 
   Writes TensorBoard logs, per-epoch checkpoints, history.json, logits, the exported model
-  and, last of all, metrics.json. Returns the metrics.
+  and, last of all, metrics.json.
+
+  Raises:
+    TrainingDivergedError: the loss became NaN or infinite (the last good checkpoint is kept).
   """
-  replicas = strategy.num_replicas_in_sync
-  if config.batch_size % replicas:
-    raise UserError(f"--batch_size={config.batch_size} is not allowed with {replicas} replicas: the global "
-                    f"batch must be a multiple of {replicas}.")
-  steps_per_epoch = splits.sizes["train"] // config.batch_size
-  if steps_per_epoch == 0:
-    raise UserError(f"--batch_size={config.batch_size} exceeds the {splits.sizes['train']} training examples.")
-  schedule = Schedule(steps_per_epoch, config.train_steps or config.epochs * steps_per_epoch,
-                      config.steps_per_execution, getattr(config, "mi_every_steps", 0))
+  strategy, config = job.runtime.strategy, job.config
   chief = strategy_lib.is_chief(strategy)
-  loop = Loop(model, strategy, config.jit_compile, config.grad_clip_norm)
-  with strategy.scope():
-    model.optimizer.build(model.trainable_variables)
   epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")  # Host-side loop state.
-  checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=epoch_var)
+  checkpoint = tf.train.Checkpoint(model=job.model, optimizer=job.model.optimizer, epoch=epoch_var)
+  resuming = workdir.check(config, job.kind, overwrite)  # Read-only, like the restore: both may refuse.
+  restored = checkpoints.restore_latest(checkpoint, workdir.checkpoints) if resuming else None
+  start_epoch = int(epoch_var.numpy())
+  if chief:
+    workdir.start(config, job.kind, overwrite, session=job.runtime.session(start_epoch))
+  if restored:
+    logging.info("Resuming from %s (epoch %d done).", restored, start_epoch)
   # Every worker saves (saving is collective under MultiWorkerMirroredStrategy); only the
   # chief into the workdir, the others into a scratch folder removed at the end.
   ckpt_dir = workdir.checkpoints if chief else tempfile.mkdtemp(prefix="ls_keras_worker_ckpt_")
-  restored = checkpoints.restore_latest(checkpoint, workdir.checkpoints)
-  if restored:
-    print(f"Resuming from {restored} (epoch {int(epoch_var.numpy())} done).", flush=True)
   writers = {name: (tf.summary.create_file_writer(workdir.file("tb", name)) if chief
                     else tf.summary.create_noop_writer()) for name in ("train", "validation")}
-  history_path = workdir.file("history.json")
-  history = _read_history(history_path, int(epoch_var.numpy()))
-  eval_batch = config.batch_size * 2
-  callback_list = keras.callbacks.CallbackList(list(callbacks), model=model)
-  progress = Progress(schedule.epochs)
-  evaluated = {}
-  callback_list.on_train_begin()
-  for epoch in range(int(epoch_var.numpy()), schedule.epochs):
-    start = time.time()
-    callback_list.on_epoch_begin(epoch)
-    progress.start_epoch(epoch, schedule.epoch_steps(epoch))
-    train_ds = strategy.distribute_datasets_from_function(
-        lambda ctx, e=epoch: data_lib.train_batches(splits, batch_size=config.batch_size, seed=config.seed,
-                                                    epoch=e, augment=config.augment, input_context=ctx))
-    iterator, done = iter(train_ds), 0
-    for chunk in schedule.chunks(epoch):
-      logs = loop.train(iterator, chunk)
-      done += chunk
-      step = int(model.optimizer.iterations.numpy())
-      with writers["train"].as_default(step=step):
-        for name, value in logs.items():
-          tf.summary.scalar(name, value)
-        tf.summary.scalar("learning_rate", float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)))
-      progress.update(done, logs)
-      callback_list.on_train_batch_end(step, logs)
-      checkpoints.pause_point("step", step)
-    logits, labels = evaluate_split(loop, splits.validation, splits.num_classes, eval_batch)
-    evaluated = {"validation": (logits, labels)}  # The final weights' validation logits, reused below.
-    val = calibration.summary(labels, logits=logits)
-    with writers["validation"].as_default(step=int(model.optimizer.iterations.numpy())):
+  loop = Loop(job.model, strategy, config.jit_compile, config.grad_clip_norm)
+  history = _read_history(workdir.file("history.json"), start_epoch)
+  callbacks = keras.callbacks.CallbackList(list(job.callbacks), model=job.model)
+  progress = Progress(job.schedule.epochs)
+  validation = None
+  callbacks.on_train_begin()
+  for epoch in range(start_epoch, job.schedule.epochs):
+    started = time.time()
+    callbacks.on_epoch_begin(epoch)
+    logs = _train_epoch(job, loop, epoch, writers["train"], callbacks, progress)
+    validation = _evaluate(job, loop, "validation")  # The final weights' validation logits, reused below.
+    val = calibration.summary(validation[1], logits=validation[0])
+    step = int(job.model.optimizer.iterations.numpy())
+    with writers["validation"].as_default(step=step):
       for name in ("accuracy", "nll", "ece"):
         tf.summary.scalar(name, val[name])
     epoch_logs = {**logs, **{f"val_{k}": val[k] for k in ("accuracy", "nll", "ece")}}
-    history.append({"epoch": epoch + 1, "step": int(model.optimizer.iterations.numpy()), **epoch_logs})
-    callback_list.on_epoch_end(epoch, epoch_logs)
+    history.append({"epoch": epoch + 1, "step": step, **epoch_logs})
+    callbacks.on_epoch_end(epoch, epoch_logs)
     epoch_var.assign(epoch + 1)
     if chief:  # History first: a resume trims it to the checkpointed epochs, so it never lags.
-      workdir_lib.atomic_write_json(history_path, history)
+      workdir_lib.atomic_write_json(workdir.file("history.json"), history)
     checkpoints.save(checkpoint, ckpt_dir, epoch + 1)
-    progress.end_epoch(epoch, epoch_logs, time.time() - start)
-  callback_list.on_train_end()
+    progress.end_epoch(epoch, epoch_logs, time.time() - started)
+  callbacks.on_train_end()
   for writer in writers.values():
     writer.flush()
-  metrics = {"epochs": schedule.epochs, "steps": int(model.optimizer.iterations.numpy()), **(extra_metrics or {})}
+  if not chief:
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
+  return _finish(job, loop, workdir, chief, validation)
+
+
+def _train_epoch(job: Job, loop: Loop, epoch: int, writer, callbacks, progress: Progress) -> Dict[str, float]:
+  """Trains one epoch in chunks, logging each chunk; stops at the first non-finite loss."""
+  config, model, strategy = job.config, job.model, job.runtime.strategy
+  progress.start_epoch(epoch, job.schedule.epoch_steps(epoch))
+  train_ds = strategy.distribute_datasets_from_function(
+      lambda ctx: data_lib.train_batches(job.runtime.splits, batch_size=config.batch_size, seed=config.seed,
+                                         epoch=epoch, augment=config.augment, input_context=ctx))
+  iterator, done, logs = iter(train_ds), 0, {}
+  for chunk in job.schedule.chunks(epoch):
+    first_step = int(model.optimizer.iterations.numpy())
+    try:
+      logs = loop.train(iterator, chunk)
+    except NonFiniteLoss as e:
+      raise _diverged(job, epoch, first_step + e.steps_done + 1) from None
+    done += chunk
+    step = int(model.optimizer.iterations.numpy())
+    with writer.as_default(step=step):
+      for name, value in logs.items():
+        tf.summary.scalar(name, value)
+      tf.summary.scalar("learning_rate", float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)))
+    progress.update(done, logs)
+    callbacks.on_train_batch_end(step, logs)
+    checkpoints.pause_point("step", step)
+  return logs
+
+
+def _diverged(job: Job, epoch: int, step: int) -> TrainingDivergedError:
+  config = job.config
+  kept = f"the checkpoint of epoch {epoch}" if epoch else "no checkpoint (it diverged in the first epoch)"
+  return TrainingDivergedError(
+      f"training diverged: the loss became NaN, infinite or above {DIVERGED_LOSS:g} at step {step} (epoch "
+      f"{epoch + 1}). The run stopped; "
+      f"the workdir keeps {kept}. The usual cause is a learning rate too high for this model "
+      f"(--learning_rate={config.learning_rate:g}); lower it, or clip gradients with --grad_clip_norm=1, then "
+      "rerun with --overwrite or a new --workdir.")
+
+
+def _evaluate(job: Job, loop: Loop, split: str):
+  return evaluate_split(loop, getattr(job.runtime.splits, split), job.runtime.splits.num_classes,
+                        job.config.batch_size * 2)
+
+
+def _finish(job: Job, loop: Loop, workdir: Workdir, chief: bool, validation) -> dict:
+  """Final metrics on every split, logits for analysis, the exported model, then metrics.json."""
+  model = job.model
+  metrics = {"epochs": job.schedule.epochs, "steps": int(model.optimizer.iterations.numpy()), **job.extra_metrics}
+  evaluated = {"validation": validation} if validation is not None else {}
   for split in ("train", "validation", "test"):
-    if split not in evaluated:
-      evaluated[split] = evaluate_split(loop, getattr(splits, split), splits.num_classes, eval_batch)
-    logits, labels = evaluated[split]
+    logits, labels = evaluated.get(split) or _evaluate(job, loop, split)
     metrics[split] = calibration.summary(labels, logits=logits)
     if chief and split != "train":
       workdir.save_logits(split, logits, labels)
   if chief:
-    export_lib.export_model(exported, workdir.keras_model, workdir.saved_model)
+    export_lib.export_model(job.exported, workdir.keras_model, workdir.saved_model)
     workdir.write_metrics(metrics)
-  else:
-    shutil.rmtree(ckpt_dir, ignore_errors=True)
   return metrics
 
 
@@ -297,24 +395,46 @@ def _read_history(path: str, epochs_done: int) -> list:
   return [h for h in workdir_lib.read_json(path) if h["epoch"] <= epochs_done]
 
 
+@dataclasses.dataclass(frozen=True)
+class Runtime:
+  """The devices, strategy, precision and data one run uses."""
+  strategy: tf.distribute.Strategy
+  splits: data_lib.Splits
+  precision: str
+  precision_reason: str
+  hardware: hardware_lib.Hardware
+
+  def session(self, start_epoch: int) -> dict:
+    """What config.json records about this (re)start: when, where, at which precision."""
+    return {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "start_epoch": start_epoch,
+            "precision": self.precision, "precision_reason": self.precision_reason,
+            "hardware": self.hardware.to_dict()}
+
+
 @contextlib.contextmanager
 def runtime(config):
   """Devices, strategy, precision, determinism and seeds for one run, then its data.
 
-  Yields (strategy, splits); restores the process' dtype policy afterwards, so runs in one
-  process (sweeps, tests) do not leak precision into each other.
+  Yields a `Runtime`. Restores the process' dtype policy and op determinism afterwards,
+  so runs in one process (sweeps, tests) do not leak settings into each other.
   """
   policy = keras.config.dtype_policy()
+  deterministic = tf_framework_config.is_op_determinism_enabled()
   try:
     strategy_lib.split_cpu(config.cpu_devices)
     strategy = strategy_lib.make_strategy(config.strategy)
-    keras.config.set_dtype_policy(config.precision)
-    keras.utils.set_random_seed(config.seed)
+    machine = hardware_lib.detect()
+    precision, reason = hardware_lib.resolve_precision(config.precision, machine)
+    if config.precision == hardware_lib.AUTO:
+      logging.info("precision auto -> %s: %s.", precision, reason)
+    keras.config.set_dtype_policy(precision)
     if config.deterministic:
       tf.config.experimental.enable_op_determinism()
-    yield strategy, load_data(config)
+    yield Runtime(strategy, load_data(config), precision, reason, machine)
   finally:
     keras.config.set_dtype_policy(policy)
+    if not deterministic:
+      tf_framework_config.disable_op_determinism()  # No public API restores it (TF 2.21).
 
 
 def load_data(config) -> data_lib.Splits:
@@ -328,21 +448,23 @@ def train_and_evaluate(config: config_lib.TrainConfig, workdir: str, overwrite: 
   """Trains one model with label smoothing `config.alpha` into `workdir`; returns its metrics.
 
   A finished workdir with the same config returns its metrics without training; an
-  unfinished one resumes from its last checkpoint.
+  unfinished one resumes from its last checkpoint. Every check that can refuse the run
+  (config, workdir, data, model, schedule, MI settings) runs before anything is written.
+
+  Raises:
+    UserError: bad settings, data or workdir (nothing written), or divergence.
   """
   config_lib.validate(config)
   run_dir = Workdir(workdir)
   finished = run_dir.finished_metrics(config, "train", overwrite)
   if finished is not None:
     return finished
-  with runtime(config) as (strategy, splits):
-    with strategy.scope():
-      model = build_classifier(config, splits)
-    if strategy_lib.is_chief(strategy):
-      run_dir.start(config, "train", overwrite)
+  with runtime(config) as rt:
+    with rt.strategy.scope():
+      model = build_classifier(config, rt.splits)
     callbacks = []
     if config.mi_every_steps:
       callbacks.append(information.MutualInformationCallback.from_config(
-          config, splits, run_dir, write=strategy_lib.is_chief(strategy)))
-    return run_training(model=model, exported=model, strategy=strategy, splits=splits, config=config,
-                        workdir=run_dir, callbacks=callbacks)
+          config, rt.splits, run_dir, write=strategy_lib.is_chief(rt.strategy)))
+    job = prepare_job(config, "train", model, model, rt, callbacks)
+    return run_job(job, run_dir, overwrite)

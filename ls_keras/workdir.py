@@ -17,13 +17,26 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 from typing import Any, Dict, Optional
 
 import numpy as np
+from absl import logging
 
 from ls_keras import config as config_lib
 from ls_keras import __version__
 from ls_keras.errors import WorkdirError
+
+# Everything a run or an analysis of it writes into a workdir. Dot-files are the
+# temporary names of atomic writes (`atomic_write_bytes`, `export_model`).
+WORKDIR_ENTRIES = frozenset({
+    "config.json", "metrics.json", "history.json", "tb", "checkpoints", "model.keras", "saved_model", "logits",
+    "calibration.json", "reliability.png", "mutual_information.json", "mutual_information_recomputed.json"})
+
+
+def _is_workdir_entry(name: str) -> bool:
+  temporary = name.startswith(".") and (name.endswith(".tmp") or name.startswith((".model.", ".saved_model.")))
+  return name in WORKDIR_ENTRIES or temporary
 
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
@@ -127,49 +140,89 @@ class Workdir:
   def read_config(self, cls):
     return config_lib.from_dict(cls, self.read_record()["config"])
 
+  def is_workdir(self) -> bool:
+    """Whether the folder is an ls_keras workdir: config.json, and nothing but workdir entries.
+
+    Only such a folder (or an empty one) may be deleted by --overwrite; a folder holding
+    anything else (a user's notes, a home directory) never is.
+    """
+    if not os.path.isdir(self.path):
+      return False
+    entries = os.listdir(self.path)
+    return "config.json" in entries and all(_is_workdir_entry(e) for e in entries)
+
   def check(self, config, kind: str, overwrite: bool = False) -> bool:
     """Read-only: may this run use the workdir? Returns True when it holds this same run.
 
-    A workdir holding a different run, or a folder that is not a workdir, is refused
-    unless `overwrite`.
+    Raises:
+      WorkdirError: the path is a file or cannot be created; the folder holds something
+        that is not an ls_keras workdir (even with `overwrite`); it holds a different,
+        corrupt or incompatible run (unless `overwrite`).
     """
-    if os.path.exists(self.file("config.json")):
-      if overwrite:
-        return False
-      record = self.read_record()
-      new = json.loads(config_lib.dumps(config))
-      if record["kind"] != kind or record["config"] != new:
-        old = record["config"]
-        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-        raise WorkdirError(
-            f"{self.path} holds a different {record['kind']} run (settings that differ: "
-            f"{', '.join(diff) or 'run kind'}). Use another --workdir, or pass --overwrite to delete it "
-            "and start afresh.")
-      return True
-    if os.path.isdir(self.path) and os.listdir(self.path) and not overwrite:
-      raise WorkdirError(f"{self.path} exists and is not an ls_keras workdir; refusing to write into it. "
-                         "Use an empty or new folder, or pass --overwrite.")
-    return False
+    self._check_path()
+    if not os.path.isdir(self.path) or not os.listdir(self.path):
+      return False
+    if not self.is_workdir():
+      foreign = sorted(e for e in os.listdir(self.path) if not _is_workdir_entry(e)) or ["no config.json"]
+      raise WorkdirError(
+          f"--workdir={self.path} is a folder that is not an ls_keras workdir (it holds "
+          f"{', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}); ls_keras never writes into or "
+          "deletes such a folder. Use a new or empty folder.")
+    if overwrite:
+      return False
+    record = self.read_record()
+    new = json.loads(config_lib.dumps(config))
+    if record["kind"] != kind or record["config"] != new:
+      old = record["config"]
+      diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+      raise WorkdirError(
+          f"{self.path} holds a different {record['kind']} run (settings that differ: "
+          f"{', '.join(diff) or 'run kind'}). Use another --workdir, or pass --overwrite to delete that run "
+          "and start afresh.")
+    return True
 
-  def start(self, config, kind: str, overwrite: bool = False) -> bool:
+  def _check_path(self) -> None:
+    check_output_dir(self.path, "--workdir")
+
+  def start(self, config, kind: str, overwrite: bool = False, session: Optional[dict] = None) -> bool:
     """Claims the workdir for `config` (after `check`); returns True when resuming the same run.
 
     Call it only once the run's inputs are known good, so a refused run leaves nothing.
+    `session` (the resolved precision, the hardware, the epoch it starts from) is appended
+    to config.json's `sessions`, so a run resumed on another machine says so.
     """
-    if self.check(config, kind, overwrite):
-      return True
-    if overwrite and os.path.isdir(self.path):
-      shutil.rmtree(self.path)
-    os.makedirs(self.path, exist_ok=True)
-    atomic_write_json(self.file("config.json"), {
-        "format": config_lib.WORKDIR_FORMAT, "kind": kind, "config": dataclasses.asdict(config),
-        "versions": package_versions()})
-    return False
+    resuming = self.check(config, kind, overwrite)
+    if resuming:
+      record = self.read_record()
+    else:
+      self.clear()
+      os.makedirs(self.path, exist_ok=True)
+      record = {"format": config_lib.WORKDIR_FORMAT, "kind": kind, "config": dataclasses.asdict(config),
+                "versions": package_versions(), "sessions": []}
+    if session is not None:
+      record["sessions"] = record.get("sessions", []) + [session]
+    if session is not None or not resuming:
+      atomic_write_json(self.file("config.json"), record)
+    return resuming
+
+  def clear(self) -> None:
+    """Deletes the workdir's own entries (only those; see `is_workdir`)."""
+    if not os.path.isdir(self.path):
+      return
+    for entry in os.listdir(self.path):
+      if not _is_workdir_entry(entry):
+        raise WorkdirError(f"{self.path} holds {entry}, which is not part of an ls_keras workdir; not deleting.")
+    for entry in os.listdir(self.path):
+      path = self.file(entry)
+      if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+      else:
+        os.remove(path)
 
   def finished_metrics(self, config, kind: str, overwrite: bool = False) -> Optional[dict]:
     """The metrics of this very run if it already finished (nothing to do), else None."""
     if self.check(config, kind, overwrite) and self.is_finished():
-      print(f"{self.path} already holds this finished run; nothing to do.", flush=True)
+      logging.info("%s already holds this finished run; nothing to do.", self.path)
       return self.read_metrics()
     return None
 
@@ -194,15 +247,36 @@ class Workdir:
     try:
       with np.load(path) as f:
         return f["logits"], f["labels"]
-    except (ValueError, KeyError, OSError, EOFError) as e:
+    except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as e:
       raise WorkdirError(f"{path} is corrupt ({e}); rerun the training with --overwrite.") from e
 
 
+def check_output_dir(path: str, flag: str = "--output_dir") -> None:
+  """Read-only: raises WorkdirError unless `path` is, or can be created as, a writable folder."""
+  path = os.path.abspath(path)
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise WorkdirError(f"{flag}={path} is a file, not a folder. Give a folder.")
+  ancestor = path
+  while not os.path.exists(ancestor):
+    ancestor = os.path.dirname(ancestor)
+  if not os.path.isdir(ancestor):
+    raise WorkdirError(f"{flag}={path} cannot be created: {ancestor} is a file, not a folder.")
+  if not os.access(ancestor, os.W_OK | os.X_OK):
+    raise WorkdirError(f"{flag}={path} is not writable: no permission to write into {ancestor}.")
+
+
 def require(path: str) -> Workdir:
-  """A finished workdir, or a clear error."""
+  """A finished workdir, or a clear error.
+
+  Raises:
+    WorkdirError: the folder is missing, is not an ls_keras workdir, is unfinished, corrupt
+      or from an incompatible version.
+  """
   if not os.path.isdir(path):
     raise WorkdirError(f"--workdir={path} does not exist.")
   workdir = Workdir(path)
+  if not os.path.exists(workdir.file("config.json")):
+    raise WorkdirError(f"--workdir={path} is not an ls_keras workdir (it has no config.json).")
   workdir.read_record()
   workdir.read_metrics()
   return workdir

@@ -1,8 +1,20 @@
-"""Shared fixtures: quiet TF, 2 logical CPU devices (for MirroredStrategy tests), real data."""
+"""Shared fixtures: quiet TF, 2 logical CPU devices (for MirroredStrategy tests), real data,
+and commands run in this process.
 
+Every test that is not about precision runs in float32: `tiny_train_args` says so, and
+library-level tests build configs with `precision="float32"`.
+"""
+
+import contextlib
+import dataclasses
+import hashlib
+import importlib
+import io
 import os
+import signal
 import subprocess
 import sys
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -16,6 +28,11 @@ strategy.split_cpu(2)  # Before any test touches a device.
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def pytest_configure(config):
+  config.addinivalue_line("markers", "slow: end-to-end tests in fresh processes or on real data (deselect with "
+                                     "-m 'not slow' for a quick loop)")
+
+
 @pytest.fixture(scope="session")
 def fashion_data_dir(tmp_path_factory):
   """A TFDS data dir with real Fashion-MNIST prepared from Debian's IDX files (about 10 s)."""
@@ -23,6 +40,26 @@ def fashion_data_dir(tmp_path_factory):
   path = str(tmp_path_factory.mktemp("tfds"))
   fashion_mnist.FashionMnist(data_dir=path).download_and_prepare()
   return path
+
+
+@dataclasses.dataclass
+class Result:
+  code: int
+  out: str
+  err: str
+
+
+def invoke(command: str, *args: str) -> Result:
+  """Runs `python -m ls_keras.<command> args` in this process (same parsing, same exit codes).
+
+  Exceptions other than bad-input errors propagate, so a traceback fails the test.
+  """
+  from ls_keras import cli
+  module = importlib.import_module(f"ls_keras.{command}")
+  out, err = io.StringIO(), io.StringIO()
+  with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    code = cli.invoke(module, [str(a) for a in args])
+  return Result(code, out.getvalue(), err.getvalue())
 
 
 def run_cli(module, *args, timeout=600, env=None):
@@ -33,9 +70,26 @@ def run_cli(module, *args, timeout=600, env=None):
 
 
 def tiny_train_args(data_dir, workdir, *extra):
-  """Flags for a seconds-long run on a slice of real Fashion-MNIST."""
-  return ["--flagfile=flags/fashion_mnist.flags", f"--data_dir={data_dir}", f"--workdir={workdir}",
-          "--train_examples=4096", "--eval_examples=1000", "--epochs=2", "--lr_boundaries=", *extra]
+  """Flags for a seconds-long float32 run on a slice of real Fashion-MNIST."""
+  return ["--flagfile=" + os.path.join(REPO, "flags", "fashion_mnist.flags"), f"--data_dir={data_dir}",
+          f"--workdir={workdir}", "--train_examples=4096", "--eval_examples=1000", "--epochs=2", "--lr_boundaries=",
+          "--precision=float32", "--strategy=one_device", *extra]
+
+
+def tree_hash(path) -> str:
+  """A digest of every file name and content under `path` ('' when it does not exist)."""
+  if not os.path.exists(path):
+    return ""
+  if os.path.isfile(path):
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+  digest = hashlib.sha256()
+  for root, dirs, files in sorted(os.walk(path)):
+    dirs.sort()
+    for name in sorted(files):
+      full = os.path.join(root, name)
+      digest.update(full.encode())
+      digest.update(open(full, "rb").read())
+  return digest.hexdigest()
 
 
 @pytest.fixture
@@ -45,14 +99,14 @@ def cpu_devices():
 
 @pytest.fixture(scope="session")
 def one_device():
-  return tf.distribute.OneDeviceStrategy(tf.config.list_logical_devices("CPU")[0].name)
+  return strategy.make_strategy("one_device")
 
 
 @pytest.fixture(scope="session")
 def mirrored():
-  """One MirroredStrategy over the 2 logical CPUs for the whole session: separate strategy
-  objects in one process reuse collective instance keys and abort each other."""
-  return tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")])
+  """The process' MirroredStrategy over the 2 logical CPUs (one per process: separate
+  strategy objects over the same devices reuse collective instance keys)."""
+  return strategy.make_strategy("mirrored")
 
 
 def fake_run(path, alpha, seed=0, temperature=1.0, n=2000, classes=10):
@@ -79,7 +133,48 @@ def tiny_runs(fashion_data_dir, tmp_path_factory):
   runs = {}
   for alpha in (0.0, 0.1):
     workdir = str(root / f"alpha{alpha:g}")
-    result = run_cli("ls_keras.train", *tiny_train_args(fashion_data_dir, workdir, f"--alpha={alpha}"))
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = invoke("train", *tiny_train_args(fashion_data_dir, workdir, f"--alpha={alpha}"))
+    assert result.code == 0, result.err[-3000:]
     runs[alpha] = workdir
   return runs
+
+
+def finished_runs(root) -> dict:
+  """{metrics.json path: mtime} of every finished run under `root`."""
+  return {os.path.join(d, "metrics.json"): os.path.getmtime(os.path.join(d, "metrics.json"))
+          for d, _, files in os.walk(root) if "metrics.json" in files}
+
+
+def kill_after_finished(module, args, root, count, timeout=600) -> dict:
+  """Starts `python -m module args`, SIGKILLs it once `count` runs under `root` finished;
+  returns those finished runs (see `finished_runs`)."""
+  proc = subprocess.Popen([sys.executable, "-m", module, *args], cwd=REPO,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  deadline = time.time() + timeout
+  while len(finished_runs(root)) < count and proc.poll() is None and time.time() < deadline:
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  return finished_runs(root)
+
+
+@pytest.fixture(scope="session")
+def reproduce_root(tmp_path_factory):
+  """Root of the session's tiny `reproduce` job; its kd_sweep/ is the session's tiny sweep."""
+  return tmp_path_factory.mktemp("reproduce")
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(fashion_data_dir, reproduce_root):
+  """The tiny distillation sweep, run once per session: first SIGKILLed once 3 runs are
+  finished, then completed in this process (its tests only read it).
+
+  Returns (root, the completing Result, the runs finished before the kill).
+  """
+  root = str(reproduce_root / "kd_sweep")
+  args = ["--preset=tiny", f"--root={root}", f"--data_dir={fashion_data_dir}"]
+  killed = kill_after_finished("ls_keras.kd_sweep", args, root, 3)
+  result = invoke("kd_sweep", *args)
+  assert result.code == 0, result.err[-3000:]
+  return root, result, killed

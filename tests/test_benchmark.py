@@ -4,9 +4,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO
 
 
+@pytest.mark.slow
 def test_benchmark_quick_mode_prints_every_row():
   result = subprocess.run([sys.executable, os.path.join(REPO, "tools", "benchmark.py"), "--quick"],
                           capture_output=True, text=True, timeout=600, cwd=REPO,

@@ -128,3 +128,32 @@ def test_augmentation_translates_each_image_deterministically(kind, pad):
 def test_unknown_augmentation_is_an_error():
   with pytest.raises(UserError, match="unknown augmentation"):
     data.augment_batch(tf.zeros((1, 4, 4, 1)), "rotate", tf.constant([0, 0]))
+
+
+def test_uncached_data_shuffles_files_and_a_bounded_buffer_by_seed_and_epoch(idx_folder, tmp_path, monkeypatch):
+  """The ImageNet path: no cache, a bounded shuffle buffer, order a function of (seed, epoch) only."""
+  import dataclasses
+  monkeypatch.setenv(fashion_mnist.SOURCE_ENV, idx_folder)
+  monkeypatch.setattr(fashion_mnist.FashionMnist, "__init__", _no_size_check_init)
+  monkeypatch.setitem(data.SPECS, "fashion_mnist",
+                      dataclasses.replace(data.SPECS["fashion_mnist"], cache=False, shuffle_buffer=4))
+  splits = data.load_splits("fashion_mnist", data_dir=str(tmp_path / "tfds"), validation_size=10)
+  assert splits.read_train is not None and splits.shuffle_buffer == 4
+
+  def order(seed, epoch):
+    batches = data.train_batches(splits, batch_size=5, seed=seed, epoch=epoch, augment=False)
+    return [int(x[0, 0, 0]) for images, _ in batches for x in images.numpy()]
+
+  first = order(0, 0)
+  stored = sorted(int(x[0, 0, 0]) for x, _ in tfds.as_numpy(splits.train))
+  assert sorted(first) == stored and len(set(first)) == 20  # Every training example once an epoch.
+  assert order(0, 0) == first and order(0, 1) != first and order(1, 0) != first
+  assert data.SPECS["imagenet2012"].shuffle_buffer == 10_000 and not data.SPECS["imagenet2012"].cache
+
+
+def test_splits_are_index_slices_so_file_order_cannot_change_them():
+  spec = data.SPECS["cifar10"]
+  names = data.split_names(spec, 50000, 10000, validation_size=10000, train_examples=1000, eval_examples=500)
+  assert names == {"train": "train[:1000]", "validation": "train[40000:40500]", "test": "test[:500]"}
+  with pytest.raises(UserError, match="--validation_size=50000 leaves no training examples"):
+    data.split_names(spec, 50000, 10000, validation_size=50000)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import run_cli, tiny_train_args
+from conftest import REPO, invoke, tiny_train_args, tree_hash
 from ls_keras import distillation, models, training
 
 LABELS = np.array([[1.0, 0, 0], [0, 0, 1.0]], np.float32)
@@ -108,8 +108,8 @@ def test_first_step_loss_is_the_formula_plus_student_weight_decay(one_device):
 def student_run(tiny_runs, fashion_data_dir, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("kd") / "student")
   args = tiny_train_args(fashion_data_dir, workdir, "--model=mlp", "--hidden_units=64,64")
-  result = run_cli("ls_keras.distill", f"--teacher={tiny_runs[0.1]}", "--temperature=2", "--beta=1", *args)
-  assert result.returncode == 0, result.stderr[-3000:]
+  result = invoke("distill", f"--teacher={tiny_runs[0.1]}", "--temperature=2", "--beta=1", *args)
+  assert result.code == 0, result.err[-3000:]
   return workdir
 
 
@@ -126,8 +126,8 @@ def test_teacher_can_be_an_exported_saved_model(tiny_runs, fashion_data_dir, tmp
   workdir = str(tmp_path / "student")
   args = tiny_train_args(fashion_data_dir, workdir, "--model=mlp", "--hidden_units=16", "--epochs=1",
                          "--train_examples=1024")
-  result = run_cli("ls_keras.distill", f"--teacher={os.path.join(tiny_runs[0.0], 'saved_model')}", *args)
-  assert result.returncode == 0, result.stderr[-3000:]
+  result = invoke("distill", f"--teacher={os.path.join(tiny_runs[0.0], 'saved_model')}", *args)
+  assert result.code == 0, result.err[-3000:]
   metrics = json.load(open(os.path.join(workdir, "metrics.json")))
   assert metrics["teacher_train_accuracy"] >= 0.7  # The SavedModel's logits really are the teacher's.
   assert 0.0 < metrics["equivalent_smoothing"] < 1.0
@@ -141,6 +141,7 @@ np.save(sys.argv[3], model(np.load(sys.argv[2]), training=False).numpy())
 """
 
 
+@pytest.mark.slow
 def test_exported_student_alone_reloads_with_the_same_logits(student_run, tmp_path):
   import subprocess
   import sys
@@ -155,22 +156,3 @@ def test_exported_student_alone_reloads_with_the_same_logits(student_run, tmp_pa
                              atol=1e-6)
 
 
-def test_bad_inputs_exit_2(tiny_runs, fashion_data_dir, tmp_path):
-  other = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(), keras.layers.Dense(8, name="penultimate"),
-                            keras.layers.Dense(10, name="logits")])
-  other.save(tmp_path / "cifar_teacher.keras")
-  five = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(8, name="penultimate"),
-                           keras.layers.Dense(5, name="logits")])
-  five.save(tmp_path / "five.keras")
-  args = tiny_train_args(fashion_data_dir, str(tmp_path / "s"), "--model=mlp", "--hidden_units=8")
-  cases = [([f"--teacher={tmp_path / 'cifar_teacher.keras'}"], "inputs of shape (32, 32, 3)"),
-           ([f"--teacher={tmp_path / 'five.keras'}"], "predicts 5 classes"),
-           ([f"--teacher={tiny_runs[0.0]}", "--temperature=0"], "--temperature=0"),
-           ([f"--teacher={tiny_runs[0.0]}", "--beta=1.5"], "--beta=1.5"),
-           ([f"--teacher={tmp_path / 'nothing'}"], "neither a finished ls_keras workdir"),
-           ([], "--teacher is required")]
-  for extra, message in cases:
-    result = run_cli("ls_keras.distill", *extra, *args, timeout=180)
-    assert result.returncode == 2, (extra, result.stderr[-2000:])
-    assert message in result.stderr and "Traceback" not in result.stderr, (extra, result.stderr[-2000:])
-    assert not (tmp_path / "s").exists(), "a refused run must leave nothing behind"

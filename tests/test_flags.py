@@ -15,7 +15,7 @@ FLAGFILES = sorted(glob.glob(os.path.join(REPO, "flags", "*.flags")))
 @pytest.fixture(scope="module")
 def parse():
   flag_values = flags.FlagValues()
-  cli.define_flags(config.TrainConfig, flag_values)
+  cli.define_config_flags(config.TrainConfig, flag_values)
 
   def parse_file(path, *extra):
     flag_values.unparse_flags()

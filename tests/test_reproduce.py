@@ -1,46 +1,34 @@
 """The main job on the tiny preset: every section, and nothing new on a second call."""
 
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
-from conftest import REPO, run_cli
+from conftest import finished_runs, invoke, kill_after_finished
 
-
-def _finished(root):
-  return {os.path.join(d, "metrics.json"): os.path.getmtime(os.path.join(d, "metrics.json"))
-          for d, _, files in os.walk(root) if "metrics.json" in files}
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def reproduced(fashion_data_dir, tmp_path_factory):
-  """A first call SIGKILLed once 3 runs are finished, then a second call that completes the plan."""
-  root = str(tmp_path_factory.mktemp("repro"))
+def reproduced(fashion_data_dir, reproduce_root, tiny_sweep):
+  """A first call SIGKILLed once 3 of its training runs are finished, then a second call
+  (in this process) that completes the plan. Its distillation runs are the session's
+  tiny sweep, already finished under the same root."""
+  root = str(reproduce_root)
   args = ["--preset=tiny", f"--root={root}", f"--data_dir={fashion_data_dir}"]
-  proc = subprocess.Popen([sys.executable, "-m", "ls_keras.reproduce", *args], cwd=REPO,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  deadline = time.time() + 600
-  while len(_finished(root)) < 3 and proc.poll() is None and time.time() < deadline:
-    time.sleep(0.05)
-  proc.send_signal(signal.SIGKILL)
-  proc.wait()
-  before_kill = _finished(root)
-  assert 3 <= len(before_kill) < 16
-  result = run_cli("ls_keras.reproduce", *args, timeout=1200)
-  assert result.returncode == 0, result.stderr[-3000:]
+  before_kill = kill_after_finished("ls_keras.reproduce", args, os.path.join(root, "runs"), 3)
+  assert 3 <= len(before_kill) < 5
+  before_kill.update(finished_runs(tiny_sweep[0]))
+  result = invoke("reproduce", *args)
+  assert result.code == 0, result.err[-3000:]
   return root, result, before_kill
 
 
 def test_interrupted_plan_reuses_finished_runs(reproduced):
-  root, result, before_kill = reproduced
-  assert result.stdout.count("already holds this finished run") == len(before_kill)
-  assert all(os.path.getmtime(p) == t for p, t in before_kill.items())
-  assert len(_finished(root)) == 16
+  root, _, before_kill = reproduced
+  after = finished_runs(root)
+  assert all(after[p] == t for p, t in before_kill.items())
+  assert len(after) == 16
 
 
 def test_report_has_every_claim_with_paper_ours_and_verdict(reproduced):
@@ -55,15 +43,13 @@ def test_report_has_every_claim_with_paper_ours_and_verdict(reproduced):
   for figure in ("calibration/reliability.png", "projection/projection.png", "figure5.png",
                  "mutual_information/mutual_information.png"):
     assert os.path.exists(os.path.join(root, "report", figure))
-  assert "Time per stage" in md and "total" in result.stdout
-  assert "21/21" in result.stdout  # One progress bar over 5 runs + 11 distillation runs + 5 analyses.
+  assert "Time per stage" in md and "total" in result.out
+  assert "21/21" in result.out  # One progress bar over 5 runs + 11 distillation runs + 5 analyses.
 
 
 def test_another_call_runs_nothing_new(reproduced, fashion_data_dir):
   root, _, _ = reproduced
-  metrics = [os.path.join(dirpath, "metrics.json") for dirpath, _, files in os.walk(root) if "metrics.json" in files]
-  stamps = {p: os.path.getmtime(p) for p in metrics}
-  result = run_cli("ls_keras.reproduce", "--preset=tiny", f"--root={root}", f"--data_dir={fashion_data_dir}")
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert len(stamps) == 16 and stamps == {p: os.path.getmtime(p) for p in metrics}
-  assert result.stdout.count("already holds this finished run") == 16
+  before = finished_runs(root)
+  result = invoke("reproduce", "--preset=tiny", f"--root={root}", f"--data_dir={fashion_data_dir}")
+  assert result.code == 0, result.err[-3000:]
+  assert len(before) == 16 and finished_runs(root) == before

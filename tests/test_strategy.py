@@ -24,3 +24,8 @@ def test_multi_worker_without_tf_config_is_a_clear_error(monkeypatch):
 def test_unknown_strategy_is_refused():
   with pytest.raises(UserError, match="--strategy=tpu"):
     strategy.make_strategy("tpu")
+
+
+def test_auto_and_mirrored_over_the_same_devices_are_one_object():
+  """Two MirroredStrategy objects over the same devices would abort each other's collectives."""
+  assert strategy.make_strategy("auto") is strategy.make_strategy("mirrored")

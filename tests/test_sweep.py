@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from conftest import run_cli
+from conftest import finished_runs, invoke
 from ls_keras import sweep
 
 
@@ -29,17 +29,9 @@ def test_unknown_preset_is_refused():
     sweep.make_preset("huge")
 
 
-@pytest.fixture(scope="module")
-def tiny_sweep(fashion_data_dir, tmp_path_factory):
-  root = str(tmp_path_factory.mktemp("sweep"))
-  result = run_cli("ls_keras.kd_sweep", "--preset=tiny", f"--root={root}", f"--data_dir={fashion_data_dir}",
-                   timeout=900)
-  assert result.returncode == 0, result.stderr[-3000:]
-  return root, result
-
-
+@pytest.mark.slow
 def test_tiny_sweep_writes_table_figure_and_anecdote(tiny_sweep):
-  root, result = tiny_sweep
+  root, result, _ = tiny_sweep
   report = json.load(open(os.path.join(root, "kd_sweep.json")))
   assert set(report["curves"]) == set(sweep.CURVES)
   kd_hard = report["curves"]["kd_hard"]
@@ -48,14 +40,13 @@ def test_tiny_sweep_writes_table_figure_and_anecdote(tiny_sweep):
   assert report["curves"]["teacher"]["gamma"] == [0.0, 0.3]
   assert len(report["anecdote"]) == 4
   assert open(os.path.join(root, "figure5.png"), "rb").read(4) == b"\x89PNG"
-  assert "with label smoothing" in result.stdout
+  assert "with label smoothing" in result.out
 
 
+@pytest.mark.slow
 def test_second_call_runs_nothing_new(tiny_sweep, fashion_data_dir):
-  root, _ = tiny_sweep
-  stamps = {d: os.path.getmtime(os.path.join(root, d, "metrics.json"))
-            for d in os.listdir(root) if os.path.isdir(os.path.join(root, d))}
-  result = run_cli("ls_keras.kd_sweep", "--preset=tiny", f"--root={root}", f"--data_dir={fashion_data_dir}")
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert result.stdout.count("finished earlier, reused") == len(stamps) == 11
-  assert stamps == {d: os.path.getmtime(os.path.join(root, d, "metrics.json")) for d in stamps}
+  root, _, _ = tiny_sweep
+  before = finished_runs(root)
+  result = invoke("kd_sweep", "--preset=tiny", f"--root={root}", f"--data_dir={fashion_data_dir}")
+  assert result.code == 0, result.err[-3000:]
+  assert len(before) == 11 and finished_runs(root) == before

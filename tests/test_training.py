@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from ls_keras import config as config_lib
 from ls_keras import losses, models, training
+from ls_keras.errors import UserError
 
 
 def _batches(per_replica):
@@ -61,7 +62,7 @@ def test_loss_is_label_smoothed_cross_entropy_times_scale_plus_decay(one_device)
 
 
 def test_schedule_chunks_pause_at_steps_per_execution_and_mi_points():
-  schedule = training.Schedule(steps_per_epoch=10, total_steps=25, steps_per_execution=4, pause_every=6)
+  schedule = training.Schedule(steps_per_epoch=10, total_steps=25, steps_per_execution=4, pause_every=(6,))
   assert schedule.epochs == 3
   assert schedule.chunks(0) == [4, 2, 4]  # Pauses at step 6.
   assert schedule.chunks(1) == [2, 4, 2, 2]  # 10-12, 12-16, 16-18 (pause at 18), 18-20.
@@ -72,3 +73,19 @@ def test_piecewise_learning_rate_follows_boundaries():
   config = config_lib.TrainConfig(learning_rate=0.1, lr_boundaries=(2, 4), lr_decay=0.1)
   schedule = training.make_optimizer(config)._learning_rate  # pylint: disable=protected-access
   assert [round(float(schedule(s)), 6) for s in (0, 2, 3, 4, 9)] == [0.1, 0.1, 0.01, 0.01, 0.001]
+
+
+def test_schedule_pauses_for_every_callback_that_asks():
+  class Every:
+    def __init__(self, steps):
+      self.every_steps = steps
+  config = config_lib.TrainConfig(batch_size=10, epochs=1, steps_per_execution=100)
+  schedule = training.make_schedule(config, train_size=100, replicas=1, callbacks=[Every(4), Every(6), object()])
+  assert schedule.chunks(0) == [4, 2, 2, 2]  # Pauses at steps 4, 6 and 8, then the epoch's end.
+
+
+@pytest.mark.parametrize("batch, replicas, message", [(7, 2, "multiple of 2"), (200, 1, "exceeds the 100")])
+def test_schedule_refuses_batches_the_run_cannot_use(batch, replicas, message):
+  config = config_lib.TrainConfig(batch_size=batch)
+  with pytest.raises(UserError, match=message):
+    training.make_schedule(config, train_size=100, replicas=replicas)

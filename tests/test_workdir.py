@@ -55,3 +55,43 @@ def test_unfinished_workdir_is_reported_as_such(tmp_path):
   run.start(config.TrainConfig(), "train")
   with pytest.raises(WorkdirError, match="missing or unfinished"):
     workdir.require(run.path)
+
+
+def test_overwrite_never_deletes_a_folder_that_is_not_a_workdir(tmp_path):
+  (tmp_path / "notes.txt").write_text("mine")
+  (tmp_path / "config.json").write_text("{}")  # Even with a config.json beside the user's files.
+  run = workdir.Workdir(str(tmp_path))
+  for overwrite in (False, True):
+    with pytest.raises(WorkdirError, match="not an ls_keras workdir") as e:
+      run.check(config.TrainConfig(), "train", overwrite=overwrite)
+    assert "--overwrite" not in str(e.value)
+  with pytest.raises(WorkdirError):
+    run.start(config.TrainConfig(), "train", overwrite=True)
+  assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_overwrite_clears_exactly_the_workdirs_entries(tmp_path):
+  run = workdir.Workdir(str(tmp_path / "w"))
+  run.start(config.TrainConfig(alpha=0.1), "train")
+  run.write_metrics({"steps": 1})
+  os.makedirs(run.file("tb", "train"))
+  assert run.is_workdir()
+  assert run.start(config.TrainConfig(alpha=0.2), "train", overwrite=True) is False
+  assert sorted(os.listdir(run.path)) == ["config.json"]
+  assert run.read_config(config.TrainConfig).alpha == 0.2
+
+
+def test_a_file_or_a_path_below_a_file_is_refused(tmp_path):
+  (tmp_path / "f").write_text("x")
+  with pytest.raises(WorkdirError, match="is a file"):
+    workdir.Workdir(str(tmp_path / "f")).check(config.TrainConfig(), "train")
+  with pytest.raises(WorkdirError, match="cannot be created"):
+    workdir.Workdir(str(tmp_path / "f" / "run")).check(config.TrainConfig(), "train")
+
+
+def test_sessions_record_each_start(tmp_path):
+  run = workdir.Workdir(str(tmp_path / "w"))
+  c = config.TrainConfig()
+  run.start(c, "train", session={"start_epoch": 0, "precision": "float32"})
+  assert run.start(c, "train", session={"start_epoch": 3, "precision": "mixed_bfloat16"}) is True
+  assert [s["start_epoch"] for s in run.read_record()["sessions"]] == [0, 3]
