@@ -13,7 +13,7 @@ from ls_keras.errors import UserError
 
 DATASETS = ("fashion_mnist", "mnist", "cifar10", "cifar100", "imagenet2012")
 STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 OPTIMIZERS = ("sgd", "adam")
 # Bumped when the workdir layout changes incompatibly; older workdirs are refused.
 WORKDIR_FORMAT = 1
@@ -64,7 +64,10 @@ class TrainConfig:
   # Execution.
   strategy: str = setting("auto", "tf.distribute strategy; auto = MirroredStrategy over all GPUs, else default.",
                          STRATEGIES)
-  precision: str = setting("mixed_bfloat16", "Keras dtype policy. Logits are always float32.", PRECISIONS)
+  precision: str = setting("auto", "Keras dtype policy; auto: the fastest the hardware runs natively "
+                           "(mixed_bfloat16 on CPUs with AVX512_BF16/AMX and GPUs of compute capability >= 8.0, "
+                           "mixed_float16 on older fast-float16 GPUs, else float32). Logits are always float32.",
+                           PRECISIONS)
   cpu_devices: int = setting(1, "Split the CPU into this many logical devices (to try MirroredStrategy on CPU).")
   deterministic: bool = setting(False, "Enable TF op determinism (slower) so that reruns match exactly.")
   jit_compile: bool = setting(False, "XLA-compile the training step (measured 2x slower on CPU).")

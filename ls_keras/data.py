@@ -6,6 +6,8 @@ are pure functions of (seed, epoch), so a resumed run sees exactly the data it w
 """
 
 import dataclasses
+import functools
+import os
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
@@ -149,10 +151,29 @@ def load_splits(dataset: str, *, data_dir: str = "", fashion_mnist_source: str =
                 validation_size: int = 10000, train_examples: int = 0, eval_examples: int = 0) -> Splits:
   """Train = the train split minus its last `validation_size` examples; validation = those.
 
+  Memoised per process: the runs of a sweep (or a test session) that read the same data
+  share its decoded, in-memory cache, instead of decoding 50k images again per run (5 s
+  each for Fashion-MNIST on a fast core).
+
+  Args:
+    dataset: a key of SPECS.
+    data_dir: the TFDS data directory ('' for TFDS' default).
+    fashion_mnist_source: the IDX folder for fashion_mnist ('' for $LS_KERAS_FASHION_MNIST_DIR or Debian's).
+    validation_size: examples held out from the end of the train split.
+    train_examples, eval_examples: use only the first N (0: all).
+
   Raises:
     DataNotPreparedError: the data set is not prepared under `data_dir` (with how to prepare it).
     UserError: unknown data set, or sizes that leave no training examples.
   """
+  source = fashion_mnist.resolve_source(fashion_mnist_source) if dataset == "fashion_mnist" else ""
+  return _load_splits(dataset, os.path.abspath(os.path.expanduser(data_dir)) if data_dir else "", source,
+                      validation_size, train_examples, eval_examples)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_splits(dataset: str, data_dir: str, fashion_mnist_source: str, validation_size: int, train_examples: int,
+                 eval_examples: int) -> Splits:
   if dataset not in SPECS:
     raise UserError(f"--dataset={dataset} is not allowed: choose one of {', '.join(SPECS)}.")
   spec = SPECS[dataset]
@@ -254,13 +275,15 @@ def class_examples(ds: tf.data.Dataset, classes: Sequence[int], per_class: int) 
   """The first `per_class` examples of each class in `ds`, grouped by class.
 
   Returns float32 images and labels that are positions in `classes` (0, 1, ...).
+
+  Raises:
+    UserError: the split has fewer than `per_class` examples of one of the classes.
   """
   wanted = {c: [] for c in classes}
-  # Reads the split to the end: stopping early would discard a cache being filled (and warn).
-  for image, label in ds.as_numpy_iterator():
-    label = int(label)
-    if label in wanted and len(wanted[label]) < per_class:
-      wanted[label].append(image)
+  # Reads the split to the end, in batches: stopping early would discard a cache being filled.
+  for images, labels in ds.batch(4096).as_numpy_iterator():
+    for c in classes:
+      wanted[c].extend(images[labels == c][:per_class - len(wanted[c])])
   short = {c: len(v) for c, v in wanted.items() if len(v) < per_class}
   if short:
     raise UserError(f"the split has too few examples of classes {short} (class: count found) for {per_class} "
