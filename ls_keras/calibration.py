@@ -13,31 +13,10 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from ls_keras import checks, numerics
 from ls_keras.errors import UserError
 
-DEFAULT_BINS = 15
-
-
-def as_logits_and_labels(labels, logits=None, probs=None):
-  """Validates inputs; returns (float64 logits [N, K], int labels [N]). One-hot labels are accepted."""
-  if (logits is None) == (probs is None):
-    raise UserError("give exactly one of logits or probabilities.")
-  values = np.asarray(logits if logits is not None else probs, np.float64)
-  labels = np.asarray(labels)
-  if values.ndim != 2:
-    raise UserError(f"logits must have shape [examples, classes]; got shape {values.shape}.")
-  if labels.ndim == 2:
-    labels = labels.argmax(-1)
-  if labels.shape[0] != values.shape[0]:
-    raise UserError(f"{values.shape[0]} logits but {labels.shape[0]} labels: they must be equally many.")
-  if not np.all(np.isfinite(values)):
-    bad = int(np.sum(~np.all(np.isfinite(values), axis=1)))
-    raise UserError(f"{bad} rows of the logits hold NaN or infinite values; calibration needs finite logits.")
-  if labels.size and (labels.min() < 0 or labels.max() >= values.shape[1]):
-    raise UserError(f"labels must lie in [0, {values.shape[1] - 1}]; got {labels.min()}..{labels.max()}.")
-  if probs is not None:
-    values = np.log(np.clip(values, 1e-300, None))
-  return values, labels.astype(np.int64)
+DEFAULT_BINS = 15  # The paper's (and Guo et al.'s) 15 equal-width bins.
 
 
 def _check_bins(num_bins: int) -> None:
@@ -46,21 +25,48 @@ def _check_bins(num_bins: int) -> None:
 
 
 def expected_calibration_error(labels, logits=None, probs=None, num_bins: int = DEFAULT_BINS) -> float:
-  """ECE with `num_bins` equal-width confidence bins, via tfp.stats."""
+  """ECE = sum over confidence bins of (n_b / n) |accuracy_b - confidence_b| (paper Section 3).
+
+  Equal-width bins over the top-1 confidence (Guo et al.), computed by
+  `tfp.stats.expected_calibration_error`.
+
+  Args:
+    labels: integer class indices [N] or [N, 1], or one-hot [N, K].
+    logits: raw scores [N, K] (finite); or instead
+    probs: probabilities [N, K] in [0, 1], rows summing to 1.
+    num_bins: equal-width bins over [0, 1].
+
+  Returns:
+    ECE as a fraction in [0, 1] (0: perfectly calibrated).
+
+  Raises:
+    UserError: bad labels, logits or probabilities (see `ls_keras.checks`), or num_bins < 1.
+  """
   _check_bins(num_bins)
-  logits, labels = as_logits_and_labels(labels, logits, probs)
+  logits, labels = checks.predictions(labels, logits, probs)
   return float(tfp.stats.expected_calibration_error(num_bins, logits=tf.constant(logits, tf.float32),
                                                     labels_true=tf.constant(labels)))
 
 
 def bin_statistics(labels, logits=None, probs=None, num_bins: int = DEFAULT_BINS) -> Dict[str, np.ndarray]:
-  """Per-bin count, mean confidence and accuracy (the reliability diagram's data).
+  """Per-bin count, mean confidence and accuracy: the reliability diagram's data (paper Figure 2).
 
   Binning is tfp's (`tf.histogram_fixed_width_bins` over [0, 1]), so these bins give
-  exactly tfp's ECE. Empty bins have confidence and accuracy NaN.
+  exactly tfp's ECE.
+
+  Args:
+    labels, logits, probs: as `expected_calibration_error`.
+    num_bins: equal-width bins over [0, 1].
+
+  Returns:
+    "count", "confidence", "accuracy": float64 arrays [num_bins] (empty bins have
+    confidence and accuracy NaN); "edges": [num_bins + 1].
+
+  Raises:
+    UserError: as `expected_calibration_error`.
   """
   _check_bins(num_bins)
-  logits, labels = as_logits_and_labels(labels, logits, probs)
+  logits, labels = checks.predictions(labels, logits, probs)
   # float32, as tfp computes its ECE, so that bins match it example for example.
   probs = tf.nn.softmax(tf.constant(logits, tf.float32), axis=-1)
   confidence = tf.reduce_max(probs, -1)
@@ -75,21 +81,23 @@ def bin_statistics(labels, logits=None, probs=None, num_bins: int = DEFAULT_BINS
   return {"count": count, "confidence": mean_confidence, "accuracy": accuracy, "edges": edges}
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-  z = logits - logits.max(-1, keepdims=True)
-  e = np.exp(z)
-  return e / e.sum(-1, keepdims=True)
-
-
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-  z = logits - logits.max(-1, keepdims=True)
-  return z - np.log(np.exp(z).sum(-1, keepdims=True))
-
-
 def summary(labels, logits=None, probs=None, num_bins: int = DEFAULT_BINS) -> Dict[str, float]:
-  """Accuracy, NLL, Brier score, ECE and MCE of one set of predictions."""
-  logits, labels = as_logits_and_labels(labels, logits, probs)
-  log_probs = _log_softmax(logits)
+  """Accuracy, NLL, Brier score, ECE and MCE of one set of predictions.
+
+  Args:
+    labels, logits, probs: as `expected_calibration_error`.
+    num_bins: equal-width bins for ECE and MCE.
+
+  Returns:
+    accuracy (fraction); nll (nats per example); brier (sum over classes of squared
+    probability errors, mean over examples, in [0, 2]); ece and mce (fractions: the
+    weighted mean and the largest bin gap); num_examples.
+
+  Raises:
+    UserError: as `expected_calibration_error`.
+  """
+  logits, labels = checks.predictions(labels, logits, probs)
+  log_probs = numerics.log_softmax(logits)
   probs = np.exp(log_probs)
   one_hot = np.eye(logits.shape[1])[labels]
   stats = bin_statistics(labels, logits=logits, num_bins=num_bins)
@@ -106,18 +114,29 @@ def summary(labels, logits=None, probs=None, num_bins: int = DEFAULT_BINS) -> Di
 
 
 def fit_temperature(labels, logits, *, min_temperature: float = 1e-2, max_temperature: float = 1e2) -> float:
-  """The T > 0 that minimises NLL(softmax(logits / T), labels).
+  """The T > 0 minimising NLL(softmax(logits / T), labels): temperature scaling (Guo et al.; paper Table 3).
 
   NLL is convex in beta = 1/T, with derivative mean(E_p[z] - z_y) increasing in beta, so
   bisection on that derivative (in log beta) finds the unique optimum from any data: no
-  start point, no step size, no divergence. T is clipped to [min, max] when the optimum
-  lies outside (e.g. separable data, where NLL keeps falling as T -> 0).
+  start point, no step size, no divergence.
+
+  Args:
+    labels: integer class indices [N] or [N, 1], or one-hot [N, K].
+    logits: raw scores [N, K] (finite).
+    min_temperature, max_temperature: T is clipped to this range when the optimum lies
+      outside it (separable data, where NLL keeps falling as T -> 0).
+
+  Returns:
+    T, dimensionless (> 1: the model was over-confident).
+
+  Raises:
+    UserError: bad labels or logits (see `ls_keras.checks`).
   """
-  logits, labels = as_logits_and_labels(labels, logits)
+  logits, labels = checks.predictions(labels, logits)
   z_true = logits[np.arange(len(labels)), labels]
 
   def slope(beta):  # d NLL / d beta
-    p = _softmax(beta * logits)
+    p = numerics.softmax(beta * logits)
     return float(np.mean((p * logits).sum(-1) - z_true))
 
   lo, hi = np.log(1.0 / max_temperature), np.log(1.0 / min_temperature)
@@ -136,7 +155,7 @@ def fit_temperature(labels, logits, *, min_temperature: float = 1e-2, max_temper
 
 @dataclasses.dataclass(frozen=True)
 class TemperatureScaling:
-  """A fitted temperature and what it did to held-out predictions."""
+  """A fitted temperature and the `summary` of held-out predictions before and after it."""
   temperature: float
   before: Dict[str, float]
   after: Dict[str, float]
@@ -144,21 +163,49 @@ class TemperatureScaling:
 
 def temperature_scale(fit_labels, fit_logits, eval_labels=None, eval_logits=None,
                       num_bins: int = DEFAULT_BINS) -> TemperatureScaling:
-  """Fits T on (fit_*) and reports metrics before/after on (eval_*), default the fit data."""
+  """Fits T on (fit_labels, fit_logits); reports metrics before and after on the eval data.
+
+  Args:
+    fit_labels, fit_logits: the held-out data T is fitted on (as `fit_temperature`).
+    eval_labels, eval_logits: the data it is judged on (default: the fit data).
+    num_bins: equal-width bins for ECE.
+
+  Raises:
+    UserError: bad labels or logits in either pair.
+  """
   t = fit_temperature(fit_labels, fit_logits)
   if eval_logits is None:
     eval_labels, eval_logits = fit_labels, fit_logits
-  eval_logits = np.asarray(eval_logits, np.float64)
+  eval_logits, eval_labels = checks.predictions(eval_labels, eval_logits)
   return TemperatureScaling(t, summary(eval_labels, logits=eval_logits, num_bins=num_bins),
                             summary(eval_labels, logits=eval_logits / t, num_bins=num_bins))
 
 
+def class_indices_tensor(y_true, num_classes: int) -> tf.Tensor:
+  """Integer labels [N] (int64) from integer [N] / [N, 1] or one-hot [N, K] labels, in a graph.
+
+  The form is read from the static shape: rank 1, or a last axis of 1, means class indices.
+
+  Raises:
+    UserError: a static shape that is none of those forms.
+  """
+  y_true = tf.convert_to_tensor(y_true)
+  rank = y_true.shape.rank
+  if rank == 1 or (rank == 2 and y_true.shape[-1] == 1):
+    return tf.cast(tf.reshape(y_true, [-1]), tf.int64)
+  if rank == 2 and y_true.shape[-1] == num_classes:
+    return tf.argmax(y_true, -1)
+  raise UserError(f"labels of shape {y_true.shape} do not fit predictions over {num_classes} classes: give "
+                  "integer class indices (N,) or (N, 1), or one-hot (N, K).")
+
+
 @keras.saving.register_keras_serializable(package="ls_keras")
 class ExpectedCalibrationError(keras.metrics.Metric):
-  """Streaming ECE over logits and one-hot (or integer) labels; equals the batch function.
+  """Streaming ECE of logits against integer ([N] or [N, 1]) or one-hot labels; equals the batch function.
 
   Its state is per-bin sums (count, confidence, correct), which add up across batches
-  and replicas, so the value is the same however the data was split.
+  and replicas, so the value is the same however the data was split. A model compiled
+  with it loads in plain Keras once `ls_keras.calibration` is imported.
   """
 
   def __init__(self, num_bins: int = DEFAULT_BINS, name: str = "ece", **kwargs):
@@ -171,8 +218,7 @@ class ExpectedCalibrationError(keras.metrics.Metric):
 
   def update_state(self, y_true, y_pred, sample_weight=None):
     logits = tf.cast(y_pred, tf.float32)
-    y_true = tf.convert_to_tensor(y_true)
-    labels = tf.cast(tf.argmax(y_true, -1) if y_true.shape.rank == 2 else tf.reshape(y_true, [-1]), tf.int64)
+    labels = class_indices_tensor(y_true, logits.shape[-1])
     probs = tf.nn.softmax(logits, axis=-1)
     confidence = tf.reduce_max(probs, -1)
     correct = tf.cast(tf.equal(tf.argmax(probs, -1), labels), tf.float32)

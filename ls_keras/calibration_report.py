@@ -11,7 +11,7 @@ from typing import Dict, List, Sequence
 import numpy as np
 import tensorflow as tf
 
-from ls_keras import calibration, plots
+from ls_keras import calibration, numerics, plots
 from ls_keras import workdir as workdir_lib
 from ls_keras.errors import UserError
 
@@ -57,9 +57,7 @@ def write_run(run: workdir_lib.Workdir, result: dict, test_logits: np.ndarray) -
 
 
 def _confidences(logits: np.ndarray) -> np.ndarray:
-  z = logits - logits.max(-1, keepdims=True)
-  p = np.exp(z)
-  return (p / p.sum(-1, keepdims=True)).max(-1)
+  return numerics.softmax(logits).max(-1)
 
 
 def _nan_to_none(value):

@@ -19,6 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ls_keras import checks, numerics
 from ls_keras import config as config_lib
 from ls_keras import export as export_lib
 from ls_keras import information
@@ -31,33 +32,69 @@ from ls_keras.workdir import Workdir
 
 def distillation_terms(labels, student_logits, teacher_logits, temperature: float, alpha: float = 0.0,
                        t_squared: bool = False):
-  """Per-example (hard, soft) terms: H(y_ls, p_student) and H(p_teacher(T), p_student(T)) [* T^2]."""
+  """Per-example (hard, soft) terms of the student loss (paper Section 4), each float32 [N], in nats.
+
+  hard = H(y_ls, p_student), soft = H(softmax(teacher / T), softmax(student / T)), times T^2
+  with `t_squared` (Hinton et al.; the paper has no T^2).
+
+  Args:
+    labels: one-hot [N, K] or integer class indices [N] / [N, 1].
+    student_logits, teacher_logits: raw scores [N, K] of the same K.
+    temperature: T > 0.
+    alpha: label smoothing of the hard term, in [0, 1).
+
+  Raises:
+    UserError: T <= 0, alpha outside [0, 1), or shapes that do not agree.
+  """
+  check_hyperparameters(temperature, 0.0)
   student_logits = tf.cast(student_logits, tf.float32)
-  teacher_probs = tf.nn.softmax(tf.cast(teacher_logits, tf.float32) / temperature, axis=-1)
+  teacher_logits = tf.cast(teacher_logits, tf.float32)
+  if student_logits.shape[-1] != teacher_logits.shape[-1]:
+    raise UserError(f"student logits {student_logits.shape} and teacher logits {teacher_logits.shape} must have "
+                    "the same number of classes.")
+  num_classes = student_logits.shape[-1]
+  targets = losses.smooth_labels(losses.one_hot_targets(labels, num_classes), alpha)
+  teacher_probs = tf.nn.softmax(teacher_logits / temperature, axis=-1)
   soft = losses.cross_entropy(teacher_probs, student_logits / temperature)
   if t_squared:
     soft = soft * temperature ** 2
-  return losses.cross_entropy(losses.smooth_labels(labels, alpha), student_logits), soft
+  return losses.cross_entropy(targets, student_logits), soft
 
 
 def distillation_loss(labels, student_logits, teacher_logits, temperature: float, beta: float,
                       alpha: float = 0.0, t_squared: bool = False) -> tf.Tensor:
-  """Per-example student loss (1 - beta) hard + beta soft; labels one-hot, logits raw."""
+  """Per-example student loss (1 - beta) hard + beta soft, float32 [N] in nats (paper Section 4).
+
+  Args and errors as `distillation_terms`; beta, the weight of the teacher term, in [0, 1].
+  """
+  check_hyperparameters(temperature, beta)
   hard, soft = distillation_terms(labels, student_logits, teacher_logits, temperature, alpha, t_squared)
   return (1.0 - beta) * hard + beta * soft
 
 
 def equivalent_smoothing(teacher_logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
-  """gamma = E[sum_k (1 - y_k) p_teacher,k(T)] * K / (K - 1): 0 for one-hot, 1 for uniform.
+  """gamma = E[sum_k (1 - y_k) p_teacher,k(T)] * K / (K - 1) (paper Section 4, Figure 5's axis).
 
-  For a model trained with label smoothing alpha, the same expression on its targets
-  gives exactly alpha, which puts teachers and students on one axis (Figure 5).
+  0 for one-hot teachers, 1 for uniform ones. For a model trained with label smoothing
+  alpha, the same expression on its targets gives exactly alpha, which puts teachers and
+  students on one axis.
+
+  Args:
+    teacher_logits: raw scores [N, K] (finite).
+    labels: integer class indices [N] / [N, 1] or one-hot [N, K].
+    temperature: T > 0.
+
+  Raises:
+    UserError: bad logits or labels (see `ls_keras.checks`), or T <= 0.
   """
-  logits = np.asarray(teacher_logits, np.float64) / temperature
-  z = logits - logits.max(-1, keepdims=True)
-  probs = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+  check_hyperparameters(temperature, 0.0)
+  logits = checks.logits(teacher_logits, "teacher logits")
+  labels = checks.class_indices(labels, logits.shape[1])
+  if len(labels) != len(logits):
+    raise UserError(f"{len(logits)} teacher logits but {len(labels)} labels: they must be equally many.")
+  probs = numerics.softmax(logits / temperature)
   k = probs.shape[1]
-  off_target = 1.0 - probs[np.arange(len(labels)), np.asarray(labels)]
+  off_target = 1.0 - probs[np.arange(len(labels)), labels]
   return float(off_target.mean() * k / (k - 1))
 
 

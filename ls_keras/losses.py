@@ -1,24 +1,71 @@
-"""Label smoothing as pure functions, and the Keras loss that training compiles."""
+"""Label smoothing as pure functions, and the Keras loss that training compiles (paper Section 2)."""
 
 import keras
 import tensorflow as tf
 
-
-def smooth_labels(one_hot: tf.Tensor, alpha: float) -> tf.Tensor:
-  """The paper's targets: y * (1 - alpha) + alpha / K."""
-  one_hot = tf.convert_to_tensor(one_hot, tf.float32)
-  num_classes = tf.cast(tf.shape(one_hot)[-1], tf.float32)
-  return one_hot * (1.0 - alpha) + alpha / num_classes
+from ls_keras.errors import UserError
 
 
-def cross_entropy(targets: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
-  """Per-example H(targets, softmax(logits)) for soft targets, computed stably from logits."""
-  log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
-  return -tf.reduce_sum(tf.cast(targets, tf.float32) * log_probs, axis=-1)
+def one_hot_targets(labels, num_classes: int) -> tf.Tensor:
+  """float32 targets [N, K] from integer labels [N] / [N, 1] or one-hot (or soft) targets [N, K].
+
+  Integer dtypes are class indices; floating ones are target distributions.
+
+  Raises:
+    UserError: a static shape that does not fit `num_classes`.
+  """
+  labels = tf.convert_to_tensor(labels)
+  if labels.dtype.is_integer:
+    if labels.shape.rank not in (None, 1) and not (labels.shape.rank == 2 and labels.shape[-1] == 1):
+      raise UserError(f"integer labels must have shape (N,) or (N, 1); got {labels.shape}.")
+    return tf.one_hot(tf.reshape(labels, [-1]), num_classes, dtype=tf.float32)
+  if labels.shape.rank != 2 or labels.shape[-1] not in (None, num_classes):
+    raise UserError(f"target distributions must have shape (N, {num_classes}); got {labels.shape}.")
+  return tf.cast(labels, tf.float32)
+
+
+def smooth_labels(labels, alpha: float, num_classes: int = None) -> tf.Tensor:
+  """The paper's targets y * (1 - alpha) + alpha / K (Section 2), float32 [N, K].
+
+  Args:
+    labels: one-hot [N, K], or integer class indices [N] / [N, 1] with `num_classes`.
+    alpha: label smoothing, in [0, 1).
+    num_classes: K, needed for integer labels.
+
+  Raises:
+    UserError: alpha outside [0, 1), or labels of another shape.
+  """
+  if not 0.0 <= float(alpha) < 1.0:
+    raise UserError(f"alpha={alpha} is not allowed: label smoothing alpha must lie in [0, 1).")
+  labels = tf.convert_to_tensor(labels)
+  if labels.dtype.is_integer:
+    if num_classes is None:
+      raise UserError("integer labels need num_classes to be smoothed.")
+    labels = one_hot_targets(labels, num_classes)
+  one_hot = tf.cast(labels, tf.float32)
+  k = tf.cast(tf.shape(one_hot)[-1], tf.float32)
+  return one_hot * (1.0 - alpha) + alpha / k
+
+
+def cross_entropy(targets, logits) -> tf.Tensor:
+  """Per-example H(targets, softmax(logits)) in nats, [N] float32, computed stably from logits.
+
+  Args:
+    targets: distributions [N, K] (one-hot, smoothed or a teacher's), or integer labels [N] / [N, 1].
+    logits: raw scores [N, K].
+  """
+  logits = tf.cast(logits, tf.float32)
+  targets = one_hot_targets(targets, logits.shape[-1])
+  log_probs = tf.nn.log_softmax(logits, axis=-1)
+  return -tf.reduce_sum(targets * log_probs, axis=-1)
 
 
 def label_smoothing_loss(alpha: float) -> keras.losses.Loss:
-  """The training loss: Keras' categorical cross-entropy on raw logits with LS alpha."""
+  """The training loss: Keras' categorical cross-entropy on raw logits with LS alpha.
+
+  Keras' `CategoricalCrossentropy(label_smoothing=alpha)` computes exactly
+  H(y (1 - alpha) + alpha / K, softmax(z)) on one-hot labels.
+  """
   return keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=alpha)
 
 

@@ -7,11 +7,12 @@ analysis works on every model.
 """
 
 import dataclasses
+import functools
 from typing import Callable, Dict, Sequence, Tuple
 
 import keras
 import tensorflow as tf
-from keras import layers
+from keras import layers, ops
 
 PENULTIMATE = "penultimate"
 LOGITS = "logits"
@@ -30,23 +31,20 @@ def _l2(options: ModelOptions):
   return keras.regularizers.L2(options.weight_decay / 2) if options.weight_decay else None
 
 
-@keras.saving.register_keras_serializable(package="ls_keras")
-class LocalResponseNormalization(layers.Layer):
-  """tf.nn.local_response_normalization as a layer (the TF CIFAR-10 tutorial's `norm1/2`)."""
+def local_response_normalization(x, depth_radius: int = 4, bias: float = 1.0, alpha: float = 0.001 / 9.0,
+                                 beta: float = 0.75):
+  """tf.nn.local_response_normalization (the TF CIFAR-10 tutorial's `norm1/2`) from Keras ops.
 
-  def __init__(self, depth_radius=4, bias=1.0, alpha=0.001 / 9.0, beta=0.75, **kwargs):
-    super().__init__(**kwargs)
-    self.depth_radius, self.bias, self.alpha, self.beta = depth_radius, bias, alpha, beta
-
-  def call(self, inputs):
-    # LRN has no bfloat16 kernel on CPU; compute in float32 and hand back the input dtype.
-    out = tf.nn.local_response_normalization(tf.cast(inputs, tf.float32), self.depth_radius, self.bias,
-                                             self.alpha, self.beta)
-    return tf.cast(out, inputs.dtype)
-
-  def get_config(self):
-    return {**super().get_config(), "depth_radius": self.depth_radius, "bias": self.bias,
-            "alpha": self.alpha, "beta": self.beta}
+  x / (bias + alpha * sum of x^2 over the 2 * depth_radius + 1 nearest channels)^beta,
+  computed in float32 (LRN has no bfloat16 CPU kernel, and bfloat16 powers lose too much).
+  Built from Keras' own ops rather than a custom layer, so a saved model loads in plain
+  Keras (`keras.saving.load_model(path, safe_mode=True)`) without importing ls_keras.
+  """
+  channels = x.shape[-1]
+  x32 = ops.cast(x, "float32")
+  padded = ops.pad(ops.square(x32), [[0, 0], [0, 0], [0, 0], [depth_radius, depth_radius]])
+  window = functools.reduce(ops.add, [padded[..., d:d + channels] for d in range(2 * depth_radius + 1)])
+  return ops.cast(x32 * ops.power(bias + alpha * window, -beta), x.dtype)
 
 
 def small_cnn(x, options: ModelOptions):
@@ -67,9 +65,9 @@ def alexnet(x, options: ModelOptions):
   """The TF CIFAR-10 tutorial network the paper calls AlexNet; weight decay on the dense layers."""
   x = layers.Conv2D(64, 5, padding="same", activation="relu")(x)
   x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
-  x = LocalResponseNormalization()(x)
+  x = local_response_normalization(x)
   x = layers.Conv2D(64, 5, padding="same", activation="relu")(x)
-  x = LocalResponseNormalization()(x)
+  x = local_response_normalization(x)
   x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
   x = layers.Flatten()(x)
   x = layers.Dense(384, activation="relu", kernel_regularizer=_l2(options))(x)

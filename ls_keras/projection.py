@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ls_keras import models
+from ls_keras import checks, models
 from ls_keras.errors import UserError
 from ls_keras.workdir import atomic_write_bytes
 
@@ -61,14 +61,27 @@ def project(points: np.ndarray, origin: np.ndarray, basis: np.ndarray) -> np.nda
 
 
 def tightness(points: np.ndarray, labels: np.ndarray) -> Dict[str, float]:
-  """How tight and how equidistant the class clusters are.
+  """How tight and how equidistant the class clusters are (our measure of paper Figure 1's claim).
 
   spread: mean over classes of the RMS distance of a class's points to their centroid;
   separation: mean distance between class centroids; ratio = spread / separation (smaller
   is tighter); equidistance_cv: coefficient of variation of the centroid distances (0 when
-  the centroids form an equilateral triangle).
+  the centroids form an equilateral triangle). Distances are in the points' units.
+
+  Args:
+    points: [N, D] coordinates (in the template plane, or the full penultimate space).
+    labels: integer class indices [N] / [N, 1] or one-hot; at least 2 classes.
+
+  Raises:
+    UserError: fewer than 2 classes, or points and labels of different lengths.
   """
+  points = np.asarray(points, np.float64)
+  labels = checks.class_indices(labels)
+  if points.ndim != 2 or len(points) != len(labels):
+    raise UserError(f"points of shape {points.shape} and {len(labels)} labels do not match: give [N, D] and [N].")
   classes = np.unique(labels)
+  if len(classes) < 2:
+    raise UserError(f"tightness needs points of at least 2 classes; got {len(classes)}.")
   centroids = np.stack([points[labels == c].mean(0) for c in classes])
   spread = float(np.mean([np.sqrt(np.mean(np.sum((points[labels == c] - m) ** 2, -1)))
                           for c, m in zip(classes, centroids)]))
@@ -78,9 +91,21 @@ def tightness(points: np.ndarray, labels: np.ndarray) -> Dict[str, float]:
 
 
 def confusion_matrix(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
-  """counts[true, predicted]."""
+  """counts[true, predicted], int64 [K, K].
+
+  Args:
+    logits: raw scores [N, K] (finite).
+    labels: integer class indices [N] / [N, 1] or one-hot [N, K].
+    num_classes: K.
+
+  Raises:
+    UserError: bad logits or labels (see `ls_keras.checks`), or K that does not match.
+  """
+  logits, labels = checks.predictions(labels, logits)
+  if logits.shape[1] != num_classes:
+    raise UserError(f"logits have {logits.shape[1]} classes, but num_classes={num_classes}.")
   counts = np.zeros((num_classes, num_classes), np.int64)
-  np.add.at(counts, (labels, np.asarray(logits).argmax(-1)), 1)
+  np.add.at(counts, (labels, logits.argmax(-1)), 1)
   return counts
 
 
@@ -166,3 +191,8 @@ def write_projector(logdir: str, embeddings: np.ndarray, images: np.ndarray, met
   embedding.sprite.image_path = "sprite.png"
   embedding.sprite.single_image_dim.extend([w, h])
   projector.visualize_embeddings(logdir, config)
+  # TensorBoard only looks for projector configs in runs, i.e. folders holding event files:
+  # one summary makes `tensorboard --logdir=RUN/tb` (or any folder above) show the embeddings.
+  if not any(name.startswith("events.out.tfevents") for name in os.listdir(logdir)):
+    with tf.summary.create_file_writer(logdir).as_default():
+      tf.summary.text("projector", f"{len(embeddings)} penultimate-layer embeddings; see the Projector tab.", step=0)

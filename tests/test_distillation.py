@@ -134,10 +134,10 @@ def test_teacher_can_be_an_exported_saved_model(tiny_runs, fashion_data_dir, tmp
 
 
 FRESH = r"""
-import sys, numpy as np
-from ls_keras import export
-model = export.load_keras_model(sys.argv[1])
+import sys, numpy as np, keras
+model = keras.saving.load_model(sys.argv[1], safe_mode=True)  # Plain Keras, as the README says.
 np.save(sys.argv[3], model(np.load(sys.argv[2]), training=False).numpy())
+assert not any(m.startswith("ls_keras") for m in sys.modules)
 """
 
 
@@ -156,3 +156,23 @@ def test_exported_student_alone_reloads_with_the_same_logits(student_run, tmp_pa
                              atol=1e-6)
 
 
+
+
+def test_same_seed_students_share_their_initialisation_whatever_the_teacher_format(tiny_runs, fashion_data_dir):
+  """Loading a teacher (either format) must not move the global random stream the student draws from."""
+  from ls_keras import config as config_lib
+  config = distillation.DistillConfig(model="mlp", hidden_units=(16,), seed=3, data_dir=fashion_data_dir,
+                                      train_examples=1024, eval_examples=500, precision="float32",
+                                      teacher=tiny_runs[0.0])
+  splits = training.load_data(config)
+  initial = []
+  for teacher in (tiny_runs[0.0], os.path.join(tiny_runs[0.0], "saved_model"), None):
+    if teacher:
+      distillation.load_teacher(teacher)
+    initial.append(training.build_network(config, splits).get_weights())
+  direct = training.build_network(config_lib.TrainConfig(**{k: v for k, v in config.__dict__.items()
+                                                            if k in config_lib.TrainConfig.__dataclass_fields__}),
+                                  splits).get_weights()
+  for weights in initial[1:] + [direct]:
+    for a, b in zip(initial[0], weights):
+      np.testing.assert_array_equal(a, b)

@@ -1,6 +1,11 @@
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from ls_keras import models
 
@@ -11,11 +16,7 @@ SHAPES = {"inception_v4": (75, 75, 3), "small_cnn": (28, 28, 1), "mlp": (28, 28,
 def test_every_model_names_its_layers_and_takes_a_training_step(name):
   shape = SHAPES.get(name, (32, 32, 3))
   options = models.ModelOptions(weight_decay=1e-4, hidden_units=(16, 8))
-  keras.config.set_dtype_policy("mixed_bfloat16")
-  try:
-    model = models.build_model(name, shape, 5, mean=[100.0] * shape[-1], std=[50.0] * shape[-1], options=options)
-  finally:
-    keras.config.set_dtype_policy("float32")
+  model = models.build_model(name, shape, 5, mean=[100.0] * shape[-1], std=[50.0] * shape[-1], options=options)
   logits_layer = model.get_layer(models.LOGITS)
   assert isinstance(logits_layer, keras.layers.Dense) and logits_layer.use_bias
   assert logits_layer.activation is keras.activations.linear
@@ -45,10 +46,60 @@ def test_alexnet_matches_the_tutorial_network():
   dense = [l.units for l in model.layers if isinstance(l, keras.layers.Dense)]
   assert [(c.filters, c.kernel_size) for c in convs] == [(64, (5, 5)), (64, (5, 5))]
   assert dense == [384, 192, 10]
-  assert sum(isinstance(l, models.LocalResponseNormalization) for l in model.layers) == 2
+  assert sum(type(op).__name__ == "Power" for op in model.operations) == 2  # Two LRNs.
 
 
-def test_resnet56_has_56_weighted_layers():
-  model = models.build_model("resnet56", (32, 32, 3), 100, mean=[0.0] * 3, std=[1.0] * 3)
-  convs = [l for l in model.layers if isinstance(l, keras.layers.Conv2D) and l.kernel_size == (3, 3)]
-  assert len(convs) + 1 == 56  # 55 3x3 convolutions plus the logits layer (1x1 shortcuts excluded).
+def test_local_response_normalization_equals_tensorflows():
+  x = np.random.RandomState(0).normal(0, 30, (2, 5, 5, 16)).astype("float32")
+  inputs = keras.Input((5, 5, 16))
+  ours = keras.Model(inputs, models.local_response_normalization(inputs))(x)
+  expected = tf.nn.local_response_normalization(x, 4, 1.0, 0.001 / 9.0, 0.75)
+  np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(models.MODELS))
+def test_models_use_only_keras_own_layers_and_ops(name):
+  """So that model.keras loads in plain Keras, without ls_keras (see the fresh-process test)."""
+  shape = SHAPES.get(name, (32, 32, 3))
+  model = models.build_model(name, shape, 5, mean=[0.0] * shape[-1], std=[1.0] * shape[-1])
+  foreign = {type(op).__module__ for op in model.operations if not type(op).__module__.startswith("keras.")}
+  assert not foreign
+
+
+def test_logits_stay_float32_under_a_mixed_policy():
+  keras.config.set_dtype_policy("mixed_bfloat16")
+  try:
+    model = models.build_model("alexnet", (32, 32, 3), 5, mean=[0.0] * 3, std=[1.0] * 3)
+  finally:
+    keras.config.set_dtype_policy("float32")
+  out = model(np.zeros((2, 32, 32, 3), np.float32))
+  assert model.get_layer(models.PENULTIMATE).compute_dtype == "bfloat16" and out.dtype == "float32"
+
+
+PLAIN_KERAS_LOAD = r"""
+import os, sys, numpy as np, keras
+folder = sys.argv[1]
+for name in sys.argv[2:]:
+  model = keras.saving.load_model(os.path.join(folder, name + ".keras"), safe_mode=True)  # As the README says.
+  x = np.load(os.path.join(folder, name + ".x.npy"))
+  np.save(os.path.join(folder, name + ".y.npy"), model(x, training=False).numpy())
+assert not any(m.startswith("ls_keras") for m in sys.modules), "plain Keras only"
+"""
+
+
+@pytest.mark.slow
+def test_saved_models_load_in_plain_keras_in_a_fresh_process(tmp_path):
+  names = ("alexnet", "mlp", "resnet56", "small_cnn")  # inception_v4: 170 MB; its layers are checked above.
+  expected = {}
+  for name in names:
+    shape = SHAPES.get(name, (32, 32, 3))
+    model = models.build_model(name, shape, 5, mean=[100.0] * shape[-1], std=[50.0] * shape[-1])
+    x = np.random.RandomState(0).uniform(0, 255, (4, *shape)).astype("float32")
+    model.save(tmp_path / f"{name}.keras")
+    np.save(tmp_path / f"{name}.x.npy", x)
+    expected[name] = model(x, training=False).numpy()
+  result = subprocess.run([sys.executable, "-c", PLAIN_KERAS_LOAD, str(tmp_path), *names], cwd=tmp_path,
+                          capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+  assert result.returncode == 0, result.stderr[-3000:]
+  for name in names:
+    np.testing.assert_allclose(np.load(tmp_path / f"{name}.y.npy"), expected[name], rtol=1e-5, atol=1e-5)

@@ -1,0 +1,110 @@
+"""One validation layer for what users hand the public functions: labels, logits, probabilities.
+
+Every public function that takes them calls these, so a mistake is a clear `UserError`
+naming what was wrong instead of a plausible but wrong number. Accepted forms:
+
+  labels         integers of shape [N] or [N, 1] (what keras.datasets returns), or one-hot
+                 of shape [N, K]; class indices in [0, K).
+  logits         finite floats of shape [N, K], K >= 2.
+  probabilities  floats in [0, 1] of shape [N, K] whose rows sum to 1 (within 1e-3).
+"""
+
+from typing import Optional
+
+import numpy as np
+
+from ls_keras.errors import UserError
+
+PROBABILITY_TOLERANCE = 1e-3
+
+
+def class_indices(labels, num_classes: Optional[int] = None, name: str = "labels") -> np.ndarray:
+  """Integer class indices [N] (int64) from integer [N] / [N, 1] or one-hot [N, K] labels.
+
+  Raises:
+    UserError: another shape, rows that are not one-hot, non-integer values, or indices
+      outside [0, num_classes).
+  """
+  labels = np.asarray(labels)
+  if labels.ndim == 2 and labels.shape[1] == 1:
+    labels = labels[:, 0]
+  if labels.ndim == 2:
+    if num_classes is not None and labels.shape[1] != num_classes:
+      raise UserError(f"{name} are one-hot with {labels.shape[1]} columns, but there are {num_classes} classes.")
+    values = labels.astype(np.float64)
+    one_hot = np.all((values == 0) | (values == 1), axis=1) & (values.sum(1) == 1)
+    if not one_hot.all():
+      row = int(np.argmin(one_hot))
+      raise UserError(f"{name} of shape {labels.shape} must be one-hot (one 1 per row, zeros elsewhere); row {row} "
+                      f"is {values[row][:8].tolist()}. Give integer class indices of shape (N,) or one-hot rows.")
+    return values.argmax(1).astype(np.int64)
+  if labels.ndim != 1:
+    raise UserError(f"{name} must have shape (N,), (N, 1) or one-hot (N, K); got shape {labels.shape}.")
+  if labels.dtype.kind not in "iub":
+    as_float = labels.astype(np.float64)
+    if labels.dtype.kind != "f" or not np.all(np.isfinite(as_float)) or np.any(as_float != np.round(as_float)):
+      raise UserError(f"{name} must be integer class indices; got values of dtype {labels.dtype} that are not "
+                      "whole numbers.")
+  labels = labels.astype(np.int64)
+  if labels.size and labels.min() < 0:
+    raise UserError(f"{name} must be class indices >= 0; got {labels.min()}.")
+  if num_classes is not None and labels.size and labels.max() >= num_classes:
+    raise UserError(f"{name} must lie in [0, {num_classes - 1}] for {num_classes} classes; got {labels.max()}.")
+  return labels
+
+
+def logits(values, name: str = "logits") -> np.ndarray:
+  """Finite float64 logits [N, K].
+
+  Raises:
+    UserError: not 2-D, fewer than 2 classes, or NaN / infinite entries.
+  """
+  values = np.asarray(values, np.float64)
+  if values.ndim != 2 or values.shape[1] < 2:
+    raise UserError(f"{name} must have shape (examples, classes) with at least 2 classes; got shape {values.shape}.")
+  if not np.all(np.isfinite(values)):
+    bad = int(np.sum(~np.all(np.isfinite(values), axis=1)))
+    raise UserError(f"{bad} rows of the {name} hold NaN or infinite values; give finite {name}.")
+  return values
+
+
+def probabilities(values, name: str = "probs") -> np.ndarray:
+  """Float64 probabilities [N, K]: entries in [0, 1], rows summing to 1.
+
+  Raises:
+    UserError: the values are not probabilities (e.g. raw logits, or per-class sigmoid
+      scores whose rows do not sum to 1).
+  """
+  values = np.asarray(values, np.float64)
+  if values.ndim != 2 or values.shape[1] < 2:
+    raise UserError(f"{name} must have shape (examples, classes) with at least 2 classes; got shape {values.shape}.")
+  if not np.all(np.isfinite(values)) or values.min(initial=0.0) < 0 or values.max(initial=0.0) > 1:
+    raise UserError(f"{name} must be probabilities in [0, 1]; got values in [{np.nanmin(values):g}, "
+                    f"{np.nanmax(values):g}] (pass logits= for raw scores).")
+  sums = values.sum(1)
+  if values.size and np.max(np.abs(sums - 1)) > PROBABILITY_TOLERANCE:
+    row = int(np.argmax(np.abs(sums - 1)))
+    raise UserError(f"the rows of {name} must sum to 1 (softmax outputs); row {row} sums to {sums[row]:.4f}. "
+                    "Per-class sigmoid scores are not a distribution over classes.")
+  return values
+
+
+def predictions(labels, logits_=None, probs=None):
+  """(float64 logits [N, K], int64 labels [N]) from labels and exactly one of logits or probs.
+
+  Probabilities are turned into log-probabilities, which softmax maps back to them.
+
+  Raises:
+    UserError: both or neither of logits and probs, bad values (see above), or different
+      numbers of labels and predictions.
+  """
+  if (logits_ is None) == (probs is None):
+    raise UserError("give exactly one of logits or probs.")
+  if logits_ is not None:
+    values = logits(logits_)
+  else:
+    values = np.log(np.clip(probabilities(probs), 1e-300, None))
+  labels = class_indices(labels, values.shape[1])
+  if labels.shape[0] != values.shape[0]:
+    raise UserError(f"{values.shape[0]} logits but {labels.shape[0]} labels: they must be equally many.")
+  return values, labels
