@@ -19,7 +19,7 @@ def define_flags(flag_values: flags.FlagValues) -> None:
 
 
 def main(flag_values: flags.FlagValues) -> None:
-  from ls_keras import calibration_report
+  from ls_keras.calibration import report as calibration_report
   summary = calibration_report.calibrate_runs(flag_values.workdir, flag_values.output_dir, flag_values.num_bins)
   print(summary["table"])
   print(f"Wrote {flag_values.output_dir}/reliability.png, table3.md and calibration.json.")

@@ -16,8 +16,8 @@ from typing import Sequence
 
 from absl import app, flags, logging
 
-from ls_keras import config as config_lib
-from ls_keras.errors import UserError
+from ls_keras.core import config as config_lib
+from ls_keras.core.errors import UserError
 
 FLAGS = flags.FLAGS
 EXIT_BAD_INPUT = 2

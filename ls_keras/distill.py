@@ -10,11 +10,11 @@ import sys
 from absl import flags
 
 from ls_keras import cli
-from ls_keras import distillation
+from ls_keras.core import config as config_lib
 
 
 def define_flags(flag_values: flags.FlagValues) -> None:
-  cli.define_config_flags(distillation.DistillConfig, flag_values)
+  cli.define_config_flags(config_lib.DistillConfig, flag_values)
   flags.DEFINE_string("workdir", "workdirs/student", "Folder for everything the student's run writes.",
                       flag_values=flag_values)
   flags.DEFINE_bool("overwrite", False, "Delete the ls_keras workdir at --workdir (a different or broken run) "
@@ -23,8 +23,9 @@ def define_flags(flag_values: flags.FlagValues) -> None:
 
 
 def main(flag_values: flags.FlagValues) -> None:
-  config = cli.config_from_flags(distillation.DistillConfig, flag_values)
-  metrics = distillation.distill_and_evaluate(config, flag_values.workdir, overwrite=flag_values.overwrite)
+  config = cli.config_from_flags(config_lib.DistillConfig, flag_values)
+  from ls_keras.distillation import run as distillation_run  # TensorFlow starts slowly.
+  metrics = distillation_run.distill_and_evaluate(config, flag_values.workdir, overwrite=flag_values.overwrite)
   print(json.dumps({"equivalent_smoothing": metrics["equivalent_smoothing"],
                     **{split: metrics[split] for split in ("validation", "test")}}, indent=2))
 

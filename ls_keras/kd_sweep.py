@@ -24,7 +24,7 @@ def define_flags(flag_values: flags.FlagValues) -> None:
 
 
 def main(flag_values: flags.FlagValues) -> None:
-  from ls_keras import sweep
+  from ls_keras.distillation import sweep
   preset = sweep.make_preset(flag_values.preset, flag_values.data_dir, flag_values.fashion_mnist_source)
   report = sweep.run_sweep(preset, flag_values.root)
   print(report["table"])

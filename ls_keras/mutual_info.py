@@ -19,7 +19,7 @@ def define_flags(flag_values: flags.FlagValues) -> None:
 
 
 def main(flag_values: flags.FlagValues) -> None:
-  from ls_keras import mutual_info_report
+  from ls_keras.mutual_information import report as mutual_info_report
   results = mutual_info_report.plot_runs(flag_values.workdir, flag_values.output_dir, flag_values.recompute)
   for path, series in results.items():
     print(f"{path}: " + ", ".join(f"step {p['step']}: {p['mi']:.3f}" for p in series))

@@ -24,7 +24,7 @@ def define_flags(flag_values: flags.FlagValues) -> None:
 
 
 def main(flag_values: flags.FlagValues) -> None:
-  from ls_keras import projection_report
+  from ls_keras.projection import report as projection_report
   summary = projection_report.project_runs(flag_values.workdir, flag_values.classes, flag_values.output_dir,
                                            flag_values.examples_per_class, flag_values.projector_examples)
   print(projection_report.tightness_table(summary))

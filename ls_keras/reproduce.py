@@ -23,8 +23,8 @@ def define_flags(flag_values: flags.FlagValues) -> None:
 
 
 def main(flag_values: flags.FlagValues) -> None:
-  from ls_keras import reproduce_report
-  reproduce_report.reproduce(flag_values.preset, flag_values.root, flag_values.data_dir,
+  from ls_keras.paper import reproduce as reproduce_lib
+  reproduce_lib.reproduce(flag_values.preset, flag_values.root, flag_values.data_dir,
                              flag_values.fashion_mnist_source)
 
 

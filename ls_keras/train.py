@@ -10,7 +10,7 @@ import sys
 from absl import flags
 
 from ls_keras import cli
-from ls_keras import config as config_lib
+from ls_keras.core import config as config_lib
 
 
 def define_flags(flag_values: flags.FlagValues) -> None:

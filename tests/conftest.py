@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from ls_keras import strategy  # noqa: E402
+from ls_keras.training import strategy  # noqa: E402
 
 strategy.split_cpu(2)  # Before any test touches a device.
 
@@ -36,7 +36,7 @@ def pytest_configure(config):
 @pytest.fixture(scope="session")
 def fashion_data_dir(tmp_path_factory):
   """A TFDS data dir with real Fashion-MNIST prepared from Debian's IDX files (about 10 s)."""
-  from ls_keras import fashion_mnist
+  from ls_keras.data import fashion_mnist
   path = str(tmp_path_factory.mktemp("tfds"))
   fashion_mnist.FashionMnist(data_dir=path).download_and_prepare()
   return path
@@ -112,7 +112,7 @@ def mirrored():
 def fake_run(path, alpha, seed=0, temperature=1.0, n=2000, classes=10):
   """A finished workdir with synthetic logits: labels drawn from softmax(z), saved logits z * T."""
   import numpy as np
-  from ls_keras import config, workdir
+  from ls_keras.core import config, workdir
   rng = np.random.RandomState(seed)
   run = workdir.Workdir(str(path))
   run.start(config.TrainConfig(alpha=alpha, seed=seed), "train")

@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 
 from conftest import invoke, tiny_train_args, tree_hash
 from ls_keras import cli
-from ls_keras import config as config_lib
+from ls_keras.core import config as config_lib
 from ls_keras import training
-from ls_keras.errors import UserError
+from ls_keras.core.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from ls_keras import calibration
-from ls_keras.errors import UserError
+from ls_keras.core.errors import UserError
 
 
 def ece_numpy(labels, probs, num_bins=15):

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ls_keras import calibration, checks, distillation, losses, projection
-from ls_keras.errors import UserError
+from ls_keras import calibration, distillation, projection
+from ls_keras.core import checks
+from ls_keras.training import losses
+from ls_keras.core.errors import UserError
 
 LABELS = np.array([3, 1, 2, 3])
 LOGITS = np.eye(4)[[3, 1, 2, 0]] * 5.0  # Three right (3, 1, 2), one wrong (predicts 0 for a 3).

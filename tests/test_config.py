@@ -1,7 +1,7 @@
 import pytest
 
-from ls_keras import config
-from ls_keras.errors import UserError
+from ls_keras.core import config
+from ls_keras.core.errors import UserError
 
 
 @pytest.mark.parametrize("changes, message", [

@@ -7,8 +7,9 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from ls_keras import data, fashion_mnist
-from ls_keras.errors import DataNotPreparedError, UserError
+from ls_keras import data
+from ls_keras.data import fashion_mnist
+from ls_keras.core.errors import DataNotPreparedError, UserError
 
 
 def _write_idx(folder, stem, images, labels):

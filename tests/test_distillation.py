@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO, invoke, tiny_train_args, tree_hash
+from conftest import invoke, tiny_train_args
 from ls_keras import distillation, models, training
 
 LABELS = np.array([[1.0, 0, 0], [0, 0, 1.0]], np.float32)
@@ -145,7 +145,7 @@ assert not any(m.startswith("ls_keras") for m in sys.modules)
 def test_exported_student_alone_reloads_with_the_same_logits(student_run, tmp_path):
   import subprocess
   import sys
-  from ls_keras import export
+  from ls_keras.training import export
   student = export.load_keras_model(os.path.join(student_run, "model.keras"))
   assert student.name == "mlp" and student.get_layer("logits").units == 10  # The student, no teacher inside.
   images = np.random.RandomState(0).uniform(0, 255, (16, 28, 28, 1)).astype("float32")
@@ -160,8 +160,8 @@ def test_exported_student_alone_reloads_with_the_same_logits(student_run, tmp_pa
 
 def test_same_seed_students_share_their_initialisation_whatever_the_teacher_format(tiny_runs, fashion_data_dir):
   """Loading a teacher (either format) must not move the global random stream the student draws from."""
-  from ls_keras import config as config_lib
-  config = distillation.DistillConfig(model="mlp", hidden_units=(16,), seed=3, data_dir=fashion_data_dir,
+  from ls_keras.core import config as config_lib
+  config = config_lib.DistillConfig(model="mlp", hidden_units=(16,), seed=3, data_dir=fashion_data_dir,
                                       train_examples=1024, eval_examples=500, precision="float32",
                                       teacher=tiny_runs[0.0])
   splits = training.load_data(config)

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import REPO, invoke, run_cli, tiny_train_args
+from conftest import REPO, invoke, tiny_train_args
 
 EPOCHS = ["--epochs=3"]
 
@@ -107,7 +107,7 @@ def test_divergence_in_epoch_2_keeps_the_checkpoint_of_epoch_1(fashion_data_dir,
 def test_keras_files_load_in_safe_mode(tmp_path):
   """A .keras file carrying a lambda (arbitrary code) is refused, not executed."""
   import keras
-  from ls_keras import export
+  from ls_keras.training import export
   model = keras.Sequential([keras.Input((2,)), keras.layers.Lambda(lambda x: x * 2, name="penultimate"),
                             keras.layers.Dense(2, name="logits")])
   model.save(tmp_path / "lambda.keras")

@@ -7,7 +7,8 @@ import pytest
 from absl import flags
 
 from conftest import REPO
-from ls_keras import cli, config
+from ls_keras import cli
+from ls_keras.core import config
 
 FLAGFILES = sorted(glob.glob(os.path.join(REPO, "flags", "*.flags")))
 

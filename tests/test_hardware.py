@@ -2,8 +2,8 @@
 
 import pytest
 
-from ls_keras import hardware
-from ls_keras.hardware import Gpu, Hardware
+from ls_keras.core import hardware
+from ls_keras.core.hardware import Gpu, Hardware
 
 AVX2 = frozenset({"avx2"})
 AVX512 = frozenset({"avx2", "avx512f"})

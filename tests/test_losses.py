@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from ls_keras import losses
+from ls_keras.training import losses
 
 
 def test_smooth_labels_matches_paper_formula():

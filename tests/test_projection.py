@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from ls_keras import models, projection
-from ls_keras.errors import UserError
+from ls_keras.core.errors import UserError
 from test_models import SHAPES
 
 

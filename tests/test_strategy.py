@@ -1,8 +1,8 @@
 import pytest
 import tensorflow as tf
 
-from ls_keras import strategy
-from ls_keras.errors import UserError
+from ls_keras.training import strategy
+from ls_keras.core.errors import UserError
 
 
 def test_one_strategy_per_name_per_process():

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from conftest import finished_runs, invoke
-from ls_keras import sweep
+from ls_keras.distillation import sweep
 
 
 def test_plan_covers_the_four_curves_with_teachers_first():

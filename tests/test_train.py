@@ -72,7 +72,7 @@ def test_exported_model_gives_the_same_logits_in_a_fresh_process(trained, fashio
                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
   assert code.returncode == 0, code.stderr[-2000:]
   out = np.load(tmp_path / "out.npz")
-  from ls_keras import export
+  from ls_keras.training import export
   here = export.load_keras_model(os.path.join(workdir, "model.keras"))(images, training=False).numpy()
   np.testing.assert_allclose(out["keras"], here, rtol=1e-6, atol=1e-6)  # Same path: same numbers.
   # The SavedModel and the training process' logits: float32 throughout, equal up to kernel order.

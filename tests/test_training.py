@@ -3,9 +3,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ls_keras import config as config_lib
-from ls_keras import losses, models, training
-from ls_keras.errors import UserError
+from ls_keras.core import config as config_lib
+from ls_keras import models, training
+from ls_keras.training import losses
+from ls_keras.core.errors import UserError
 
 
 def _batches(per_replica):

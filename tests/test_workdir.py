@@ -4,8 +4,8 @@ import os
 import numpy as np
 import pytest
 
-from ls_keras import config, workdir
-from ls_keras.errors import WorkdirError
+from ls_keras.core import config, workdir
+from ls_keras.core.errors import WorkdirError
 
 
 def test_a_crash_during_a_write_leaves_the_old_file_and_no_debris(tmp_path, monkeypatch):

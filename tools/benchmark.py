@@ -31,8 +31,10 @@ import tensorflow as tf  # noqa: E402
 
 tf.get_logger().setLevel("ERROR")  # Each measured model traces its own functions, by design.
 
-from ls_keras import calibration, data, hardware, losses, models, training  # noqa: E402
-from ls_keras import config as config_lib  # noqa: E402
+from ls_keras import calibration, data, models, training  # noqa: E402
+from ls_keras.core import hardware  # noqa: E402
+from ls_keras.training import losses  # noqa: E402
+from ls_keras.core import config as config_lib  # noqa: E402
 
 MODELS = {"small_cnn": (28, 28, 1), "alexnet": (32, 32, 3), "resnet56": (32, 32, 3)}
 ALPHA, NUM_CLASSES = 0.1, 10

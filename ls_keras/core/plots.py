@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  pylint: disable=wrong-import-position
 import numpy as np  # noqa: E402
 
-from ls_keras.workdir import atomic_write_bytes  # noqa: E402
+from ls_keras.core.workdir import atomic_write_bytes  # noqa: E402  (after matplotlib.use)
 
 Series = Dict[str, np.ndarray]
 

@@ -1,42 +1,37 @@
-"""Training and evaluation: one custom loop over `strategy.run` that serves every strategy.
+"""One training run, from config to finished workdir: build, check, claim, train, evaluate, export.
 
-Keras 3's `model.fit` does not run under MultiWorkerMirroredStrategy (keras-team/keras#20585),
-so the loop is ours, but its step is Keras' own: `model(x, training=True)`, then
-`model.compute_loss` (which averages over the global batch and adds the regularisation
-losses, scaled per replica exactly as `fit` does), `optimizer.scale_loss` and
-`optimizer.apply_gradients`. A model that overrides `compute_loss` (the Distiller) trains
-through the same loop unchanged.
+`train_and_evaluate(config, workdir) -> metrics` is the library entry point of `train`;
+`prepare_job` and `run_job` are shared with distillation. Every check that can refuse a
+run happens before the workdir is claimed.
 """
 
 import contextlib
 import dataclasses
-import math
 import os
 import shutil
-import sys
 import tempfile
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence
 
 import keras
-import numpy as np
 import tensorflow as tf
 from absl import logging
 from tensorflow.python.framework import config as tf_framework_config  # Op determinism off again.
 
 from ls_keras import calibration
-from ls_keras import checkpoints
-from ls_keras import config as config_lib
+from ls_keras.training import checkpoints
+from ls_keras.core import config as config_lib
 from ls_keras import data as data_lib
-from ls_keras import export as export_lib
-from ls_keras import hardware as hardware_lib
-from ls_keras import information
-from ls_keras import losses
+from ls_keras.training import export as export_lib
+from ls_keras.core import hardware as hardware_lib
+from ls_keras import mutual_information
+from ls_keras.training import losses
 from ls_keras import models
-from ls_keras import strategy as strategy_lib
-from ls_keras.errors import TrainingDivergedError, UserError
-from ls_keras import workdir as workdir_lib
-from ls_keras.workdir import Workdir
+from ls_keras.training import strategy as strategy_lib
+from ls_keras.core.errors import TrainingDivergedError
+from ls_keras.core import workdir as workdir_lib
+from ls_keras.core.workdir import Workdir
+from ls_keras.training.loop import DIVERGED_LOSS, Loop, NonFiniteLoss, Progress, Schedule, evaluate_split, make_schedule
 
 
 def make_optimizer(config) -> keras.optimizers.Optimizer:
@@ -75,179 +70,6 @@ def build_classifier(config, splits: data_lib.Splits) -> keras.Model:
   model.compile(optimizer=make_optimizer(config), loss=losses.label_smoothing_loss(config.alpha),
                 loss_weights=config.loss_scale)
   return model
-
-
-# A mean loss above this means exploding weights: cross-entropy starts near log K, and
-# even a confidently wrong prediction costs a few dozen nats.
-DIVERGED_LOSS = 1e6
-
-
-class NonFiniteLoss(Exception):
-  """Raised by `Loop.train` when a step's loss is NaN, infinite or above DIVERGED_LOSS."""
-
-  def __init__(self, steps_done: int):
-    super().__init__(f"diverging loss after {steps_done} good steps")
-    self.steps_done = steps_done
-
-
-class Loop:
-  """Compiled train and predict functions of one model under one strategy."""
-
-  def __init__(self, model: keras.Model, strategy: tf.distribute.Strategy, jit_compile: bool = False,
-               clip_norm: float = 0.0):
-    self.model, self.strategy, self.clip_norm = model, strategy, clip_norm
-    step = tf.function(self._train_step, jit_compile=True) if jit_compile else self._train_step
-
-    @tf.function
-    def train_steps(iterator, num_steps):
-      loss_sum, correct, count = tf.constant(0.0), tf.constant(0.0), tf.constant(0.0)
-      done, finite = tf.constant(0), tf.constant(True)
-      for _ in tf.range(num_steps):
-        per_replica = strategy.run(step, args=(next(iterator),))
-        loss, c, n = (strategy.reduce("SUM", v, axis=None) for v in per_replica)
-        if not (tf.math.is_finite(loss) and loss < DIVERGED_LOSS):  # Stop at once: the weights are spoiled.
-          finite = tf.constant(False)
-          break
-        loss_sum, correct, count, done = loss_sum + loss, correct + c, count + n, done + 1
-      return loss_sum / tf.cast(tf.maximum(done, 1), tf.float32), correct / tf.maximum(count, 1.0), done, finite
-
-    @tf.function
-    def predict_step(iterator):
-      outputs = strategy.run(self._predict_step, args=(next(iterator),))
-      return tuple(strategy.gather(v, axis=0) for v in outputs)
-
-    self._train_steps, self._predict_step_fn = train_steps, predict_step
-
-  def _train_step(self, batch):
-    x, y = batch
-    model = self.model
-    with tf.GradientTape() as tape:
-      y_pred = model(x, training=True)
-      loss = model.compute_loss(x=x, y=y, y_pred=y_pred, training=True)  # Already / num_replicas.
-      scaled = model.optimizer.scale_loss(loss)
-    variables = model.trainable_variables
-    gradients = tape.gradient(scaled, variables)
-    if self.clip_norm:
-      gradients = self._clip_global(gradients)
-    model.optimizer.apply_gradients(zip(gradients, variables))
-    hits = tf.equal(tf.argmax(y_pred, -1), tf.argmax(y, -1))
-    return loss, tf.reduce_sum(tf.cast(hits, tf.float32)), tf.cast(tf.shape(y)[0], tf.float32)
-
-  def _clip_global(self, gradients):
-    """Clips the all-reduced gradient to `clip_norm`; returns this replica's share of it.
-
-    apply_gradients sums the replicas' gradients, so each passes 1/R of the clipped
-    global gradient. The norm is compared in loss-scaled units under mixed_float16.
-    """
-    context = tf.distribute.get_replica_context()
-    replicas = self.strategy.num_replicas_in_sync
-    total = context.all_reduce("SUM", gradients) if replicas > 1 else gradients
-    loss_scale = self.model.optimizer.scale_loss(tf.constant(1.0))
-    clipped, _ = tf.clip_by_global_norm(total, self.clip_norm * loss_scale)
-    return [g / replicas for g in clipped]
-
-  def _predict_step(self, batch):
-    x, y, mask = batch
-    return tf.cast(self.model(x, training=False), tf.float32), tf.argmax(y, -1), mask
-
-  def train(self, iterator, num_steps: int) -> Dict[str, float]:
-    """Runs `num_steps` steps; returns their mean loss and accuracy, and the model's own
-    metrics (`model.metrics` other than Keras' loss tracker: the Distiller's loss terms).
-
-    Raises:
-      NonFiniteLoss: a step's loss was NaN or infinite; the steps after it did not run.
-    """
-    loss, accuracy, done, finite = self._train_steps(iterator, tf.constant(num_steps))
-    if not bool(finite):
-      raise NonFiniteLoss(int(done))
-    logs = {"loss": float(loss), "accuracy": float(accuracy)}
-    for metric in self.model.metrics:
-      if metric.name not in ("loss", "compile_metrics"):
-        logs[metric.name] = float(metric.result())
-    self.model.reset_metrics()
-    return logs
-
-  def predict(self, dataset_fn: Callable) -> tuple:
-    """(logits, labels) over a padded, masked eval dataset (see data.eval_batches)."""
-    num_batches = int(dataset_fn(None).cardinality())
-    iterator = iter(self.strategy.distribute_datasets_from_function(dataset_fn))
-    outputs = [[t.numpy() for t in self._predict_step_fn(iterator)] for _ in range(num_batches)]
-    logits, labels, masks = (np.concatenate(parts) for parts in zip(*outputs))
-    keep = masks > 0
-    return logits[keep], labels[keep]
-
-
-class Progress:
-  """A Keras progress bar on a terminal, and one log line per epoch."""
-
-  def __init__(self, total_epochs: int):
-    self.total_epochs, self.tty = total_epochs, sys.stdout.isatty()
-    self.bar = None
-
-  def start_epoch(self, epoch: int, steps: int) -> None:
-    if self.tty:
-      print(f"Epoch {epoch + 1}/{self.total_epochs}")
-      self.bar = keras.utils.Progbar(steps, stateful_metrics=["loss", "accuracy"])
-
-  def update(self, step: int, logs: Dict[str, float]) -> None:
-    if self.bar is not None:
-      self.bar.update(step, list(logs.items()))
-
-  def end_epoch(self, epoch: int, logs: Dict[str, float], seconds: float) -> None:
-    line = " ".join(f"{k}={v:.4f}" for k, v in logs.items())
-    logging.info("epoch %d/%d: %s (%.1fs)", epoch + 1, self.total_epochs, line, seconds)
-
-
-@dataclasses.dataclass(frozen=True)
-class Schedule:
-  """How many steps, in which epochs, and where the loop pauses (MI estimates, logging)."""
-  steps_per_epoch: int
-  total_steps: int
-  steps_per_execution: int
-  pause_every: Tuple[int, ...] = ()  # Also pause at every multiple of each of these global steps.
-
-  @property
-  def epochs(self) -> int:
-    return math.ceil(self.total_steps / self.steps_per_epoch)
-
-  def epoch_steps(self, epoch: int) -> int:
-    return min(self.steps_per_epoch, self.total_steps - epoch * self.steps_per_epoch)
-
-  def chunks(self, epoch: int) -> List[int]:
-    """Sizes of the successive train calls within `epoch`."""
-    step, end = epoch * self.steps_per_epoch, epoch * self.steps_per_epoch + self.epoch_steps(epoch)
-    sizes = []
-    while step < end:
-      nxt = min([end, step + self.steps_per_execution] + [(step // p + 1) * p for p in self.pause_every])
-      sizes.append(nxt - step)
-      step = nxt
-    return sizes
-
-
-def make_schedule(config, train_size: int, replicas: int, callbacks: Sequence[keras.callbacks.Callback] = ()
-                  ) -> Schedule:
-  """The run's schedule; callbacks that must see certain steps declare `every_steps`.
-
-  Raises:
-    UserError: a global batch that the replicas cannot split evenly, or larger than the
-      training set.
-  """
-  if config.batch_size % replicas:
-    raise UserError(f"--batch_size={config.batch_size} is not allowed with {replicas} replicas: the global "
-                    f"batch must be a multiple of {replicas}.")
-  steps_per_epoch = train_size // config.batch_size
-  if steps_per_epoch == 0:
-    raise UserError(f"--batch_size={config.batch_size} exceeds the {train_size} training examples; use a "
-                    "smaller batch or more examples.")
-  pauses = tuple(sorted({cb.every_steps for cb in callbacks if getattr(cb, "every_steps", 0)}))
-  return Schedule(steps_per_epoch, config.train_steps or config.epochs * steps_per_epoch,
-                  config.steps_per_execution, pauses)
-
-
-def evaluate_split(loop: Loop, ds: tf.data.Dataset, num_classes: int, batch_size: int):
-  """Logits and labels of a whole split, in its original order."""
-  return loop.predict(lambda ctx: data_lib.eval_batches(ds, num_classes, batch_size=batch_size,
-                                                        input_context=ctx))
 
 
 @dataclasses.dataclass
@@ -464,7 +286,7 @@ def train_and_evaluate(config: config_lib.TrainConfig, workdir: str, overwrite: 
       model = build_classifier(config, rt.splits)
     callbacks = []
     if config.mi_every_steps:
-      callbacks.append(information.MutualInformationCallback.from_config(
+      callbacks.append(mutual_information.MutualInformationCallback.from_config(
           config, rt.splits, run_dir, write=strategy_lib.is_chief(rt.strategy)))
     job = prepare_job(config, "train", model, model, rt, callbacks)
     return run_job(job, run_dir, overwrite)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import invoke, tiny_train_args
-from ls_keras import information
-from ls_keras.errors import UserError
+from ls_keras import mutual_information
+from ls_keras.core.errors import UserError
 
 
 def brute_force(y):
@@ -27,22 +27,22 @@ def brute_force(y):
 def test_agrees_with_brute_force_reference(seed, spread):
   rng = np.random.RandomState(seed)
   y = rng.normal(0, spread, (40, 1)) + rng.normal(0, 1, (40, 5))
-  result = information.mutual_information(y)
+  result = mutual_information.mutual_information(y)
   assert result["mi"] == pytest.approx(brute_force(y), abs=1e-9)
   assert 0.0 <= result["mi"] <= np.log(40)
 
 
 def test_identical_outputs_carry_no_information():
-  assert information.mutual_information(np.full((30, 4), 2.5))["mi"] == 0.0
+  assert mutual_information.mutual_information(np.full((30, 4), 2.5))["mi"] == 0.0
   rng = np.random.RandomState(0)
   same_mean = rng.normal(0, 1, (1, 200)).repeat(600, 0)  # Every example gives the same distribution.
-  assert information.mutual_information(same_mean)["mi"] == pytest.approx(0.0, abs=1e-9)
+  assert mutual_information.mutual_information(same_mean)["mi"] == pytest.approx(0.0, abs=1e-9)
 
 
 def test_well_separated_low_noise_outputs_reach_log_n():
   rng = np.random.RandomState(0)
   y = np.arange(600)[:, None] * 10.0 + rng.normal(0, 0.01, (600, 5))
-  result = information.mutual_information(y)
+  result = mutual_information.mutual_information(y)
   assert result["mi"] == pytest.approx(np.log(600), abs=1e-6)
   assert result["log_n"] == pytest.approx(np.log(600))
 
@@ -52,25 +52,25 @@ def test_two_clusters_give_log_2():
   rng = np.random.RandomState(0)
   noise = rng.normal(0, 1, 5)
   y = np.repeat([[0.0], [100.0]], 300, axis=0) + np.stack([rng.permutation(noise) for _ in range(600)])
-  assert information.mutual_information(y)["mi"] == pytest.approx(np.log(2), abs=1e-6)
+  assert mutual_information.mutual_information(y)["mi"] == pytest.approx(np.log(2), abs=1e-6)
 
 
 @pytest.mark.parametrize("shape", [(1, 5), (10, 1), (5,)])
 def test_too_few_examples_or_copies_is_an_error(shape):
   with pytest.raises(UserError, match="N >= 2"):
-    information.mutual_information(np.zeros(shape))
+    mutual_information.mutual_information(np.zeros(shape))
 
 
 def test_model_without_logits_layer_is_an_error():
   model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10, name="out")])
-  differences = information.LogitDifferences(np.zeros((4, 28, 28, 1), np.float32), (0, 1), 2, "shift")
+  differences = mutual_information.LogitDifferences(np.zeros((4, 28, 28, 1), np.float32), (0, 1), 2, "shift")
   with pytest.raises(UserError, match="no layer named penultimate or logits"):
     differences(model, 0)
 
 
 def test_augmented_copies_differ_and_are_reproducible():
   images = np.random.RandomState(0).uniform(0, 255, (3, 28, 28, 1)).astype(np.float32)
-  differences = information.LogitDifferences(images, (0, 1), 4, "shift", seed=1)
+  differences = mutual_information.LogitDifferences(images, (0, 1), 4, "shift", seed=1)
   a, b = differences.augmented(5).numpy(), differences.augmented(5).numpy()
   np.testing.assert_array_equal(a, b)
   assert a.shape == (12, 28, 28, 1)

@@ -5,7 +5,7 @@ import os
 
 import tensorflow as tf
 
-from ls_keras.errors import UserError
+from ls_keras.core.errors import UserError
 
 
 def split_cpu(num_devices: int) -> None:

@@ -13,21 +13,22 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ls_keras import checks, models
-from ls_keras.errors import UserError
-from ls_keras.workdir import atomic_write_bytes
+from ls_keras import models
+from ls_keras.core import checks
+from ls_keras.core.errors import UserError
+from ls_keras.core.workdir import atomic_write_bytes
 
 
 def extract(model: keras.Model) -> Tuple[keras.Model, np.ndarray]:
-  """(inputs -> penultimate sub-model, templates [K, D+1]) of a model built by ls_keras."""
-  names = {layer.name for layer in model.layers}
-  missing = [n for n in (models.PENULTIMATE, models.LOGITS) if n not in names]
-  if missing:
-    raise UserError(f"model '{model.name}' has no layer named {' or '.join(missing)}; projections need a "
-                    "'penultimate' layer and a final Dense 'logits' layer with a bias (see ls_keras.models).")
+  """(inputs -> penultimate sub-model, templates [K, D+1] float64) of a model built by ls_keras.
+
+  Template k is column k of the logits kernel with its bias appended (paper Section 2).
+
+  Raises:
+    UserError: the model lacks a `penultimate` layer or a Dense `logits` layer with a bias.
+  """
+  models.check_contract(model, f"model '{model.name}'")
   logits = model.get_layer(models.LOGITS)
-  if not isinstance(logits, keras.layers.Dense) or not logits.use_bias:
-    raise UserError(f"layer 'logits' of model '{model.name}' must be a Dense layer with a bias.")
   features = keras.Model(model.inputs, model.get_layer(models.PENULTIMATE).output, name="penultimate_features")
   kernel, bias = (np.asarray(keras.ops.convert_to_numpy(v), np.float64) for v in (logits.kernel, logits.bias))
   return features, np.concatenate([kernel, bias[None, :]], axis=0).T

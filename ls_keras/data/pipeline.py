@@ -15,8 +15,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from ls_keras import fashion_mnist
-from ls_keras.errors import DataNotPreparedError, UserError
+from ls_keras.data import fashion_mnist
+from ls_keras.core.errors import DataNotPreparedError, UserError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,7 @@ import json
 import math
 from typing import Any, Optional, Tuple
 
-from ls_keras.errors import UserError
+from ls_keras.core.errors import UserError
 
 DATASETS = ("fashion_mnist", "mnist", "cifar10", "cifar100", "imagenet2012")
 STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")
@@ -83,6 +83,19 @@ class TrainConfig:
 
   def replace(self, **changes) -> "TrainConfig":
     return dataclasses.replace(self, **changes)
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillConfig(TrainConfig):
+  """A student's training run (paper Section 4): every TrainConfig setting, for the student, plus the teacher.
+
+  All of TrainConfig applies to the student: `loss_scale` multiplies the whole student
+  loss, and the mi_* settings follow the student's logits.
+  """
+  teacher: str = setting("", "The teacher: a finished workdir, a .keras file or a SavedModel folder.")
+  temperature: float = setting(1.0, "Distillation temperature T (> 0).")
+  beta: float = setting(1.0, "Weight of the teacher term, in [0, 1] (the paper: 1).")
+  t_squared: bool = setting(False, "Multiply the teacher term by T^2 (Hinton et al.); off in the paper.")
 
 
 def field_choices(cls, name: str) -> Optional[Tuple[str, ...]]:

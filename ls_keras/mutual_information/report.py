@@ -5,10 +5,11 @@ from typing import Sequence
 
 import numpy as np
 
-from ls_keras import config as config_lib
-from ls_keras import information, plots, training
-from ls_keras import workdir as workdir_lib
-from ls_keras.errors import UserError
+from ls_keras.core import config as config_lib
+from ls_keras import mutual_information, training
+from ls_keras.core import plots
+from ls_keras.core import workdir as workdir_lib
+from ls_keras.core.errors import UserError
 
 
 def plot_runs(workdirs: Sequence[str], output_dir: str, recompute: bool = False) -> dict:
@@ -25,7 +26,7 @@ def plot_runs(workdirs: Sequence[str], output_dir: str, recompute: bool = False)
         raise UserError(f"{run.path} is a {record['kind']} run; --recompute works on train runs.")
       config = config_lib.from_dict(config_lib.TrainConfig, record["config"])
       splits = training.load_data(config)
-      series = information.recompute_from_checkpoints(
+      series = mutual_information.recompute_from_checkpoints(
           run, config, splits, lambda c=config, s=splits: training.build_classifier(c, s))
     else:
       series_path = run.file("mutual_information.json")

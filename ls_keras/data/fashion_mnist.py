@@ -12,7 +12,7 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 
-from ls_keras.errors import UserError
+from ls_keras.core.errors import UserError
 
 DEBIAN_SOURCE = "/usr/share/datasets/fashion-mnist"
 SOURCE_ENV = "LS_KERAS_FASHION_MNIST_DIR"

@@ -13,7 +13,7 @@ from typing import Optional
 
 import numpy as np
 
-from ls_keras.errors import UserError
+from ls_keras.core.errors import UserError
 
 PROBABILITY_TOLERANCE = 1e-3
 
@@ -79,8 +79,10 @@ def probabilities(values, name: str = "probs") -> np.ndarray:
   if values.ndim != 2 or values.shape[1] < 2:
     raise UserError(f"{name} must have shape (examples, classes) with at least 2 classes; got shape {values.shape}.")
   if not np.all(np.isfinite(values)) or values.min(initial=0.0) < 0 or values.max(initial=0.0) > 1:
-    raise UserError(f"{name} must be probabilities in [0, 1]; got values in [{np.nanmin(values):g}, "
-                    f"{np.nanmax(values):g}] (pass logits= for raw scores).")
+    finite = values[np.isfinite(values)]
+    seen = f"[{finite.min():g}, {finite.max():g}]" if finite.size else "none finite"
+    raise UserError(f"{name} must be probabilities in [0, 1]; got values {seen}"
+                    f"{'' if finite.size == values.size else ', and NaN or infinite ones'} (pass logits= for raw scores).")
   sums = values.sum(1)
   if values.size and np.max(np.abs(sums - 1)) > PROBABILITY_TOLERANCE:
     row = int(np.argmax(np.abs(sums - 1)))

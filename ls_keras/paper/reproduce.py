@@ -14,10 +14,14 @@ from typing import Callable, Dict, List, Sequence
 
 import numpy as np
 
-from ls_keras import calibration_report, mutual_info_report, projection_report, sweep, training
-from ls_keras import config as config_lib
-from ls_keras import workdir as workdir_lib
-from ls_keras.errors import UserError
+from ls_keras import training
+from ls_keras.calibration import report as calibration_report
+from ls_keras.distillation import sweep
+from ls_keras.mutual_information import report as mutual_info_report
+from ls_keras.projection import report as projection_report
+from ls_keras.core import config as config_lib
+from ls_keras.core import workdir as workdir_lib
+from ls_keras.core.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,10 +6,11 @@ from typing import Dict, Sequence
 import numpy as np
 
 from ls_keras import data as data_lib
-from ls_keras import export as export_lib
-from ls_keras import plots, projection
-from ls_keras import workdir as workdir_lib
-from ls_keras.errors import UserError
+from ls_keras.training import export as export_lib
+from ls_keras import projection
+from ls_keras.core import plots
+from ls_keras.core import workdir as workdir_lib
+from ls_keras.core.errors import UserError
 
 SPLITS = ("train", "validation")
 

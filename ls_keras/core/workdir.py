@@ -23,9 +23,9 @@ from typing import Any, Dict, Optional
 import numpy as np
 from absl import logging
 
-from ls_keras import config as config_lib
+from ls_keras.core import config as config_lib
 from ls_keras import __version__
-from ls_keras.errors import WorkdirError
+from ls_keras.core.errors import WorkdirError
 
 # Everything a run or an analysis of it writes into a workdir. Dot-files are the
 # temporary names of atomic writes (`atomic_write_bytes`, `export_model`).

@@ -11,8 +11,8 @@ from typing import Optional
 import tensorflow as tf
 from google.protobuf import text_format
 
-from ls_keras.errors import WorkdirError
-from ls_keras.workdir import atomic_write_bytes
+from ls_keras.core.errors import WorkdirError
+from ls_keras.core.workdir import atomic_write_bytes
 
 # Fault injection for the kill-and-resume tests: "step:N:MARKER" pauses once the global step
 # reaches N, "checkpoint:N:MARKER" pauses inside the write of checkpoint N (after its files,

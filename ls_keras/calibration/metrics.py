@@ -13,8 +13,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from ls_keras import checks, numerics
-from ls_keras.errors import UserError
+from ls_keras.core import checks, numerics
+from ls_keras.core.errors import UserError
 
 DEFAULT_BINS = 15  # The paper's (and Guo et al.'s) 15 equal-width bins.
 

@@ -13,10 +13,12 @@ from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 
-from ls_keras import config as config_lib
-from ls_keras import distillation, plots, training
-from ls_keras import workdir as workdir_lib
-from ls_keras.errors import UserError
+from ls_keras.core import config as config_lib
+from ls_keras import training
+from ls_keras.core import plots
+from ls_keras.distillation import run as distillation_run
+from ls_keras.core import workdir as workdir_lib
+from ls_keras.core.errors import UserError
 
 CURVES = {
     "teacher": "teacher, trained with alpha = gamma",
@@ -121,7 +123,7 @@ def anecdote_plan(preset: Preset, root: str) -> List[Job]:
 
 def _distill(student: config_lib.TrainConfig, teacher: str, temperature: float, seed: int):
   fields = {**dataclasses.asdict(student), "seed": seed, "alpha": 0.0}
-  return distillation.DistillConfig(**fields, teacher=teacher, temperature=temperature, beta=1.0)
+  return config_lib.DistillConfig(**fields, teacher=teacher, temperature=temperature, beta=1.0)
 
 
 def run_jobs(jobs: List[Job], root: str, log: Callable[[str], None] = print) -> Dict[str, dict]:
@@ -137,7 +139,7 @@ def run_jobs(jobs: List[Job], root: str, log: Callable[[str], None] = print) -> 
     if job.kind == "train":
       results[job.name] = training.train_and_evaluate(job.config, workdir)
     else:
-      results[job.name] = distillation.distill_and_evaluate(job.config, workdir)
+      results[job.name] = distillation_run.distill_and_evaluate(job.config, workdir)
     log(f"[{i}/{len(jobs)}] {job.name}: test accuracy {results[job.name]['test']['accuracy']:.4f} "
         f"({time.time() - start:.0f}s)")
   return results

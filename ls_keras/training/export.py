@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 
 from ls_keras import models
-from ls_keras.errors import UserError, WorkdirError
+from ls_keras.core.errors import WorkdirError
 
 
 def export_model(model: keras.Model, keras_path: str, saved_model_path: str) -> None:
@@ -34,7 +34,7 @@ def load_keras_model(path: str) -> keras.Model:
   except Exception as e:  # pylint: disable=broad-except  # Keras raises many types for bad files.
     raise WorkdirError(f"{path} cannot be loaded ({type(e).__name__}: {str(e)[:200]}); the file is "
                        "truncated, corrupt or not a Keras model. Re-export it by rerunning the training.") from e
-  check_layers(model, path)
+  models.check_contract(model, path)
   return model
 
 
@@ -45,12 +45,3 @@ def load_saved_model(path: str):
   except Exception as e:  # pylint: disable=broad-except
     raise WorkdirError(f"{path} cannot be loaded as a SavedModel ({type(e).__name__}); it is truncated or "
                        "corrupt. Re-export it by rerunning the training.") from e
-
-
-def check_layers(model: keras.Model, where: str) -> None:
-  """Every analysis needs a `penultimate` layer and a Dense `logits` layer with a bias."""
-  names = {layer.name for layer in model.layers}
-  missing = [n for n in (models.PENULTIMATE, models.LOGITS) if n not in names]
-  if missing:
-    raise UserError(f"the model in {where} has no layer named {' or '.join(missing)}; ls_keras' analyses "
-                       "need a layer 'penultimate' and a final Dense 'logits' layer (see ls_keras.models).")

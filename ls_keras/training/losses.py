@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from ls_keras.errors import UserError
+from ls_keras.core.errors import UserError
 
 
 def one_hot_targets(labels, num_classes: int) -> tf.Tensor:

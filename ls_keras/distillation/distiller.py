@@ -12,22 +12,17 @@ Keras' contract instead: it overrides `compute_loss`, so it trains through the s
 as every model, scales for distribution like Keras losses do, and saves its student alone.
 """
 
-import dataclasses
 import os
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from ls_keras import checks, numerics
-from ls_keras import config as config_lib
-from ls_keras import export as export_lib
-from ls_keras import information
-from ls_keras import losses
-from ls_keras import strategy as strategy_lib
-from ls_keras import training
-from ls_keras.errors import UserError
-from ls_keras.workdir import Workdir
+from ls_keras.core import checks, numerics
+from ls_keras.core import config as config_lib
+from ls_keras.training import export as export_lib
+from ls_keras.training import losses
+from ls_keras.core.errors import UserError
 
 
 def distillation_terms(labels, student_logits, teacher_logits, temperature: float, alpha: float = 0.0,
@@ -168,48 +163,3 @@ def check_compatible(teacher: keras.Model, image_shape, num_classes: int) -> Non
                     f"{tuple(image_shape)}: distil on the data set the teacher was trained on.")
   if teacher_classes != num_classes:
     raise UserError(f"the teacher predicts {teacher_classes} classes, the student's data has {num_classes}.")
-
-
-@dataclasses.dataclass(frozen=True)
-class DistillConfig(config_lib.TrainConfig):
-  """A student's training run: every TrainConfig setting (for the student) plus the teacher."""
-  teacher: str = config_lib.setting("", "The teacher: a finished workdir, a .keras file or a SavedModel folder.")
-  temperature: float = config_lib.setting(1.0, "Distillation temperature T (> 0).")
-  beta: float = config_lib.setting(1.0, "Weight of the teacher term, in [0, 1] (the paper: 1).")
-  t_squared: bool = config_lib.setting(False, "Multiply the teacher term by T^2 (Hinton et al.); off in the paper.")
-
-
-def distill_and_evaluate(config: DistillConfig, workdir: str, overwrite: bool = False) -> dict:
-  """Distils config.teacher into a student trained into `workdir`; returns the student's metrics.
-
-  The metrics include the teacher's equivalent smoothing gamma at config.temperature over
-  the student's training set. Same workdir semantics as training: finished runs are
-  reused, unfinished ones resume.
-  """
-  config_lib.validate(config)
-  run_dir = Workdir(workdir)
-  finished = run_dir.finished_metrics(config, "distill", overwrite)
-  if finished is not None:
-    return finished
-  with training.runtime(config) as rt:
-    with rt.strategy.scope():
-      teacher = load_teacher(config.teacher)
-      check_compatible(teacher, rt.splits.spec.image_shape, rt.splits.num_classes)
-      student = training.build_network(config, rt.splits)
-      distiller = Distiller(teacher, student, config.temperature, config.beta, config.alpha, config.t_squared,
-                            loss_scale=config.loss_scale, name="distiller")
-      distiller.compile(optimizer=training.make_optimizer(config))
-    teacher_logits, labels = training.evaluate_split(training.Loop(teacher, rt.strategy), rt.splits.train,
-                                                     rt.splits.num_classes, config.batch_size * 2)
-    if not np.all(np.isfinite(teacher_logits)):
-      raise UserError(f"--teacher={config.teacher} gives NaN or infinite logits on the training data; it is "
-                      "broken (for instance a run that diverged). Use another teacher.")
-    extra = {"equivalent_smoothing": equivalent_smoothing(teacher_logits, labels, config.temperature),
-             "teacher_train_accuracy": float(np.mean(teacher_logits.argmax(-1) == labels)),
-             "teacher": os.path.abspath(config.teacher)}
-    callbacks = []
-    if config.mi_every_steps:
-      callbacks.append(information.MutualInformationCallback.from_config(
-          config, rt.splits, run_dir, write=strategy_lib.is_chief(rt.strategy), network=student))
-    job = training.prepare_job(config, "distill", distiller, student, rt, callbacks, extra)
-    return training.run_job(job, run_dir, overwrite)

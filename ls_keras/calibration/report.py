@@ -11,9 +11,10 @@ from typing import Dict, List, Sequence
 import numpy as np
 import tensorflow as tf
 
-from ls_keras import calibration, numerics, plots
-from ls_keras import workdir as workdir_lib
-from ls_keras.errors import UserError
+from ls_keras import calibration
+from ls_keras.core import numerics, plots
+from ls_keras.core import workdir as workdir_lib
+from ls_keras.core.errors import UserError
 
 
 def calibrate_run(run: workdir_lib.Workdir, num_bins: int = calibration.DEFAULT_BINS, write: bool = True) -> dict:

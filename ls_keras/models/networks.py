@@ -1,22 +1,15 @@
-"""The paper's models as builder functions in a plain name -> builder registry.
+"""The paper's networks as builders: normalised inputs in, penultimate features out.
 
-A builder maps normalised input features to the penultimate features; `build_model`
-wraps every builder the same way, so every model has a layer named `penultimate` and a
-final float32 Dense named `logits` (with a bias, raw logits out, no softmax) and every
-analysis works on every model.
+`ls_keras.models.build_model` wraps each the same way (normalisation, `penultimate`,
+`logits`). Builders use only Keras' own layers and ops, so saved models load in plain Keras.
 """
 
 import dataclasses
 import functools
-from typing import Callable, Dict, Sequence, Tuple
+from typing import Tuple
 
 import keras
-import tensorflow as tf
 from keras import layers, ops
-
-PENULTIMATE = "penultimate"
-LOGITS = "logits"
-
 
 @dataclasses.dataclass(frozen=True)
 class ModelOptions:
@@ -26,8 +19,8 @@ class ModelOptions:
   hidden_units: Tuple[int, ...] = (1200, 1200)
 
 
-def _l2(options: ModelOptions):
-  # lambda/2 * ||w||^2, as tf.nn.l2_loss-based weight decay in the paper's TF recipes.
+def l2_regularizer(options: ModelOptions):
+  """lambda/2 * ||w||^2, as the tf.nn.l2_loss-based weight decay of the paper's TF recipes (None if 0)."""
   return keras.regularizers.L2(options.weight_decay / 2) if options.weight_decay else None
 
 
@@ -53,12 +46,12 @@ def small_cnn(x, options: ModelOptions):
   No BatchNorm: on CPU it runs in float32 and cancels the 1.5-2.8x that bfloat16 gives.
   """
   for filters in (32, 64):
-    x = layers.Conv2D(filters, 3, padding="same", activation="relu", kernel_regularizer=_l2(options))(x)
+    x = layers.Conv2D(filters, 3, padding="same", activation="relu", kernel_regularizer=l2_regularizer(options))(x)
     x = layers.MaxPooling2D(2)(x)
   x = layers.Flatten()(x)
   if options.dropout:
     x = layers.Dropout(options.dropout)(x)
-  return layers.Dense(128, activation="relu", kernel_regularizer=_l2(options))(x)
+  return layers.Dense(128, activation="relu", kernel_regularizer=l2_regularizer(options))(x)
 
 
 def alexnet(x, options: ModelOptions):
@@ -70,29 +63,29 @@ def alexnet(x, options: ModelOptions):
   x = local_response_normalization(x)
   x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
   x = layers.Flatten()(x)
-  x = layers.Dense(384, activation="relu", kernel_regularizer=_l2(options))(x)
+  x = layers.Dense(384, activation="relu", kernel_regularizer=l2_regularizer(options))(x)
   if options.dropout:
     x = layers.Dropout(options.dropout)(x)
-  return layers.Dense(192, activation="relu", kernel_regularizer=_l2(options))(x)
+  return layers.Dense(192, activation="relu", kernel_regularizer=l2_regularizer(options))(x)
 
 
 def _residual_block(x, filters, strides, options):
   shortcut = x
   y = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False,
-                    kernel_regularizer=_l2(options))(x)
+                    kernel_regularizer=l2_regularizer(options))(x)
   y = layers.BatchNormalization()(y)
   y = layers.ReLU()(y)
-  y = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_regularizer=_l2(options))(y)
+  y = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_regularizer=l2_regularizer(options))(y)
   y = layers.BatchNormalization()(y)
   if strides != 1 or shortcut.shape[-1] != filters:
-    shortcut = layers.Conv2D(filters, 1, strides=strides, use_bias=False, kernel_regularizer=_l2(options))(x)
+    shortcut = layers.Conv2D(filters, 1, strides=strides, use_bias=False, kernel_regularizer=l2_regularizer(options))(x)
     shortcut = layers.BatchNormalization()(shortcut)
   return layers.ReLU()(layers.Add()([shortcut, y]))
 
 
 def resnet56(x, options: ModelOptions):
   """CIFAR ResNet-56 (He et al. 2016): 3 stages x 9 basic blocks, 16/32/64 filters."""
-  x = layers.Conv2D(16, 3, padding="same", use_bias=False, kernel_regularizer=_l2(options))(x)
+  x = layers.Conv2D(16, 3, padding="same", use_bias=False, kernel_regularizer=l2_regularizer(options))(x)
   x = layers.ReLU()(layers.BatchNormalization()(x))
   for stage, filters in enumerate((16, 32, 64)):
     for block in range(9):
@@ -102,14 +95,18 @@ def resnet56(x, options: ModelOptions):
 
 def _conv_bn(x, filters, kernel, strides=1, padding="same", options=ModelOptions()):
   x = layers.Conv2D(filters, kernel, strides=strides, padding=padding, use_bias=False,
-                    kernel_regularizer=_l2(options))(x)
+                    kernel_regularizer=l2_regularizer(options))(x)
   return layers.ReLU()(layers.BatchNormalization(scale=False)(x))
 
 
 def inception_v4(x, options: ModelOptions):
   """Inception-v4 (Szegedy et al. 2017) for 299x299 ImageNet inputs (any side >= 75 builds)."""
-  c = lambda x, f, k, s=1, p="same": _conv_bn(x, f, k, s, p, options)  # noqa: E731
-  cat = lambda ts: layers.Concatenate()(ts)  # noqa: E731
+  def c(x, filters, kernel, strides=1, padding="same"):
+    return _conv_bn(x, filters, kernel, strides, padding, options)
+
+  def cat(tensors):
+    return layers.Concatenate()(tensors)
+
   # Stem.
   x = c(x, 32, 3, 2, "valid")
   x = c(x, 32, 3, 1, "valid")
@@ -143,31 +140,7 @@ def mlp(x, options: ModelOptions):
   """Fully connected ReLU net (the paper's MNIST teacher 1200-1200 and student 800-800)."""
   x = layers.Flatten()(x)
   for units in options.hidden_units:
-    x = layers.Dense(units, activation="relu", kernel_regularizer=_l2(options))(x)
+    x = layers.Dense(units, activation="relu", kernel_regularizer=l2_regularizer(options))(x)
     if options.dropout:
       x = layers.Dropout(options.dropout)(x)
   return x
-
-
-# The TF CIFAR-10 tutorial decays only its two hidden dense layers, not the softmax layer.
-UNDECAYED_LOGITS = frozenset({"alexnet"})
-Builder = Callable[..., tf.Tensor]
-MODELS: Dict[str, Builder] = {
-    "small_cnn": small_cnn,
-    "alexnet": alexnet,
-    "resnet56": resnet56,
-    "inception_v4": inception_v4,
-    "mlp": mlp,
-}
-
-
-def build_model(name: str, input_shape: Sequence[int], num_classes: int, *, mean: Sequence[float],
-                std: Sequence[float], options: ModelOptions = ModelOptions()) -> keras.Model:
-  """Builds MODELS[name] for raw 0-255 pixel inputs: normalise -> body -> penultimate -> logits."""
-  inputs = keras.Input(tuple(input_shape), name="image")
-  x = layers.Normalization(mean=list(mean), variance=[s * s for s in std], name="normalize")(inputs)
-  features = MODELS[name](x, options)
-  features = layers.Identity(name=PENULTIMATE)(features)
-  decay = None if name in UNDECAYED_LOGITS else _l2(options)
-  logits = layers.Dense(num_classes, name=LOGITS, dtype="float32", kernel_regularizer=decay)(features)
-  return keras.Model(inputs, logits, name=name)

@@ -1,0 +1,7 @@
+"""Input pipelines: every data set through TFDS, split as in the paper, augmented per recipe."""
+
+from ls_keras.data.pipeline import (PREPARE_HELP, SPECS, DatasetSpec, Splits, augment_batch, class_examples,
+                                    eval_batches, load_splits, split_names, train_batches)
+
+__all__ = ["PREPARE_HELP", "SPECS", "DatasetSpec", "Splits", "augment_batch", "class_examples", "eval_batches",
+           "load_splits", "split_names", "train_batches"]

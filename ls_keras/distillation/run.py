@@ -1,0 +1,48 @@
+"""One distillation run: a student trained against a teacher into its own workdir (paper Section 4)."""
+
+import os
+
+import numpy as np
+
+from ls_keras import mutual_information, training
+from ls_keras.core import config as config_lib
+from ls_keras.core.errors import UserError
+from ls_keras.core.workdir import Workdir
+from ls_keras.distillation.distiller import Distiller, check_compatible, equivalent_smoothing, load_teacher
+from ls_keras.training import strategy as strategy_lib
+
+
+def distill_and_evaluate(config: config_lib.DistillConfig, workdir: str, overwrite: bool = False) -> dict:
+  """Distils config.teacher into a student trained into `workdir`; returns the student's metrics.
+
+  The metrics include the teacher's equivalent smoothing gamma at config.temperature over
+  the student's training set. Same workdir semantics as training: finished runs are
+  reused, unfinished ones resume.
+  """
+  config_lib.validate(config)
+  run_dir = Workdir(workdir)
+  finished = run_dir.finished_metrics(config, "distill", overwrite)
+  if finished is not None:
+    return finished
+  with training.runtime(config) as rt:
+    with rt.strategy.scope():
+      teacher = load_teacher(config.teacher)
+      check_compatible(teacher, rt.splits.spec.image_shape, rt.splits.num_classes)
+      student = training.build_network(config, rt.splits)
+      distiller = Distiller(teacher, student, config.temperature, config.beta, config.alpha, config.t_squared,
+                            loss_scale=config.loss_scale, name="distiller")
+      distiller.compile(optimizer=training.make_optimizer(config))
+    teacher_logits, labels = training.evaluate_split(training.Loop(teacher, rt.strategy), rt.splits.train,
+                                                     rt.splits.num_classes, config.batch_size * 2)
+    if not np.all(np.isfinite(teacher_logits)):
+      raise UserError(f"--teacher={config.teacher} gives NaN or infinite logits on the training data; it is "
+                      "broken (for instance a run that diverged). Use another teacher.")
+    extra = {"equivalent_smoothing": equivalent_smoothing(teacher_logits, labels, config.temperature),
+             "teacher_train_accuracy": float(np.mean(teacher_logits.argmax(-1) == labels)),
+             "teacher": os.path.abspath(config.teacher)}
+    callbacks = []
+    if config.mi_every_steps:
+      callbacks.append(mutual_information.MutualInformationCallback.from_config(
+          config, rt.splits, run_dir, write=strategy_lib.is_chief(rt.strategy), network=student))
+    job = training.prepare_job(config, "distill", distiller, student, rt, callbacks, extra)
+    return training.run_job(job, run_dir, overwrite)
