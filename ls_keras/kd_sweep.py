@@ -11,13 +11,12 @@ import sys
 from absl import flags
 
 from ls_keras import cli
+from ls_keras.paper import recipes
 
 
 def define_flags(flag_values: flags.FlagValues) -> None:
   fv = {"flag_values": flag_values}
-  flags.DEFINE_enum("preset", "fashion_mnist", ["fashion_mnist", "quick", "cifar10", "tiny"],
-                    "fashion_mnist: the paper's MLPs (~15 min, 2 CPU cores); quick: a smaller grid; cifar10: the "
-                    "paper's ResNet-56 teacher and AlexNet student (GPUs, prepared data); tiny: for tests.", **fv)
+  flags.DEFINE_enum("preset", "fashion_mnist", list(recipes.SWEEPS), recipes.describe(recipes.SWEEPS), **fv)
   flags.DEFINE_string("root", "workdirs/kd_sweep", "Folder holding one workdir per run, and the results.", **fv)
   flags.DEFINE_string("data_dir", "", "TFDS data directory (empty: TFDS' default).", **fv)
   flags.DEFINE_string("fashion_mnist_source", "", "Folder with the Fashion-MNIST IDX files (empty: Debian's).", **fv)
@@ -25,7 +24,8 @@ def define_flags(flag_values: flags.FlagValues) -> None:
 
 def main(flag_values: flags.FlagValues) -> None:
   from ls_keras.distillation import sweep
-  preset = sweep.make_preset(flag_values.preset, flag_values.data_dir, flag_values.fashion_mnist_source)
+  data = recipes.preset_data(flag_values.data_dir, flag_values.fashion_mnist_source)
+  preset = recipes.lookup(recipes.SWEEPS, flag_values.preset)(data)
   report = sweep.run_sweep(preset, flag_values.root)
   print(report["table"])
   print(f"Wrote {flag_values.root}/kd_sweep.md, kd_sweep.json and figure5.png.")

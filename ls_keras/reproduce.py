@@ -10,13 +10,13 @@ import sys
 from absl import flags
 
 from ls_keras import cli
+from ls_keras.paper import recipes
 
 
 def define_flags(flag_values: flags.FlagValues) -> None:
   fv = {"flag_values": flag_values}
-  flags.DEFINE_enum("preset", "fashion_mnist", ["fashion_mnist", "cifar10", "cifar100", "tiny"],
-                    "fashion_mnist: ~15 min on 2 CPU cores; cifar10/cifar100: the paper's recipes (GPUs, prepared "
-                    "data); tiny: seconds, for tests.", **fv)
+  flags.DEFINE_enum("preset", "fashion_mnist", list(recipes.REPRODUCTIONS), recipes.describe(recipes.REPRODUCTIONS),
+                    **fv)
   flags.DEFINE_string("root", "workdirs/reproduce", "Folder for every run and the report.", **fv)
   flags.DEFINE_string("data_dir", "", "TFDS data directory (empty: TFDS' default).", **fv)
   flags.DEFINE_string("fashion_mnist_source", "", "Folder with the Fashion-MNIST IDX files (empty: Debian's).", **fv)

@@ -52,7 +52,8 @@ CASES = {
     "epochs 0": Case("train", "missing", TRAIN + ("--epochs=0",), "--epochs=0"),
     "steps negative": Case("train", "missing", TRAIN + ("--train_steps=-1",), "--train_steps=-1"),
     "steps beyond int32": Case("train", "missing", TRAIN + ("--train_steps=9999999999",), "at most"),
-    "boundaries decreasing": Case("train", "missing", TRAIN + ("--lr_boundaries=5,3",), "--lr_boundaries=5,3"),
+    "boundaries decreasing": Case("train", "missing", TRAIN + ("--lr_boundaries=0.8,0.6",), "--lr_boundaries=0.8,0.6"),
+    "boundaries beyond training": Case("train", "missing", TRAIN + ("--lr_boundaries=0.5,2",), "in (0, 1)"),
     "boundaries not numbers": Case("train", "missing", TRAIN + ("--lr_boundaries=a,b",), "--lr_boundaries=a,b"),
     "hidden units 0": Case("train", "missing", TRAIN + ("--hidden_units=0",), "--hidden_units=0"),
     "hidden units huge": Case("train", "missing", TRAIN + ("--hidden_units=10000000",), "--hidden_units=10000000"),
@@ -305,8 +306,8 @@ def test_any_flag_value_is_usable_or_refused_with_a_user_error(field, value):
   try:
     flag_values(["ls_keras", f"--{field.name}={value}"])
     config = cli.config_from_flags(config_lib.TrainConfig, flag_values)
-    training.make_schedule(config, train_size=50000, replicas=1)
-    training.make_optimizer(config)
+    schedule = training.make_schedule(config, train_size=50000, replicas=1)
+    training.make_optimizer(config, schedule.total_steps)
   except (flags.Error, UserError):
     return
   parsed = getattr(config, field.name)

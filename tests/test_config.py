@@ -15,7 +15,8 @@ from ls_keras.core.errors import UserError
     ({"epochs": -1}, "--epochs=-1"),
     ({"train_steps": -5}, "--train_steps=-5"),
     ({"learning_rate": 0.0}, "--learning_rate=0.0"),
-    ({"lr_boundaries": (300, 200)}, "--lr_boundaries=300,200"),
+    ({"lr_boundaries": (0.75, 0.5)}, "--lr_boundaries=0.75,0.5"),
+    ({"lr_boundaries": (0.5, 1.5)}, "--lr_boundaries=0.5,1.5"),
     ({"hidden_units": (0,)}, "--hidden_units=0"),
     ({"mi_classes": (3, 3)}, "--mi_classes=3,3"),
 ])
@@ -26,7 +27,7 @@ def test_bad_values_are_named_with_what_is_allowed(changes, message):
 
 
 def test_round_trip_through_json_keeps_tuples():
-  c = config.TrainConfig(lr_boundaries=(10, 20), alpha=0.1)
+  c = config.TrainConfig(lr_boundaries=(0.5, 0.75), alpha=0.1)
   import json
   assert config.from_dict(config.TrainConfig, json.loads(config.dumps(c))) == c
 

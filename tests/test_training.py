@@ -24,7 +24,7 @@ def _train(strategy, steps=3):
   with strategy.scope():
     model = models.build_model("mlp", (6, 6, 1), 3, mean=[128.0], std=[64.0],
                                options=models.ModelOptions(weight_decay=1e-2, hidden_units=(16,)))
-    model.compile(optimizer=training.make_optimizer(config), loss=losses.label_smoothing_loss(0.1),
+    model.compile(optimizer=training.make_optimizer(config, 100), loss=losses.label_smoothing_loss(0.1),
                   loss_weights=3.0)
     model.optimizer.build(model.trainable_variables)
   loop = training.Loop(model, strategy, clip_norm=config.grad_clip_norm)
@@ -71,9 +71,11 @@ def test_schedule_chunks_pause_at_steps_per_execution_and_mi_points():
 
 
 def test_piecewise_learning_rate_follows_boundaries():
-  config = config_lib.TrainConfig(learning_rate=0.1, lr_boundaries=(2, 4), lr_decay=0.1)
-  schedule = training.make_optimizer(config)._learning_rate  # pylint: disable=protected-access
+  config = config_lib.TrainConfig(learning_rate=0.1, lr_boundaries=(0.2, 0.4), lr_decay=0.1)
+  schedule = training.make_optimizer(config, total_steps=10)._learning_rate  # pylint: disable=protected-access
   assert [round(float(schedule(s)), 6) for s in (0, 2, 3, 4, 9)] == [0.1, 0.1, 0.01, 0.01, 0.001]
+  with pytest.raises(UserError, match="fall on steps"):  # 0.2 and 0.4 of a 3-step run: the same step.
+    training.make_optimizer(config, total_steps=3)
 
 
 def test_schedule_pauses_for_every_callback_that_asks():

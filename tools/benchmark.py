@@ -63,7 +63,7 @@ class Ours:
     try:
       config = config_lib.TrainConfig(model=model_name, batch_size=batch, alpha=ALPHA, precision=precision,
                                       learning_rate=LEARNING_RATE)
-      self.model = training.build_classifier(config, splits)
+      self.model = training.build_classifier(config, splits, total_steps=10**6)
       self.model.optimizer.build(self.model.trainable_variables)
     finally:
       keras.config.set_dtype_policy(policy)

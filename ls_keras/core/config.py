@@ -16,7 +16,7 @@ STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 OPTIMIZERS = ("sgd", "adam")
 # Bumped when the workdir layout changes incompatibly; older workdirs are refused.
-WORKDIR_FORMAT = 1
+WORKDIR_FORMAT = 2  # 2: lr_boundaries are fractions of training; AlexNet's LRN is Keras ops.
 
 
 def setting(default, help_text, choices=None):
@@ -54,7 +54,8 @@ class TrainConfig:
   learning_rate: float = setting(0.1, "Initial learning rate.")
   momentum: float = setting(0.9, "SGD momentum.")
   nesterov: bool = setting(True, "Nesterov momentum for SGD.")
-  lr_boundaries: Tuple[int, ...] = setting((), "Steps at which the learning rate is multiplied by lr_decay.")
+  lr_boundaries: Tuple[float, ...] = setting((), "Fractions of training, in (0, 1), at which the learning rate is "
+                                             "multiplied by lr_decay (e.g. 0.5,0.75).")
   lr_decay: float = setting(0.1, "Factor applied to the learning rate at each boundary.")
   grad_clip_norm: float = setting(0.0, "Clip gradients to this global norm (0: no clipping).")
   batch_size: int = setting(128, "Global batch size (split across replicas).")
@@ -136,9 +137,9 @@ def check_field(name: str, value: Any) -> None:
   if name == "hidden_units" and (not value or any(not 0 < int(h) <= MAX_HIDDEN_UNITS for h in value)):
     raise UserError(f"--hidden_units={','.join(map(str, value))} is not allowed: give one or more "
                     f"layer sizes in 1-{MAX_HIDDEN_UNITS}, e.g. 1200,1200.")
-  if name == "lr_boundaries" and (any(b <= 0 or b > MAX_INT for b in value) or list(value) != sorted(set(value))):
-    raise UserError(f"--lr_boundaries={','.join(map(str, value))} is not allowed: give strictly "
-                    "increasing positive step numbers.")
+  if name == "lr_boundaries" and (any(not 0 < b < 1 for b in value) or list(value) != sorted(set(value))):
+    raise UserError(f"--lr_boundaries={','.join(map(str, value))} is not allowed: give strictly increasing "
+                    "fractions of training in (0, 1), e.g. 0.5,0.75.")
   if name == "temperature" and not value > 0:
     raise UserError(f"--temperature={value} is not allowed: the distillation temperature must be > 0.")
   if name == "beta" and not 0.0 <= value <= 1.0:

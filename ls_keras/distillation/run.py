@@ -25,13 +25,20 @@ def distill_and_evaluate(config: config_lib.DistillConfig, workdir: str, overwri
   if finished is not None:
     return finished
   with training.runtime(config) as rt:
+    callbacks = []
+    if config.mi_every_steps:  # Follows the student, set below.
+      callbacks.append(mutual_information.MutualInformationCallback.from_config(
+          config, rt.splits, run_dir, write=strategy_lib.is_chief(rt.strategy)))
+    schedule = training.make_schedule(config, rt.splits.sizes["train"], rt.strategy.num_replicas_in_sync, callbacks)
     with rt.strategy.scope():
       teacher = load_teacher(config.teacher)
       check_compatible(teacher, rt.splits.spec.image_shape, rt.splits.num_classes)
       student = training.build_network(config, rt.splits)
       distiller = Distiller(teacher, student, config.temperature, config.beta, config.alpha, config.t_squared,
                             loss_scale=config.loss_scale, name="distiller")
-      distiller.compile(optimizer=training.make_optimizer(config))
+      distiller.compile(optimizer=training.make_optimizer(config, schedule.total_steps))
+    for callback in callbacks:
+      callback.network = student
     teacher_logits, labels = training.evaluate_split(training.Loop(teacher, rt.strategy), rt.splits.train,
                                                      rt.splits.num_classes, config.batch_size * 2)
     if not np.all(np.isfinite(teacher_logits)):
@@ -40,9 +47,5 @@ def distill_and_evaluate(config: config_lib.DistillConfig, workdir: str, overwri
     extra = {"equivalent_smoothing": equivalent_smoothing(teacher_logits, labels, config.temperature),
              "teacher_train_accuracy": float(np.mean(teacher_logits.argmax(-1) == labels)),
              "teacher": os.path.abspath(config.teacher)}
-    callbacks = []
-    if config.mi_every_steps:
-      callbacks.append(mutual_information.MutualInformationCallback.from_config(
-          config, rt.splits, run_dir, write=strategy_lib.is_chief(rt.strategy), network=student))
-    job = training.prepare_job(config, "distill", distiller, student, rt, callbacks, extra)
+    job = training.prepare_job(config, "distill", distiller, student, rt, schedule, callbacks, extra)
     return training.run_job(job, run_dir, overwrite)

@@ -9,7 +9,7 @@ import collections
 import dataclasses
 import os
 import time
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from ls_keras import training
 from ls_keras.core import plots
 from ls_keras.distillation import run as distillation_run
 from ls_keras.core import workdir as workdir_lib
-from ls_keras.core.errors import UserError
+from ls_keras.paper import recipes
 
 CURVES = {
     "teacher": "teacher, trained with alpha = gamma",
@@ -26,54 +26,6 @@ CURVES = {
     "kd_hard": "student distilled from the hard-target teacher (growing T)",
     "kd_ls": "student distilled from LS teachers (T = 1)",
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class Preset:
-  """The grid of one sweep."""
-  teacher: config_lib.TrainConfig
-  student: config_lib.TrainConfig
-  teacher_alphas: Tuple[float, ...]
-  temperatures: Tuple[float, ...]
-  seeds: Tuple[int, ...]
-  anecdote_dropout: float = 0.5
-  anecdote_alpha: float = 0.1
-  anecdote_temperature: float = 4.0
-
-
-def _fashion_mlp(hidden, epochs, **extra) -> config_lib.TrainConfig:
-  return config_lib.TrainConfig(dataset="fashion_mnist", model="mlp", hidden_units=hidden, epochs=epochs,
-                                augment=False, optimizer="sgd", learning_rate=0.05, momentum=0.9, nesterov=True,
-                                **extra)
-
-
-def make_preset(name: str, data_dir: str = "", fashion_mnist_source: str = "") -> Preset:
-  """fashion_mnist: the paper's MLPs, ~15 min on 2 CPU cores; cifar10: the paper's nets (GPUs);
-  quick: a reduced fashion_mnist grid for the reproduce job; tiny: seconds, for tests."""
-  data = {"data_dir": data_dir, "fashion_mnist_source": fashion_mnist_source}
-  if name == "fashion_mnist":
-    return Preset(_fashion_mlp((1200, 1200), 3, **data), _fashion_mlp((800, 800), 3, **data),
-                  (0.0, 0.15, 0.3, 0.45, 0.6), (1.0, 2.0, 4.0, 8.0, 16.0), (0, 1))
-  if name == "quick":
-    return Preset(_fashion_mlp((1200, 1200), 2, **data), _fashion_mlp((800, 800), 2, **data),
-                  (0.0, 0.3, 0.6), (1.0, 4.0, 16.0), (0,))
-  if name == "tiny":
-    small = dict(train_examples=1024, eval_examples=500, precision="float32", **data)
-    return Preset(_fashion_mlp((32,), 1, **small), _fashion_mlp((16,), 1, **small), (0.0, 0.3), (1.0, 4.0), (0,),
-                  anecdote_temperature=2.0)
-  if name == "cifar10":
-    resnet = config_lib.TrainConfig(dataset="cifar10", model="resnet56", batch_size=128, train_steps=64000,
-                                    learning_rate=0.1, momentum=0.9, nesterov=True, lr_boundaries=(32000, 48000),
-                                    loss_scale=3.0, weight_decay=1e-4, grad_clip_norm=1.0, **data)
-    alexnet = config_lib.TrainConfig(dataset="cifar10", model="alexnet", batch_size=128, train_steps=390000,
-                                     learning_rate=0.1, momentum=0.0, nesterov=False,
-                                     lr_boundaries=(130000, 260000), loss_scale=3.0, weight_decay=0.004, **data)
-    return Preset(resnet, alexnet, (0.0, 0.15, 0.3, 0.45, 0.6, 0.75), (1.0, 2.0, 3.0, 4.0, 8.0, 12.0, 16.0),
-                  (0, 1, 2, 3, 4))
-  raise UserError(f"--preset={name} is not allowed: choose one of fashion_mnist, quick, cifar10, tiny.")
-
-
-PRESETS = ("fashion_mnist", "quick", "cifar10", "tiny")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,7 +37,7 @@ class Job:
   key: float  # alpha (teacher, direct, kd_ls) or T (kd_hard).
 
 
-def plan(preset: Preset, root: str) -> List[Job]:
+def plan(preset: recipes.SweepPreset, root: str) -> List[Job]:
   """Every run of the sweep, teachers before the students that need them."""
   jobs = []
   path = lambda name: os.path.join(root, name)  # noqa: E731
@@ -107,7 +59,7 @@ def plan(preset: Preset, root: str) -> List[Job]:
   return jobs
 
 
-def anecdote_plan(preset: Preset, root: str) -> List[Job]:
+def anecdote_plan(preset: recipes.SweepPreset, root: str) -> List[Job]:
   """Section 4's anecdote: a dropout teacher and an LS teacher, each distilled into the same student."""
   seed = preset.seeds[0]
   dropout = preset.teacher.replace(dropout=preset.anecdote_dropout, alpha=0.0, seed=seed)
@@ -193,7 +145,7 @@ def anecdote_table(results: Dict[str, dict]) -> str:
           f"| with label smoothing | {err('anecdote_teacher_ls'):.2f}% | {err('anecdote_student_of_ls'):.2f}% |\n")
 
 
-def run_sweep(preset: Preset, root: str, log: Callable[[str], None] = print) -> dict:
+def run_sweep(preset: recipes.SweepPreset, root: str, log: Callable[[str], None] = print) -> dict:
   """Runs (or reuses) the whole grid and the anecdote; writes kd_sweep.md/.json and figure5.png."""
   workdir_lib.check_output_dir(root, "--root")
   jobs, anecdote = plan(preset, root), anecdote_plan(preset, root)

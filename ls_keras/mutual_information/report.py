@@ -27,7 +27,8 @@ def plot_runs(workdirs: Sequence[str], output_dir: str, recompute: bool = False)
       config = config_lib.from_dict(config_lib.TrainConfig, record["config"])
       splits = training.load_data(config)
       series = mutual_information.recompute_from_checkpoints(
-          run, config, splits, lambda c=config, s=splits: training.build_classifier(c, s))
+          run, config, splits, lambda c=config, s=splits: training.build_classifier(
+              c, s, training.make_schedule(c, s.sizes["train"], replicas=1).total_steps))
     else:
       series_path = run.file("mutual_information.json")
       if not os.path.exists(series_path):

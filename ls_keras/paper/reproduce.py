@@ -6,11 +6,10 @@ seeds) and whether the claim held here, in one plain sentence.
 """
 
 import base64
-import dataclasses
 import html
 import os
 import time
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, List
 
 import numpy as np
 
@@ -19,48 +18,10 @@ from ls_keras.calibration import report as calibration_report
 from ls_keras.distillation import sweep
 from ls_keras.mutual_information import report as mutual_info_report
 from ls_keras.projection import report as projection_report
-from ls_keras.core import config as config_lib
 from ls_keras.core import workdir as workdir_lib
-from ls_keras.core.errors import UserError
+from ls_keras.paper import recipes
 
 
-@dataclasses.dataclass(frozen=True)
-class ReproducePreset:
-  base: config_lib.TrainConfig
-  seeds: Sequence[int]
-  table2_alphas: Sequence[float]  # Trained with every seed.
-  extra_alphas: Sequence[float]  # Seed 0 only, for the Table 3 alpha grid.
-  kd_preset: str
-  mi_every_steps: int
-  mi_classes: Sequence[int]
-
-
-def make_preset(name: str, data_dir: str = "", fashion_mnist_source: str = "") -> ReproducePreset:
-  data = {"data_dir": data_dir, "fashion_mnist_source": fashion_mnist_source}
-  if name in ("fashion_mnist", "tiny"):
-    tiny = name == "tiny"
-    base = config_lib.TrainConfig(
-        dataset="fashion_mnist", model="small_cnn", batch_size=128, epochs=1 if tiny else 5,
-        learning_rate=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4,
-        lr_boundaries=() if tiny else (1170, 1560), mi_examples_per_class=20 if tiny else 300,
-        mi_augmentations=3 if tiny else 5, train_examples=1024 if tiny else 0, eval_examples=500 if tiny else 0,
-        **({"precision": "float32"} if tiny else {}), **data)
-    return ReproducePreset(base, (0, 1) if tiny else (0, 1, 2), (0.0, 0.1), (0.05,) if tiny else (0.05, 0.2),
-                           "tiny" if tiny else "quick", 4 if tiny else 195, (2, 4))
-  if name == "cifar10":
-    base = config_lib.TrainConfig(dataset="cifar10", model="alexnet", batch_size=128, train_steps=390000,
-                                  learning_rate=0.1, momentum=0.0, nesterov=False, lr_boundaries=(130000, 260000),
-                                  loss_scale=3.0, weight_decay=0.004, **data)
-    return ReproducePreset(base, (0, 1, 2), (0.0, 0.1), (0.05, 0.2), "cifar10", 4000, (0, 5))
-  if name == "cifar100":
-    base = config_lib.TrainConfig(dataset="cifar100", model="resnet56", batch_size=128, train_steps=64000,
-                                  learning_rate=0.1, momentum=0.9, nesterov=True, lr_boundaries=(32000, 48000),
-                                  loss_scale=3.0, weight_decay=1e-4, grad_clip_norm=1.0, **data)
-    return ReproducePreset(base, (0, 1, 2), (0.0, 0.1), (0.05, 0.2), "cifar10", 4000, (0, 1))
-  raise UserError(f"--preset={name} is not allowed: choose one of fashion_mnist, cifar10, cifar100, tiny.")
-
-
-PRESETS = ("fashion_mnist", "cifar10", "cifar100", "tiny")
 PAPER = {
     "accuracy": "CIFAR-10 AlexNet 86.8 +- 0.2 (alpha 0) vs 86.7 +- 0.3 (alpha 0.1); CIFAR-100 ResNet-56 72.1 +- 0.3 vs "
                 "72.7 +- 0.3; ImageNet Inception-v4 80.9 vs 80.9 (Table 2).",
@@ -91,7 +52,7 @@ class Progress:
     self.log(f"[{'=' * filled}{' ' * (width - filled)}] {self.done}/{self.total} {what} ({elapsed:.0f}s)")
 
 
-def _train_runs(preset: ReproducePreset) -> List[sweep.Job]:
+def _train_runs(preset: recipes.ReproducePreset) -> List[sweep.Job]:
   jobs = []
   for alpha in preset.table2_alphas:
     for seed in preset.seeds:
@@ -109,8 +70,9 @@ def reproduce(preset_name: str, root: str, data_dir: str = "", fashion_mnist_sou
               log: Callable[[str], None] = print) -> dict:
   """Runs (or reuses) everything, then writes root/report/index.md and index.html."""
   workdir_lib.check_output_dir(root, "--root")
-  preset = make_preset(preset_name, data_dir, fashion_mnist_source)
-  kd = sweep.make_preset(preset.kd_preset, data_dir, fashion_mnist_source)
+  data = recipes.preset_data(data_dir, fashion_mnist_source)
+  preset = recipes.lookup(recipes.REPRODUCTIONS, preset_name)(data)
+  kd = recipes.SWEEPS[preset.sweep](data)
   runs_root, kd_root, report_dir = (os.path.join(root, d) for d in ("runs", "kd_sweep", "report"))
   train_jobs = _train_runs(preset)
   kd_jobs = sweep.plan(kd, kd_root) + sweep.anecdote_plan(kd, kd_root)

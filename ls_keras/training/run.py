@@ -28,23 +28,32 @@ from ls_keras import mutual_information
 from ls_keras.training import losses
 from ls_keras import models
 from ls_keras.training import strategy as strategy_lib
-from ls_keras.core.errors import TrainingDivergedError
+from ls_keras.core.errors import TrainingDivergedError, UserError
 from ls_keras.core import workdir as workdir_lib
 from ls_keras.core.workdir import Workdir
 from ls_keras.training.loop import DIVERGED_LOSS, Loop, NonFiniteLoss, Progress, Schedule, evaluate_split, make_schedule
 
 
-def make_optimizer(config) -> keras.optimizers.Optimizer:
-  """SGD (momentum, Nesterov) or Adam with a piecewise-constant schedule in steps.
+def make_optimizer(config, total_steps: int) -> keras.optimizers.Optimizer:
+  """SGD (momentum, Nesterov) or Adam, with the learning rate multiplied by lr_decay at each
+  boundary (fractions of `total_steps`).
 
   Gradient clipping is the Loop's job, not the optimizer's: Keras' `global_clipnorm`
   clips each replica's partial gradient before the all-reduce, so its result would
   depend on the number of replicas.
+
+  Raises:
+    UserError: boundaries that fall on the same step of a run this short.
   """
   learning_rate = config.learning_rate
   if config.lr_boundaries:
-    values = [config.learning_rate * config.lr_decay ** i for i in range(len(config.lr_boundaries) + 1)]
-    learning_rate = keras.optimizers.schedules.PiecewiseConstantDecay(list(config.lr_boundaries), values)
+    steps = [int(round(fraction * total_steps)) for fraction in config.lr_boundaries]
+    if steps != sorted(set(steps)) or steps[0] < 1 or steps[-1] >= total_steps:
+      raise UserError(f"--lr_boundaries={','.join(f'{b:g}' for b in config.lr_boundaries)} fall on steps {steps} of "
+                      f"a run of {total_steps} steps: they must be distinct steps inside it. Train longer, or pass "
+                      "fewer boundaries (--lr_boundaries= for none).")
+    values = [config.learning_rate * config.lr_decay ** i for i in range(len(steps) + 1)]
+    learning_rate = keras.optimizers.schedules.PiecewiseConstantDecay(steps, values)
   if config.optimizer == "sgd":
     return keras.optimizers.SGD(learning_rate, momentum=config.momentum, nesterov=config.nesterov)
   return keras.optimizers.Adam(learning_rate)
@@ -64,10 +73,10 @@ def build_network(config, splits: data_lib.Splits) -> keras.Model:
                             mean=splits.spec.mean, std=splits.spec.std, options=options)
 
 
-def build_classifier(config, splits: data_lib.Splits) -> keras.Model:
-  """The configured model, compiled with CategoricalCrossentropy(label_smoothing=alpha)."""
+def build_classifier(config, splits: data_lib.Splits, total_steps: int) -> keras.Model:
+  """The configured model, compiled with CategoricalCrossentropy(label_smoothing=alpha) (paper Section 2)."""
   model = build_network(config, splits)
-  model.compile(optimizer=make_optimizer(config), loss=losses.label_smoothing_loss(config.alpha),
+  model.compile(optimizer=make_optimizer(config, total_steps), loss=losses.label_smoothing_loss(config.alpha),
                 loss_weights=config.loss_scale)
   return model
 
@@ -85,11 +94,10 @@ class Job:
   extra_metrics: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def prepare_job(config, kind: str, model: keras.Model, exported: keras.Model, rt: "Runtime",
+def prepare_job(config, kind: str, model: keras.Model, exported: keras.Model, rt: "Runtime", schedule: Schedule,
                 callbacks: Sequence[keras.callbacks.Callback] = (), extra_metrics: Optional[dict] = None) -> Job:
-  """Checks the schedule and builds the optimizer state: every refusal happens here, before
+  """Builds the optimizer state; with `make_schedule` before it, every refusal happens before
   anything is written."""
-  schedule = make_schedule(config, rt.splits.sizes["train"], rt.strategy.num_replicas_in_sync, callbacks)
   with rt.strategy.scope():
     model.optimizer.build(model.trainable_variables)
   return Job(config, kind, model, exported, rt, schedule, tuple(callbacks), dict(extra_metrics or {}))
@@ -282,11 +290,12 @@ def train_and_evaluate(config: config_lib.TrainConfig, workdir: str, overwrite: 
   if finished is not None:
     return finished
   with runtime(config) as rt:
-    with rt.strategy.scope():
-      model = build_classifier(config, rt.splits)
     callbacks = []
     if config.mi_every_steps:
       callbacks.append(mutual_information.MutualInformationCallback.from_config(
           config, rt.splits, run_dir, write=strategy_lib.is_chief(rt.strategy)))
-    job = prepare_job(config, "train", model, model, rt, callbacks)
+    schedule = make_schedule(config, rt.splits.sizes["train"], rt.strategy.num_replicas_in_sync, callbacks)
+    with rt.strategy.scope():
+      model = build_classifier(config, rt.splits, schedule.total_steps)
+    job = prepare_job(config, "train", model, model, rt, schedule, callbacks)
     return run_job(job, run_dir, overwrite)
