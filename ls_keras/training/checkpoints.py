@@ -1,7 +1,8 @@
-"""Epoch checkpoints: fully written before the index names them; restored with clear errors.
+"""Epoch checkpoints through tf.train.CheckpointManager, restored with clear errors.
 
-A kill at any moment leaves the index pointing at the last complete checkpoint, which is
-what a rerun resumes from.
+The manager writes a checkpoint's files first and only then (atomically, with relative
+paths) names it in the index, keeping the last two; a kill at any moment leaves the index
+pointing at the last complete checkpoint, which is what a rerun resumes from.
 """
 
 import os
@@ -9,18 +10,18 @@ import time
 from typing import Optional
 
 import tensorflow as tf
-from google.protobuf import text_format
 
 from ls_keras.core.errors import WorkdirError
-from ls_keras.core.workdir import atomic_write_bytes
 
 # Fault injection for the kill-and-resume tests: "step:N:MARKER" pauses once the global step
 # reaches N, "checkpoint:N:MARKER" pauses inside the write of checkpoint N (after its files,
 # before the index). The paused process creates MARKER and sleeps until it is killed.
 FAULT_ENV = "LS_KERAS_FAULT_PAUSE"
+KEEP = 2
 
 
 def pause_point(kind: str, number: int) -> None:
+  """Pauses here when $LS_KERAS_FAULT_PAUSE asks for this point (see FAULT_ENV); else nothing."""
   spec = os.environ.get(FAULT_ENV, "")
   if not spec:
     return
@@ -31,30 +32,28 @@ def pause_point(kind: str, number: int) -> None:
     time.sleep(3600)
 
 
-def save(checkpoint: tf.train.Checkpoint, directory: str, number: int, keep: int = 2) -> str:
-  """Writes checkpoint `number`, then (atomically) names it in the index; keeps the last `keep`."""
-  path = checkpoint.write(os.path.join(directory, f"ckpt-{number}"))
-  pause_point("checkpoint", number)
-  state = tf.train.get_checkpoint_state(directory)
-  previous = [p for p in (state.all_model_checkpoint_paths if state else []) if p != path]
-  kept = previous[-(keep - 1):] if keep > 1 else []
-  # Relative names keep a moved workdir resumable; the index file is replaced atomically.
-  names = [os.path.basename(p) for p in kept + [path]]
-  state = tf.compat.v1.train.generate_checkpoint_state_proto(directory, names[-1], all_model_checkpoint_paths=names)
-  atomic_write_bytes(os.path.join(directory, "checkpoint"), text_format.MessageToString(state).encode())
-  for old in previous[:len(previous) - len(kept)]:
-    for f in tf.io.gfile.glob(old + ".*"):
-      tf.io.gfile.remove(f)
-  return path
+def manager(checkpoint: tf.train.Checkpoint, directory: str) -> tf.train.CheckpointManager:
+  """The run's checkpoint manager: checkpoints `ckpt-<epoch>` in `directory`, the last KEEP kept."""
+  return tf.train.CheckpointManager(checkpoint, directory, max_to_keep=KEEP)
+
+
+def save(checkpoints: tf.train.CheckpointManager, epoch: int) -> str:
+  """Writes the checkpoint of `epoch` (files first, then the index); returns its path."""
+  options = tf.train.CheckpointOptions(experimental_write_callbacks=[lambda: pause_point("checkpoint", epoch)])
+  return checkpoints.save(checkpoint_number=epoch, options=options)
 
 
 def restore_latest(checkpoint: tf.train.Checkpoint, directory: str) -> Optional[str]:
-  """Restores the newest complete checkpoint in `directory`; returns its path, or None if none."""
+  """Restores the newest complete checkpoint in `directory`; returns its path, or None if none.
+
+  Raises:
+    WorkdirError: the checkpoint is truncated or belongs to another model.
+  """
   path = tf.train.latest_checkpoint(directory)
   if path is None:
     return None
   try:
-    checkpoint.read(path).assert_existing_objects_matched()  # read() pairs with write().
+    checkpoint.read(path).assert_existing_objects_matched()  # read() pairs with the manager's write.
   except (tf.errors.OpError, AssertionError, ValueError, IndexError, KeyError) as e:
     raise WorkdirError(f"the checkpoint {path} cannot be restored ({type(e).__name__}: {str(e)[:160]}); it is "
                        "truncated or belongs to another model. Delete its files to fall back to the previous "

@@ -126,6 +126,7 @@ def run_job(job: Job, workdir: Workdir, overwrite: bool = False) -> dict:
   # Every worker saves (saving is collective under MultiWorkerMirroredStrategy); only the
   # chief into the workdir, the others into a scratch folder removed at the end.
   ckpt_dir = workdir.checkpoints if chief else tempfile.mkdtemp(prefix="ls_keras_worker_ckpt_")
+  epoch_checkpoints = checkpoints.manager(checkpoint, ckpt_dir)
   writers = {name: (tf.summary.create_file_writer(workdir.file("tb", name)) if chief
                     else tf.summary.create_noop_writer()) for name in ("train", "validation")}
   loop = Loop(job.model, strategy, config.jit_compile, config.grad_clip_norm)
@@ -150,7 +151,7 @@ def run_job(job: Job, workdir: Workdir, overwrite: bool = False) -> dict:
     epoch_var.assign(epoch + 1)
     if chief:  # History first: a resume trims it to the checkpointed epochs, so it never lags.
       workdir_lib.atomic_write_json(workdir.file("history.json"), history)
-    checkpoints.save(checkpoint, ckpt_dir, epoch + 1)
+    checkpoints.save(epoch_checkpoints, epoch + 1)
     progress.end_epoch(epoch, epoch_logs, time.time() - started)
   callbacks.on_train_end()
   for writer in writers.values():
