@@ -29,9 +29,10 @@ setup(
         "tf-keras>=2.18,<2.22",  # tensorflow-probability needs it alongside Keras 3.
         "tensorboard>=2.18,<2.22",
         "matplotlib>=3.7",
+        "markdown>=3.4",  # The main job's report: one Markdown source, rendered to HTML.
         "absl-py>=2.0",
         "numpy>=1.26",
     ],
-    extras_require={"test": ["pytest>=7", "hypothesis>=6"]},
+    extras_require={"test": ["pytest>=7", "hypothesis>=6", "ruff>=0.6"]},
     entry_points={"console_scripts": [f"{name}={target}" for name, target in ENTRY_POINTS.items()]},
 )

@@ -12,20 +12,28 @@ from ls_keras import cli
 
 
 def define_flags(flag_values: flags.FlagValues) -> None:
+  """Defines this command's flags on `flag_values` (by cli.run and cli.invoke, not at import)."""
   fv = {"flag_values": flag_values}
   flags.DEFINE_multi_string("workdir", [], "A finished training run (repeat for several).", **fv)
-  flags.DEFINE_string("output_dir", "workdirs/calibration", "Where the joint diagram and table go.", **fv)
+  flags.DEFINE_string(
+    "output_dir", "workdirs/calibration", "Where the joint diagram and table go.", **fv
+  )
   flags.DEFINE_integer("num_bins", 15, "Equal-width confidence bins for ECE (the paper: 15).", **fv)
 
 
 def main(flag_values: flags.FlagValues) -> None:
+  """Runs the command on parsed flags; bad input raises UserError (exit code 2 in cli)."""
   from ls_keras.calibration import report as calibration_report
-  summary = calibration_report.calibrate_runs(flag_values.workdir, flag_values.output_dir, flag_values.num_bins)
+
+  summary = calibration_report.calibrate_runs(
+    flag_values.workdir, flag_values.output_dir, flag_values.num_bins
+  )
   print(summary["table"])
   print(f"Wrote {flag_values.output_dir}/reliability.png, table3.md and calibration.json.")
 
 
 def run():
+  """The console script entry point."""
   cli.run(sys.modules[__name__])
 
 

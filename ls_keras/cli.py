@@ -51,8 +51,10 @@ def _convert(name: str, kind, value):
     try:
       return tuple(element(v) for v in value)
     except ValueError as e:
-      raise UserError(f"--{name}={','.join(value)} is not allowed: give a comma-separated list of "
-                      f"{element.__name__} numbers.") from e
+      raise UserError(
+        f"--{name}={','.join(value)} is not allowed: give a comma-separated list of "
+        f"{element.__name__} numbers."
+      ) from e
   return value
 
 
@@ -63,14 +65,18 @@ def _validator(name, kind):
     except UserError as e:
       raise flags.ValidationError(str(e)) from e
     return True
+
   return check
 
 
 def config_from_flags(cls, flag_values: flags.FlagValues, **overrides):
   """The frozen, validated config built from the parsed flags (plus `overrides`)."""
   hints = typing.get_type_hints(cls)
-  values = {f.name: _convert(f.name, hints[f.name], flag_values[f.name].value)
-            for f in dataclasses.fields(cls) if f.name in flag_values and f.name not in overrides}
+  values = {
+    f.name: _convert(f.name, hints[f.name], flag_values[f.name].value)
+    for f in dataclasses.fields(cls)
+    if f.name in flag_values and f.name not in overrides
+  }
   config = cls(**values, **overrides)
   config_lib.validate(config)
   return config
@@ -124,6 +130,7 @@ def invoke(command, argv: Sequence[str]) -> int:
 
 def run(command) -> None:
   """The console entry point of a command module: parse flags, run, exit 2 on bad input."""
+
   def parse(argv):
     command.define_flags(FLAGS)
     try:

@@ -1,4 +1,4 @@
-"""Distil a teacher into a student: `python -m ls_keras.distill --teacher=RUN --temperature=T --beta=B`.
+"""Distil a teacher into a student: `python -m ls_keras.distill --teacher=RUN --temperature=T`.
 
 The student trains into its own --workdir with the same outputs as `train`; its metrics
 record the teacher's equivalent smoothing gamma. Student flags are the train flags.
@@ -14,23 +14,44 @@ from ls_keras.core import config as config_lib
 
 
 def define_flags(flag_values: flags.FlagValues) -> None:
+  """Defines this command's flags on `flag_values` (by cli.run and cli.invoke, not at import)."""
   cli.define_config_flags(config_lib.DistillConfig, flag_values)
-  flags.DEFINE_string("workdir", "workdirs/student", "Folder for everything the student's run writes.",
-                      flag_values=flag_values)
-  flags.DEFINE_bool("overwrite", False, "Delete the ls_keras workdir at --workdir (a different or broken run) "
-                    "and start afresh. Never deletes a folder that is not an ls_keras workdir.",
-                    flag_values=flag_values)
+  flags.DEFINE_string(
+    "workdir",
+    "workdirs/student",
+    "Folder for everything the student's run writes.",
+    flag_values=flag_values,
+  )
+  flags.DEFINE_bool(
+    "overwrite",
+    False,
+    "Delete the ls_keras workdir at --workdir (a different or broken run) "
+    "and start afresh. Never deletes a folder that is not an ls_keras workdir.",
+    flag_values=flag_values,
+  )
 
 
 def main(flag_values: flags.FlagValues) -> None:
+  """Runs the command on parsed flags; bad input raises UserError (exit code 2 in cli)."""
   config = cli.config_from_flags(config_lib.DistillConfig, flag_values)
   from ls_keras.distillation import run as distillation_run  # TensorFlow starts slowly.
-  metrics = distillation_run.distill_and_evaluate(config, flag_values.workdir, overwrite=flag_values.overwrite)
-  print(json.dumps({"equivalent_smoothing": metrics["equivalent_smoothing"],
-                    **{split: metrics[split] for split in ("validation", "test")}}, indent=2))
+
+  metrics = distillation_run.distill_and_evaluate(
+    config, flag_values.workdir, overwrite=flag_values.overwrite
+  )
+  print(
+    json.dumps(
+      {
+        "equivalent_smoothing": metrics["equivalent_smoothing"],
+        **{split: metrics[split] for split in ("validation", "test")},
+      },
+      indent=2,
+    )
+  )
 
 
 def run():
+  """The console script entry point."""
   cli.run(sys.modules[__name__])
 
 

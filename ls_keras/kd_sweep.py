@@ -15,15 +15,24 @@ from ls_keras.paper import recipes
 
 
 def define_flags(flag_values: flags.FlagValues) -> None:
+  """Defines this command's flags on `flag_values` (by cli.run and cli.invoke, not at import)."""
   fv = {"flag_values": flag_values}
-  flags.DEFINE_enum("preset", "fashion_mnist", list(recipes.SWEEPS), recipes.describe(recipes.SWEEPS), **fv)
-  flags.DEFINE_string("root", "workdirs/kd_sweep", "Folder holding one workdir per run, and the results.", **fv)
+  flags.DEFINE_enum(
+    "preset", "fashion_mnist", list(recipes.SWEEPS), recipes.describe(recipes.SWEEPS), **fv
+  )
+  flags.DEFINE_string(
+    "root", "workdirs/kd_sweep", "Folder holding one workdir per run, and the results.", **fv
+  )
   flags.DEFINE_string("data_dir", "", "TFDS data directory (empty: TFDS' default).", **fv)
-  flags.DEFINE_string("fashion_mnist_source", "", "Folder with the Fashion-MNIST IDX files (empty: Debian's).", **fv)
+  flags.DEFINE_string(
+    "fashion_mnist_source", "", "Folder with the Fashion-MNIST IDX files (empty: Debian's).", **fv
+  )
 
 
 def main(flag_values: flags.FlagValues) -> None:
+  """Runs the command on parsed flags; bad input raises UserError (exit code 2 in cli)."""
   from ls_keras.distillation import sweep
+
   data = recipes.preset_data(flag_values.data_dir, flag_values.fashion_mnist_source)
   preset = recipes.lookup(recipes.SWEEPS, flag_values.preset)(data)
   report = sweep.run_sweep(preset, flag_values.root)
@@ -32,6 +41,7 @@ def main(flag_values: flags.FlagValues) -> None:
 
 
 def run():
+  """The console script entry point."""
   cli.run(sys.modules[__name__])
 
 

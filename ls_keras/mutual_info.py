@@ -12,21 +12,29 @@ from ls_keras import cli
 
 
 def define_flags(flag_values: flags.FlagValues) -> None:
+  """Defines this command's flags on `flag_values` (by cli.run and cli.invoke, not at import)."""
   fv = {"flag_values": flag_values}
   flags.DEFINE_multi_string("workdir", [], "A finished training run (repeat for several).", **fv)
-  flags.DEFINE_string("output_dir", "workdirs/mutual_information", "Where the plot and JSON go.", **fv)
+  flags.DEFINE_string(
+    "output_dir", "workdirs/mutual_information", "Where the plot and JSON go.", **fv
+  )
   flags.DEFINE_bool("recompute", False, "Estimate afresh from the runs' saved checkpoints.", **fv)
 
 
 def main(flag_values: flags.FlagValues) -> None:
+  """Runs the command on parsed flags; bad input raises UserError (exit code 2 in cli)."""
   from ls_keras.mutual_information import report as mutual_info_report
-  results = mutual_info_report.plot_runs(flag_values.workdir, flag_values.output_dir, flag_values.recompute)
+
+  results = mutual_info_report.plot_runs(
+    flag_values.workdir, flag_values.output_dir, flag_values.recompute
+  )
   for path, series in results.items():
     print(f"{path}: " + ", ".join(f"step {p['step']}: {p['mi']:.3f}" for p in series))
   print(f"Wrote {flag_values.output_dir}/mutual_information.png and mutual_information.json.")
 
 
 def run():
+  """The console script entry point."""
   cli.run(sys.modules[__name__])
 
 

@@ -13,25 +13,48 @@ from ls_keras import cli
 
 
 def define_flags(flag_values: flags.FlagValues) -> None:
+  """Defines this command's flags on `flag_values` (by cli.run and cli.invoke, not at import)."""
   fv = {"flag_values": flag_values}
-  flags.DEFINE_multi_string("workdir", [], "A finished training run (repeat; e.g. alpha 0 and alpha 0.1).", **fv)
-  flags.DEFINE_multi_string("classes", ["dissimilar", "similar"],
-                            "A class triple per figure row: names or indices (e.g. 0,1,8), 'similar' or "
-                            "'dissimilar' (chosen from the alpha=0 run's validation confusion matrix).", **fv)
-  flags.DEFINE_string("output_dir", "workdirs/projection", "Where projection.png/.npz/.json go.", **fv)
-  flags.DEFINE_integer("examples_per_class", 100, "Examples of each class per panel (the paper: 100).", **fv)
-  flags.DEFINE_integer("projector_examples", 1000, "Embeddings written for TensorBoard's Projector (0: none).", **fv)
+  flags.DEFINE_multi_string(
+    "workdir", [], "A finished training run (repeat; e.g. alpha 0 and alpha 0.1).", **fv
+  )
+  flags.DEFINE_multi_string(
+    "classes",
+    ["dissimilar", "similar"],
+    "A class triple per figure row: names or indices (e.g. 0,1,8), 'similar' or "
+    "'dissimilar' (chosen from the alpha=0 run's validation confusion matrix).",
+    **fv,
+  )
+  flags.DEFINE_string(
+    "output_dir", "workdirs/projection", "Where projection.png/.npz/.json go.", **fv
+  )
+  flags.DEFINE_integer(
+    "examples_per_class", 100, "Examples of each class per panel (the paper: 100).", **fv
+  )
+  flags.DEFINE_integer(
+    "projector_examples", 1000, "Embeddings written for TensorBoard's Projector (0: none).", **fv
+  )
 
 
 def main(flag_values: flags.FlagValues) -> None:
+  """Runs the command on parsed flags; bad input raises UserError (exit code 2 in cli)."""
   from ls_keras.projection import report as projection_report
-  summary = projection_report.project_runs(flag_values.workdir, flag_values.classes, flag_values.output_dir,
-                                           flag_values.examples_per_class, flag_values.projector_examples)
+
+  summary = projection_report.project_runs(
+    flag_values.workdir,
+    flag_values.classes,
+    flag_values.output_dir,
+    flag_values.examples_per_class,
+    flag_values.projector_examples,
+  )
   print(projection_report.tightness_table(summary))
-  print(f"Wrote {flag_values.output_dir}/projection.png, projection_points.npz and projection.json.")
+  print(
+    f"Wrote {flag_values.output_dir}/projection.png, projection_points.npz and projection.json."
+  )
 
 
 def run():
+  """The console script entry point."""
   cli.run(sys.modules[__name__])
 
 

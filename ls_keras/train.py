@@ -14,22 +14,33 @@ from ls_keras.core import config as config_lib
 
 
 def define_flags(flag_values: flags.FlagValues) -> None:
+  """Defines this command's flags on `flag_values` (by cli.run and cli.invoke, not at import)."""
   cli.define_config_flags(config_lib.TrainConfig, flag_values)
-  flags.DEFINE_string("workdir", "workdirs/train", "Folder for everything the run writes.",
-                      flag_values=flag_values)
-  flags.DEFINE_bool("overwrite", False, "Delete the ls_keras workdir at --workdir (a different or broken run) "
-                    "and start afresh. Never deletes a folder that is not an ls_keras workdir.",
-                    flag_values=flag_values)
+  flags.DEFINE_string(
+    "workdir", "workdirs/train", "Folder for everything the run writes.", flag_values=flag_values
+  )
+  flags.DEFINE_bool(
+    "overwrite",
+    False,
+    "Delete the ls_keras workdir at --workdir (a different or broken run) "
+    "and start afresh. Never deletes a folder that is not an ls_keras workdir.",
+    flag_values=flag_values,
+  )
 
 
 def main(flag_values: flags.FlagValues) -> None:
+  """Runs the command on parsed flags; bad input raises UserError (exit code 2 in cli)."""
   config = cli.config_from_flags(config_lib.TrainConfig, flag_values)
   from ls_keras import training  # Imported after flag parsing: TensorFlow starts slowly.
-  metrics = training.train_and_evaluate(config, flag_values.workdir, overwrite=flag_values.overwrite)
+
+  metrics = training.train_and_evaluate(
+    config, flag_values.workdir, overwrite=flag_values.overwrite
+  )
   print(json.dumps({split: metrics[split] for split in ("validation", "test")}, indent=2))
 
 
 def run():
+  """The console script entry point."""
   cli.run(sys.modules[__name__])
 
 

@@ -29,14 +29,18 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def pytest_configure(config):
-  config.addinivalue_line("markers", "slow: end-to-end tests in fresh processes or on real data (deselect with "
-                                     "-m 'not slow' for a quick loop)")
+  config.addinivalue_line(
+    "markers",
+    "slow: end-to-end tests in fresh processes or on real data (deselect with "
+    "-m 'not slow' for a quick loop)",
+  )
 
 
 @pytest.fixture(scope="session")
 def fashion_data_dir(tmp_path_factory):
   """A TFDS data dir with real Fashion-MNIST prepared from Debian's IDX files (about 10 s)."""
   from ls_keras.data import fashion_mnist
+
   path = str(tmp_path_factory.mktemp("tfds"))
   fashion_mnist.FashionMnist(data_dir=path).download_and_prepare()
   return path
@@ -55,6 +59,7 @@ def invoke(command: str, *args: str) -> Result:
   Exceptions other than bad-input errors propagate, so a traceback fails the test.
   """
   from ls_keras import cli
+
   module = importlib.import_module(f"ls_keras.{command}")
   out, err = io.StringIO(), io.StringIO()
   with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -65,15 +70,30 @@ def invoke(command: str, *args: str) -> Result:
 def run_cli(module, *args, timeout=600, env=None):
   """Runs `python -m module args` in a fresh process; returns the CompletedProcess."""
   full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
-  return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
-                        timeout=timeout, cwd=REPO, env=full_env)
+  return subprocess.run(
+    [sys.executable, "-m", module, *args],
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+    cwd=REPO,
+    env=full_env,
+  )
 
 
 def tiny_train_args(data_dir, workdir, *extra):
   """Flags for a seconds-long float32 run on a slice of real Fashion-MNIST."""
-  return ["--flagfile=" + os.path.join(REPO, "flags", "fashion_mnist.flags"), f"--data_dir={data_dir}",
-          f"--workdir={workdir}", "--train_examples=4096", "--eval_examples=1000", "--epochs=2", "--lr_boundaries=",
-          "--precision=float32", "--strategy=one_device", *extra]
+  return [
+    "--flagfile=" + os.path.join(REPO, "flags", "fashion_mnist.flags"),
+    f"--data_dir={data_dir}",
+    f"--workdir={workdir}",
+    "--train_examples=4096",
+    "--eval_examples=1000",
+    "--epochs=2",
+    "--lr_boundaries=",
+    "--precision=float32",
+    "--strategy=one_device",
+    *extra,
+  ]
 
 
 def tree_hash(path) -> str:
@@ -105,7 +125,8 @@ def one_device():
 @pytest.fixture(scope="session")
 def mirrored():
   """The process' MirroredStrategy over the 2 logical CPUs (one per process: separate
-  strategy objects over the same devices reuse collective instance keys)."""
+  strategy objects over the same devices reuse collective instance keys).
+  """
   return strategy.make_strategy("mirrored")
 
 
@@ -113,6 +134,7 @@ def fake_run(path, alpha, seed=0, temperature=1.0, n=2000, classes=10):
   """A finished workdir with synthetic logits: labels drawn from softmax(z), saved logits z * T."""
   import numpy as np
   from ls_keras.core import config, workdir
+
   rng = np.random.RandomState(seed)
   run = workdir.Workdir(str(path))
   run.start(config.TrainConfig(alpha=alpha, seed=seed), "train")
@@ -141,16 +163,24 @@ def tiny_runs(fashion_data_dir, tmp_path_factory):
 
 def finished_runs(root) -> dict:
   """{metrics.json path: mtime} of every finished run under `root`."""
-  return {os.path.join(d, "metrics.json"): os.path.getmtime(os.path.join(d, "metrics.json"))
-          for d, _, files in os.walk(root) if "metrics.json" in files}
+  return {
+    os.path.join(d, "metrics.json"): os.path.getmtime(os.path.join(d, "metrics.json"))
+    for d, _, files in os.walk(root)
+    if "metrics.json" in files
+  }
 
 
 def kill_after_finished(module, args, root, count, timeout=600) -> dict:
   """Starts `python -m module args`, SIGKILLs it once `count` runs under `root` finished;
-  returns those finished runs (see `finished_runs`)."""
-  proc = subprocess.Popen([sys.executable, "-m", module, *args], cwd=REPO,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  returns those finished runs (see `finished_runs`).
+  """
+  proc = subprocess.Popen(
+    [sys.executable, "-m", module, *args],
+    cwd=REPO,
+    env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.DEVNULL,
+  )
   deadline = time.time() + timeout
   while len(finished_runs(root)) < count and proc.poll() is None and time.time() < deadline:
     time.sleep(0.05)
@@ -160,19 +190,13 @@ def kill_after_finished(module, args, root, count, timeout=600) -> dict:
 
 
 @pytest.fixture(scope="session")
-def reproduce_root(tmp_path_factory):
-  """Root of the session's tiny `reproduce` job; its kd_sweep/ is the session's tiny sweep."""
-  return tmp_path_factory.mktemp("reproduce")
-
-
-@pytest.fixture(scope="session")
-def tiny_sweep(fashion_data_dir, reproduce_root):
+def tiny_sweep(fashion_data_dir, tmp_path_factory):
   """The tiny distillation sweep, run once per session: first SIGKILLed once 3 runs are
   finished, then completed in this process (its tests only read it).
 
   Returns (root, the completing Result, the runs finished before the kill).
   """
-  root = str(reproduce_root / "kd_sweep")
+  root = str(tmp_path_factory.mktemp("kd_sweep"))
   args = ["--preset=tiny", f"--root={root}", f"--data_dir={fashion_data_dir}"]
   killed = kill_after_finished("ls_keras.kd_sweep", args, root, 3)
   result = invoke("kd_sweep", *args)

@@ -38,124 +38,230 @@ TRAIN = ("--workdir={target}",)
 OUT = ("--output_dir={out}",)
 
 CASES = {
-    # train: flags.
-    "alpha above 1": Case("train", "missing", TRAIN + ("--alpha=1.5",), "--alpha=1.5"),
-    "alpha negative": Case("train", "missing", TRAIN + ("--alpha=-0.1",), "--alpha=-0.1"),
-    "alpha nan": Case("train", "missing", TRAIN + ("--alpha=nan",), "--alpha=nan"),
-    "learning rate inf": Case("train", "missing", TRAIN + ("--learning_rate=inf",), "finite"),
-    "learning rate 0": Case("train", "missing", TRAIN + ("--learning_rate=0",), "--learning_rate=0"),
-    "unknown data set": Case("train", "missing", TRAIN + ("--dataset=svhn",), "svhn"),
-    "unknown model": Case("train", "missing", TRAIN + ("--model=vgg",), "--model=vgg"),
-    "unknown strategy": Case("train", "missing", TRAIN + ("--strategy=tpu",), "tpu"),
-    "unknown precision": Case("train", "missing", TRAIN + ("--precision=fp8",), "fp8"),
-    "batch 0": Case("train", "missing", TRAIN + ("--batch_size=0",), "--batch_size=0"),
-    "epochs 0": Case("train", "missing", TRAIN + ("--epochs=0",), "--epochs=0"),
-    "steps negative": Case("train", "missing", TRAIN + ("--train_steps=-1",), "--train_steps=-1"),
-    "steps beyond int32": Case("train", "missing", TRAIN + ("--train_steps=9999999999",), "at most"),
-    "boundaries decreasing": Case("train", "missing", TRAIN + ("--lr_boundaries=0.8,0.6",), "--lr_boundaries=0.8,0.6"),
-    "boundaries beyond training": Case("train", "missing", TRAIN + ("--lr_boundaries=0.5,2",), "in (0, 1)"),
-    "boundaries not numbers": Case("train", "missing", TRAIN + ("--lr_boundaries=a,b",), "--lr_boundaries=a,b"),
-    "hidden units 0": Case("train", "missing", TRAIN + ("--hidden_units=0",), "--hidden_units=0"),
-    "hidden units huge": Case("train", "missing", TRAIN + ("--hidden_units=10000000",), "--hidden_units=10000000"),
-    "momentum 1": Case("train", "missing", TRAIN + ("--momentum=1",), "--momentum=1"),
-    "dropout 1": Case("train", "missing", TRAIN + ("--dropout=1",), "--dropout=1"),
-    "decay above 1": Case("train", "missing", TRAIN + ("--lr_decay=2",), "--lr_decay=2"),
-    "seed negative": Case("train", "missing", TRAIN + ("--seed=-1",), "--seed=-1"),
-    "too many cpu devices": Case("train", "missing", TRAIN + ("--cpu_devices=1000",), "--cpu_devices=1000"),
-    "mi classes equal": Case("train", "missing", TRAIN + ("--mi_classes=3,3",), "--mi_classes=3,3"),
-    "mi one copy": Case("train", "missing", TRAIN + ("--mi_augmentations=1",), "--mi_augmentations=1"),
-    "misspelt flag": Case("train", "missing", TRAIN + ("--alhpa=0.1",), "alhpa"),
-    # train: data, and settings only the data can refuse (checked before anything is written).
-    "data set not prepared": Case("train", "missing", TRAIN + ("--dataset=cifar10", "--data_dir={tmp}/nodata"),
-                                  "tfds build cifar10"),
-    "no fashion-mnist files": Case("train", "missing", TRAIN + ("--data_dir={tmp}/tfds",
-                                                                "--fashion_mnist_source={tmp}/nothing"),
-                                   "apt-get install dataset-fashion-mnist"),
-    "validation takes all": Case("train", "missing", ("{base}", "--validation_size=70000"), "--validation_size=70000"),
-    "batch above examples": Case("train", "missing", ("{base}", "--batch_size=2000"), "--batch_size=2000"),
-    "batch odd on 2 replicas": Case("train", "missing", ("{base}", "--strategy=mirrored", "--batch_size=127"),
-                                    "multiple of 2"),
-    "mi class out of range": Case("train", "missing", ("{base}", "--mi_every_steps=4", "--mi_classes=2,12"),
-                                  "must lie in 0-9"),
-    "mi too many examples": Case("train", "missing", ("{base}", "--mi_every_steps=4",
-                                                     "--mi_examples_per_class=9000"), "too few examples"),
-    # train: the workdir in every state.
-    "workdir is a file": Case("train", "file", ("{base}",), "is a file"),
-    "workdir under a file": Case("train", "under_file", ("{base}",), "cannot be created"),
-    "foreign folder": Case("train", "foreign", ("{base}",), "not an ls_keras workdir (it holds notes.txt)"),
-    "foreign folder, overwrite": Case("train", "foreign", ("{base}", "--overwrite"), "never writes into or deletes"),
-    "another run": Case("train", "finished", ("{base}", "--alpha=0.3"), "settings that differ: alpha"),
-    "another kind of run": Case("distill", "finished", ("{base}", "--teacher={run}"), "different train run"),
-    "garbled config": Case("train", "corrupt_config", ("{base}",), "not valid JSON"),
-    "config not a record": Case("train", "not_a_record", ("{base}",), "not an ls_keras run config"),
-    "other version": Case("train", "other_version", ("{base}",), "incompatible ls_keras"),
-    "truncated checkpoint": Case("train", "truncated_checkpoint", ("{base}",), "cannot be restored"),
-    # distill: teachers.
-    "no teacher": Case("distill", "missing", ("{student}",), "--teacher is required"),
-    "teacher missing": Case("distill", "missing", ("{student}", "--teacher={target}"), "neither a finished"),
-    "teacher unfinished": Case("distill", "unfinished_no_model", ("{student}", "--teacher={target}"),
-                               "neither a finished"),
-    "teacher truncated .keras": Case("distill", "truncated_keras", ("{student}", "--teacher={target}/model.keras"),
-                                     "truncated, corrupt or not a Keras model"),
-    "teacher truncated SavedModel": Case("distill", "truncated_saved_model",
-                                         ("{student}", "--teacher={target}/saved_model"), "truncated or corrupt"),
-    "teacher other inputs": Case("distill", "cifar_teacher", ("{student}", "--teacher={target}"),
-                                 "inputs of shape (32, 32, 3)"),
-    "teacher other classes": Case("distill", "five_class_teacher", ("{student}", "--teacher={target}"),
-                                  "predicts 5 classes"),
-    "teacher NaN weights": Case("distill", "nan_teacher", ("{student}", "--teacher={target}"),
-                                "NaN or infinite logits"),
-    "temperature 0": Case("distill", "missing", ("{student}", "--teacher={run}", "--temperature=0"),
-                          "--temperature=0"),
-    "temperature nan": Case("distill", "missing", ("{student}", "--teacher={run}", "--temperature=nan"),
-                            "--temperature=nan"),
-    "beta above 1": Case("distill", "missing", ("{student}", "--teacher={run}", "--beta=1.5"), "--beta=1.5"),
-    # calibrate.
-    "calibrate nothing": Case("calibrate", "missing", OUT, "at least one --workdir"),
-    "calibrate missing": Case("calibrate", "missing", OUT + ("--workdir={target}",), "does not exist"),
-    "calibrate foreign": Case("calibrate", "foreign", OUT + ("--workdir={target}",), "not an ls_keras workdir"),
-    "calibrate unfinished": Case("calibrate", "unfinished", OUT + ("--workdir={target}",), "unfinished"),
-    "calibrate other version": Case("calibrate", "other_version", OUT + ("--workdir={target}",),
-                                    "incompatible ls_keras"),
-    "calibrate NaN logits": Case("calibrate", "nan_logits", OUT + ("--workdir={target}",), "NaN or infinite"),
-    "calibrate short labels": Case("calibrate", "short_labels", OUT + ("--workdir={target}",),
-                                   "500 logits but 495 labels"),
-    "calibrate corrupt logits": Case("calibrate", "corrupt_logits", OUT + ("--workdir={target}",), "is corrupt"),
-    "calibrate second run bad": Case("calibrate", "nan_logits", OUT + ("--workdir={run}", "--workdir={target}"),
-                                     "NaN or infinite"),
-    "calibrate 0 bins": Case("calibrate", "missing", OUT + ("--workdir={run}", "--num_bins=0"), "--num_bins=0"),
-    "calibrate output is a file": Case("calibrate", "file", ("--workdir={run}", "--output_dir={target}"),
-                                       "is a file"),
-    # project.
-    "project unknown class": Case("project", "missing", OUT + ("--workdir={run}", "--classes=Trouser,Bag,Poodle"),
-                                  "unknown class 'Poodle'"),
-    "project repeated class": Case("project", "missing", OUT + ("--workdir={run}", "--classes=1,1,2"),
-                                   "exactly 3 distinct"),
-    "project 0 examples": Case("project", "missing", OUT + ("--workdir={run}", "--examples_per_class=0"),
-                               "--examples_per_class=0"),
-    "project truncated model": Case("project", "truncated_keras", OUT + ("--workdir={target}", "--classes=0,1,2"),
-                                    "truncated, corrupt or not a Keras model"),
-    "project output is a file": Case("project", "file", ("--workdir={run}", "--output_dir={target}"), "is a file"),
-    # mutual_info.
-    "mi nothing": Case("mutual_info", "missing", OUT, "at least one --workdir"),
-    "mi no series": Case("mutual_info", "finished", OUT + ("--workdir={target}",), "no mutual_information.json"),
-    "mi recompute distill run": Case("mutual_info", "distill_run", OUT + ("--workdir={target}", "--recompute"),
-                                     "is a distill run"),
-    # kd_sweep and reproduce.
-    "sweep unknown preset": Case("kd_sweep", "missing", ("--preset=huge", "--root={target}"), "huge"),
-    "sweep root is a file": Case("kd_sweep", "file", ("--preset=tiny", "--root={target}"), "is a file"),
-    "sweep data not prepared": Case("kd_sweep", "missing", ("--preset=cifar10", "--root={target}",
-                                                            "--data_dir={tmp}/nodata"), "tfds build cifar10"),
-    "reproduce unknown preset": Case("reproduce", "missing", ("--preset=huge", "--root={target}"), "huge"),
-    "reproduce root is a file": Case("reproduce", "file", ("--preset=tiny", "--root={target}"), "is a file"),
+  # train: flags.
+  "alpha above 1": Case("train", "missing", TRAIN + ("--alpha=1.5",), "--alpha=1.5"),
+  "alpha negative": Case("train", "missing", TRAIN + ("--alpha=-0.1",), "--alpha=-0.1"),
+  "alpha nan": Case("train", "missing", TRAIN + ("--alpha=nan",), "--alpha=nan"),
+  "learning rate inf": Case("train", "missing", TRAIN + ("--learning_rate=inf",), "finite"),
+  "learning rate 0": Case("train", "missing", TRAIN + ("--learning_rate=0",), "--learning_rate=0"),
+  "unknown data set": Case("train", "missing", TRAIN + ("--dataset=svhn",), "svhn"),
+  "unknown model": Case("train", "missing", TRAIN + ("--model=vgg",), "--model=vgg"),
+  "unknown strategy": Case("train", "missing", TRAIN + ("--strategy=tpu",), "tpu"),
+  "unknown precision": Case("train", "missing", TRAIN + ("--precision=fp8",), "fp8"),
+  "batch 0": Case("train", "missing", TRAIN + ("--batch_size=0",), "--batch_size=0"),
+  "epochs 0": Case("train", "missing", TRAIN + ("--epochs=0",), "--epochs=0"),
+  "steps negative": Case("train", "missing", TRAIN + ("--train_steps=-1",), "--train_steps=-1"),
+  "steps beyond int32": Case("train", "missing", TRAIN + ("--train_steps=9999999999",), "at most"),
+  "boundaries decreasing": Case(
+    "train", "missing", TRAIN + ("--lr_boundaries=0.8,0.6",), "--lr_boundaries=0.8,0.6"
+  ),
+  "boundaries beyond training": Case(
+    "train", "missing", TRAIN + ("--lr_boundaries=0.5,2",), "in (0, 1)"
+  ),
+  "boundaries not numbers": Case(
+    "train", "missing", TRAIN + ("--lr_boundaries=a,b",), "--lr_boundaries=a,b"
+  ),
+  "hidden units 0": Case("train", "missing", TRAIN + ("--hidden_units=0",), "--hidden_units=0"),
+  "hidden units huge": Case(
+    "train", "missing", TRAIN + ("--hidden_units=10000000",), "--hidden_units=10000000"
+  ),
+  "momentum 1": Case("train", "missing", TRAIN + ("--momentum=1",), "--momentum=1"),
+  "dropout 1": Case("train", "missing", TRAIN + ("--dropout=1",), "--dropout=1"),
+  "decay above 1": Case("train", "missing", TRAIN + ("--lr_decay=2",), "--lr_decay=2"),
+  "seed negative": Case("train", "missing", TRAIN + ("--seed=-1",), "--seed=-1"),
+  "too many cpu devices": Case(
+    "train", "missing", TRAIN + ("--cpu_devices=1000",), "--cpu_devices=1000"
+  ),
+  "mi classes equal": Case("train", "missing", TRAIN + ("--mi_classes=3,3",), "--mi_classes=3,3"),
+  "mi one copy": Case(
+    "train", "missing", TRAIN + ("--mi_augmentations=1",), "--mi_augmentations=1"
+  ),
+  "misspelt flag": Case("train", "missing", TRAIN + ("--alhpa=0.1",), "alhpa"),
+  # train: data, and settings only the data can refuse (checked before anything is written).
+  "data set not prepared": Case(
+    "train",
+    "missing",
+    TRAIN + ("--dataset=cifar10", "--data_dir={tmp}/nodata"),
+    "tfds build cifar10",
+  ),
+  "no fashion-mnist files": Case(
+    "train",
+    "missing",
+    TRAIN + ("--data_dir={tmp}/tfds", "--fashion_mnist_source={tmp}/nothing"),
+    "apt-get install dataset-fashion-mnist",
+  ),
+  "validation takes all": Case(
+    "train", "missing", ("{base}", "--validation_size=70000"), "--validation_size=70000"
+  ),
+  "batch above examples": Case(
+    "train", "missing", ("{base}", "--batch_size=2000"), "--batch_size=2000"
+  ),
+  "batch odd on 2 replicas": Case(
+    "train", "missing", ("{base}", "--strategy=mirrored", "--batch_size=127"), "multiple of 2"
+  ),
+  "mi class out of range": Case(
+    "train", "missing", ("{base}", "--mi_every_steps=4", "--mi_classes=2,12"), "must lie in 0-9"
+  ),
+  "mi too many examples": Case(
+    "train",
+    "missing",
+    ("{base}", "--mi_every_steps=4", "--mi_examples_per_class=9000"),
+    "too few examples",
+  ),
+  # train: the workdir in every state.
+  "workdir is a file": Case("train", "file", ("{base}",), "is a file"),
+  "workdir under a file": Case("train", "under_file", ("{base}",), "cannot be created"),
+  "foreign folder": Case(
+    "train", "foreign", ("{base}",), "not an ls_keras workdir (it holds notes.txt)"
+  ),
+  "foreign folder, overwrite": Case(
+    "train", "foreign", ("{base}", "--overwrite"), "never writes into or deletes"
+  ),
+  "another run": Case(
+    "train", "finished", ("{base}", "--alpha=0.3"), "settings that differ: alpha"
+  ),
+  "another kind of run": Case(
+    "distill", "finished", ("{base}", "--teacher={run}"), "different train run"
+  ),
+  "garbled config": Case("train", "corrupt_config", ("{base}",), "not valid JSON"),
+  "config not a record": Case("train", "not_a_record", ("{base}",), "not an ls_keras run config"),
+  "other version": Case("train", "other_version", ("{base}",), "incompatible ls_keras"),
+  "truncated checkpoint": Case("train", "truncated_checkpoint", ("{base}",), "cannot be restored"),
+  # distill: teachers.
+  "no teacher": Case("distill", "missing", ("{student}",), "--teacher is required"),
+  "teacher missing": Case(
+    "distill", "missing", ("{student}", "--teacher={target}"), "neither a finished"
+  ),
+  "teacher unfinished": Case(
+    "distill", "unfinished_no_model", ("{student}", "--teacher={target}"), "neither a finished"
+  ),
+  "teacher truncated .keras": Case(
+    "distill",
+    "truncated_keras",
+    ("{student}", "--teacher={target}/model.keras"),
+    "truncated, corrupt or not a Keras model",
+  ),
+  "teacher truncated SavedModel": Case(
+    "distill",
+    "truncated_saved_model",
+    ("{student}", "--teacher={target}/saved_model"),
+    "truncated or corrupt",
+  ),
+  "teacher other inputs": Case(
+    "distill", "cifar_teacher", ("{student}", "--teacher={target}"), "inputs of shape (32, 32, 3)"
+  ),
+  "teacher other classes": Case(
+    "distill", "five_class_teacher", ("{student}", "--teacher={target}"), "predicts 5 classes"
+  ),
+  "teacher NaN weights": Case(
+    "distill", "nan_teacher", ("{student}", "--teacher={target}"), "NaN or infinite logits"
+  ),
+  "temperature 0": Case(
+    "distill", "missing", ("{student}", "--teacher={run}", "--temperature=0"), "--temperature=0"
+  ),
+  "temperature nan": Case(
+    "distill", "missing", ("{student}", "--teacher={run}", "--temperature=nan"), "--temperature=nan"
+  ),
+  "beta above 1": Case(
+    "distill", "missing", ("{student}", "--teacher={run}", "--beta=1.5"), "--beta=1.5"
+  ),
+  # calibrate.
+  "calibrate nothing": Case("calibrate", "missing", OUT, "at least one --workdir"),
+  "calibrate missing": Case(
+    "calibrate", "missing", OUT + ("--workdir={target}",), "does not exist"
+  ),
+  "calibrate foreign": Case(
+    "calibrate", "foreign", OUT + ("--workdir={target}",), "not an ls_keras workdir"
+  ),
+  "calibrate unfinished": Case(
+    "calibrate", "unfinished", OUT + ("--workdir={target}",), "unfinished"
+  ),
+  "calibrate other version": Case(
+    "calibrate", "other_version", OUT + ("--workdir={target}",), "incompatible ls_keras"
+  ),
+  "calibrate NaN logits": Case(
+    "calibrate", "nan_logits", OUT + ("--workdir={target}",), "NaN or infinite"
+  ),
+  "calibrate short labels": Case(
+    "calibrate", "short_labels", OUT + ("--workdir={target}",), "500 logits but 495 labels"
+  ),
+  "calibrate corrupt logits": Case(
+    "calibrate", "corrupt_logits", OUT + ("--workdir={target}",), "is corrupt"
+  ),
+  "calibrate second run bad": Case(
+    "calibrate", "nan_logits", OUT + ("--workdir={run}", "--workdir={target}"), "NaN or infinite"
+  ),
+  "calibrate 0 bins": Case(
+    "calibrate", "missing", OUT + ("--workdir={run}", "--num_bins=0"), "--num_bins=0"
+  ),
+  "calibrate output is a file": Case(
+    "calibrate", "file", ("--workdir={run}", "--output_dir={target}"), "is a file"
+  ),
+  # project.
+  "project unknown class": Case(
+    "project",
+    "missing",
+    OUT + ("--workdir={run}", "--classes=Trouser,Bag,Poodle"),
+    "unknown class 'Poodle'",
+  ),
+  "project repeated class": Case(
+    "project", "missing", OUT + ("--workdir={run}", "--classes=1,1,2"), "exactly 3 distinct"
+  ),
+  "project 0 examples": Case(
+    "project",
+    "missing",
+    OUT + ("--workdir={run}", "--examples_per_class=0"),
+    "--examples_per_class=0",
+  ),
+  "project truncated model": Case(
+    "project",
+    "truncated_keras",
+    OUT + ("--workdir={target}", "--classes=0,1,2"),
+    "truncated, corrupt or not a Keras model",
+  ),
+  "project output is a file": Case(
+    "project", "file", ("--workdir={run}", "--output_dir={target}"), "is a file"
+  ),
+  # mutual_info.
+  "mi nothing": Case("mutual_info", "missing", OUT, "at least one --workdir"),
+  "mi no series": Case(
+    "mutual_info", "finished", OUT + ("--workdir={target}",), "no mutual_information.json"
+  ),
+  "mi recompute distill run": Case(
+    "mutual_info", "distill_run", OUT + ("--workdir={target}", "--recompute"), "is a distill run"
+  ),
+  # kd_sweep and reproduce.
+  "sweep unknown preset": Case("kd_sweep", "missing", ("--preset=huge", "--root={target}"), "huge"),
+  "sweep root is a file": Case(
+    "kd_sweep", "file", ("--preset=tiny", "--root={target}"), "is a file"
+  ),
+  "sweep data not prepared": Case(
+    "kd_sweep",
+    "missing",
+    ("--preset=cifar10", "--root={target}", "--data_dir={tmp}/nodata"),
+    "tfds build cifar10",
+  ),
+  "reproduce unknown preset": Case(
+    "reproduce", "missing", ("--preset=huge", "--root={target}"), "huge"
+  ),
+  "reproduce root is a file": Case(
+    "reproduce", "file", ("--preset=tiny", "--root={target}"), "is a file"
+  ),
 }
 
 
 @pytest.fixture(scope="module")
 def base_args(fashion_data_dir):
   """Flags of a small, fast run (the finished run below, and every row's {base})."""
-  return tiny_train_args(fashion_data_dir, "{target}", "--model=mlp", "--hidden_units=16", "--epochs=1",
-                         "--train_examples=1024", "--eval_examples=500")
+  return tiny_train_args(
+    fashion_data_dir,
+    "{target}",
+    "--model=mlp",
+    "--hidden_units=16",
+    "--epochs=1",
+    "--train_examples=1024",
+    "--eval_examples=500",
+  )
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +279,7 @@ def finished(base_args, tmp_path_factory):
 
 def _truncate(path, keep=0.5):
   data = open(path, "rb").read()
-  open(path, "wb").write(data[:int(len(data) * keep)])
+  open(path, "wb").write(data[: int(len(data) * keep)])
 
 
 def _edit_logits(path, edit):
@@ -189,8 +295,14 @@ def _edit_record(path, edit):
 
 
 def _teacher(path, input_shape, classes, nan=False):
-  model = keras.Sequential([keras.Input(input_shape), keras.layers.Flatten(),
-                            keras.layers.Dense(8, name="penultimate"), keras.layers.Dense(classes, name="logits")])
+  model = keras.Sequential(
+    [
+      keras.Input(input_shape),
+      keras.layers.Flatten(),
+      keras.layers.Dense(8, name="penultimate"),
+      keras.layers.Dense(classes, name="logits"),
+    ]
+  )
   if nan:
     model.get_layer("logits").kernel.assign(np.full((8, classes), np.nan, np.float32))
   model.save(path)
@@ -198,7 +310,10 @@ def _teacher(path, input_shape, classes, nan=False):
 
 def _make_state(state, target, run, student, tmp):
   """Puts `target` into `state`; returns the path the command is pointed at."""
-  copy = lambda source=run: shutil.copytree(source, target)  # noqa: E731
+
+  def copy(source=run):
+    shutil.copytree(source, target)
+
   if state == "missing":
     return target
   if state == "empty":
@@ -233,7 +348,9 @@ def _make_state(state, target, run, student, tmp):
     elif state == "truncated_saved_model":
       _truncate(os.path.join(target, "saved_model", "saved_model.pb"))
     elif state == "nan_logits":
-      _edit_logits(target, lambda z, y: (np.where(np.arange(z.size).reshape(z.shape) == 7, np.nan, z), y))
+      _edit_logits(
+        target, lambda z, y: (np.where(np.arange(z.size).reshape(z.shape) == 7, np.nan, z), y)
+      )
     elif state == "short_labels":
       _edit_logits(target, lambda z, y: (z, y[:-5]))
     elif state == "corrupt_logits":
@@ -241,7 +358,11 @@ def _make_state(state, target, run, student, tmp):
     elif state in ("cifar_teacher", "five_class_teacher", "nan_teacher"):
       shutil.rmtree(target)
       target += ".keras"
-      shape, classes = ((32, 32, 3), 10) if state == "cifar_teacher" else ((28, 28, 1), 5 if "five" in state else 10)
+      shape, classes = (
+        ((32, 32, 3), 10)
+        if state == "cifar_teacher"
+        else ((28, 28, 1), 5 if "five" in state else 10)
+      )
       _teacher(target, shape, classes, nan=state == "nan_teacher")
     elif state not in ("finished", "unfinished"):
       raise ValueError(state)
@@ -249,14 +370,21 @@ def _make_state(state, target, run, student, tmp):
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_bad_input_exits_2_with_a_clear_message_and_changes_nothing(name, base_args, finished, fashion_data_dir,
-                                                                    tmp_path):
+def test_bad_input_exits_2_with_a_clear_message_and_changes_nothing(
+  name, base_args, finished, fashion_data_dir, tmp_path
+):
   case = CASES[name]
   work = tmp_path / "work"
   os.makedirs(work)
   run, student = (shutil.copytree(path, work / os.path.basename(path)) for path in finished)
   target = _make_state(case.state, str(work / "target"), str(run), str(student), str(work))
-  values = {"target": target, "run": str(run), "out": str(work / "out"), "tmp": str(work), "data": fashion_data_dir}
+  values = {
+    "target": target,
+    "run": str(run),
+    "out": str(work / "out"),
+    "tmp": str(work),
+    "data": fashion_data_dir,
+  }
   args = []
   for arg in case.args:
     if arg in ("{base}", "{student}"):
@@ -273,15 +401,24 @@ def test_bad_input_exits_2_with_a_clear_message_and_changes_nothing(name, base_a
 
 
 def test_the_table_covers_every_command():
-  assert {c.command for c in CASES.values()} == {"train", "distill", "calibrate", "project", "mutual_info",
-                                                  "kd_sweep", "reproduce"}
+  assert {c.command for c in CASES.values()} == {
+    "train",
+    "distill",
+    "calibrate",
+    "project",
+    "mutual_info",
+    "kd_sweep",
+    "reproduce",
+  }
 
 
 def test_overwrite_replaces_only_an_ls_keras_workdir(finished, base_args, tmp_path):
   """--overwrite deletes a workdir holding another run, and only the workdir's own files."""
   target = str(tmp_path / "w")
   shutil.copytree(finished[0], target)
-  result = invoke("train", *[a.format(target=target) for a in base_args], "--alpha=0.2", "--overwrite")
+  result = invoke(
+    "train", *[a.format(target=target) for a in base_args], "--alpha=0.2", "--overwrite"
+  )
   assert result.code == 0, result.err[-2000:]
   assert json.load(open(os.path.join(target, "config.json")))["config"]["alpha"] == 0.2
 
@@ -290,11 +427,31 @@ def test_overwrite_replaces_only_an_ls_keras_workdir(finished, base_args, tmp_pa
 # use, or refuses the value with a UserError (exit 2) -- never any other exception.
 FIELDS = [f for f in dataclasses.fields(config_lib.TrainConfig)]
 VALUES = st.one_of(
-    st.integers(min_value=-10**12, max_value=10**12).map(str),
-    st.floats(allow_nan=True, allow_infinity=True).map(repr),
-    st.sampled_from(["", "nan", "inf", "-inf", "1e400", "0", "-0", "1,2", "2,2", "a,b", ",", "1e-300",
-                     "True", "auto", "float32", "mixed_bfloat16", "small_cnn", "one_device"]),
-    st.text(max_size=12),
+  st.integers(min_value=-(10**12), max_value=10**12).map(str),
+  st.floats(allow_nan=True, allow_infinity=True).map(repr),
+  st.sampled_from(
+    [
+      "",
+      "nan",
+      "inf",
+      "-inf",
+      "1e400",
+      "0",
+      "-0",
+      "1,2",
+      "2,2",
+      "a,b",
+      ",",
+      "1e-300",
+      "True",
+      "auto",
+      "float32",
+      "mixed_bfloat16",
+      "small_cnn",
+      "one_device",
+    ]
+  ),
+  st.text(max_size=12),
 )
 
 
@@ -311,7 +468,7 @@ def test_any_flag_value_is_usable_or_refused_with_a_user_error(field, value):
   except (flags.Error, UserError):
     return
   parsed = getattr(config, field.name)
-  for number in (parsed if isinstance(parsed, tuple) else (parsed,)):
+  for number in parsed if isinstance(parsed, tuple) else (parsed,):
     if isinstance(number, float):
       assert np.isfinite(number)
     elif isinstance(number, int):

@@ -15,7 +15,9 @@ def runs(tmp_path_factory):
   baseline = fake_run(root / "base", alpha=0.0, temperature=2.0)  # Over-confident by T = 2.
   smoothed = fake_run(root / "ls", alpha=0.1, seed=1, temperature=1.0)
   out = root / "out"
-  result = invoke("calibrate", f"--workdir={baseline.path}", f"--workdir={smoothed.path}", f"--output_dir={out}")
+  result = invoke(
+    "calibrate", f"--workdir={baseline.path}", f"--workdir={smoothed.path}", f"--output_dir={out}"
+  )
   assert result.code == 0, result.err[-3000:]
   return baseline, smoothed, out, result
 
@@ -39,9 +41,11 @@ def test_writes_json_png_and_table3(runs):
 
 def test_reliability_diagram_goes_into_tensorboard(runs):
   from tensorboard.backend.event_processing import event_accumulator
+
   baseline = runs[0]
-  acc = event_accumulator.EventAccumulator(baseline.file("tb", "calibration"),
-                                           size_guidance={event_accumulator.TENSORS: 0})
+  acc = event_accumulator.EventAccumulator(
+    baseline.file("tb", "calibration"), size_guidance={event_accumulator.TENSORS: 0}
+  )
   acc.Reload()
   assert "reliability_diagram" in acc.Tags()["tensors"]
   (event,) = acc.Tensors("reliability_diagram")

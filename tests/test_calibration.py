@@ -36,7 +36,9 @@ def test_tfp_ece_matches_independent_numpy(seed, num_bins):
   assert ours == pytest.approx(ece_numpy(labels, softmax(logits), num_bins), abs=1e-5)
   stats = calibration.bin_statistics(labels, logits=logits, num_bins=num_bins)
   filled = stats["count"] > 0
-  from_bins = np.sum(stats["count"][filled] / 2000 * np.abs(stats["accuracy"] - stats["confidence"])[filled])
+  from_bins = np.sum(
+    stats["count"][filled] / 2000 * np.abs(stats["accuracy"] - stats["confidence"])[filled]
+  )
   assert from_bins == pytest.approx(ours, abs=1e-5)
 
 
@@ -84,13 +86,22 @@ def test_temperature_fit_is_robust_to_degenerate_data():
   assert np.isfinite(calibration.fit_temperature(labels, np.zeros((30, 3))))
 
 
-@pytest.mark.parametrize("kwargs, message", [
+@pytest.mark.parametrize(
+  "kwargs, message",
+  [
     ({"labels": np.zeros(5, int), "logits": np.zeros((4, 3))}, "4 logits but 5 labels"),
-    ({"labels": np.zeros(2, int), "logits": np.array([[0.0, np.nan], [1.0, 2.0]])}, "NaN or infinite"),
-    ({"labels": np.zeros(2, int), "logits": np.array([[0.0, np.inf], [1.0, 2.0]])}, "NaN or infinite"),
+    (
+      {"labels": np.zeros(2, int), "logits": np.array([[0.0, np.nan], [1.0, 2.0]])},
+      "NaN or infinite",
+    ),
+    (
+      {"labels": np.zeros(2, int), "logits": np.array([[0.0, np.inf], [1.0, 2.0]])},
+      "NaN or infinite",
+    ),
     ({"labels": np.array([0, 3]), "logits": np.zeros((2, 3))}, "labels must lie in"),
     ({"labels": np.zeros(2, int), "logits": np.zeros((2, 3)), "num_bins": 0}, "num_bins=0"),
-])
+  ],
+)
 def test_bad_inputs_are_clear_errors(kwargs, message):
   with pytest.raises(UserError, match=message):
     calibration.expected_calibration_error(**kwargs)
@@ -102,9 +113,10 @@ def test_streaming_metric_equals_batch_function():
   labels = rng.randint(0, 10, 1000)
   metric = calibration.ExpectedCalibrationError()
   for i in range(0, 1000, 128):
-    metric.update_state(np.eye(10)[labels[i:i + 128]], logits[i:i + 128])
-  assert float(metric.result()) == pytest.approx(calibration.expected_calibration_error(labels, logits=logits),
-                                                 abs=1e-5)
+    metric.update_state(np.eye(10)[labels[i : i + 128]], logits[i : i + 128])
+  assert float(metric.result()) == pytest.approx(
+    calibration.expected_calibration_error(labels, logits=logits), abs=1e-5
+  )
 
 
 def test_streaming_metric_inside_evaluate_under_mirrored_strategy(mirrored):
@@ -114,8 +126,10 @@ def test_streaming_metric_inside_evaluate_under_mirrored_strategy(mirrored):
   strategy = mirrored
   with strategy.scope():
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(10)])
-    model.compile(loss=keras.losses.CategoricalCrossentropy(from_logits=True),
-                  metrics=[calibration.ExpectedCalibrationError()])
+    model.compile(
+      loss=keras.losses.CategoricalCrossentropy(from_logits=True),
+      metrics=[calibration.ExpectedCalibrationError()],
+    )
   result = model.evaluate(x, y, batch_size=100, verbose=0, return_dict=True)
   logits = model.predict(x, verbose=0)
   expected = calibration.expected_calibration_error(y.argmax(-1), logits=logits)

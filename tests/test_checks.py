@@ -26,27 +26,41 @@ def _metric(labels, logits):
 
 # name -> f(labels, logits): every public function that takes labels with logits.
 FUNCTIONS = {
-    "expected_calibration_error": lambda y, z: calibration.expected_calibration_error(y, logits=z),
-    "summary": lambda y, z: calibration.summary(y, logits=z),
-    "bin_statistics": lambda y, z: calibration.bin_statistics(y, logits=z)["count"].tolist(),
-    "fit_temperature": lambda y, z: calibration.fit_temperature(y, z),
-    "temperature_scale": lambda y, z: calibration.temperature_scale(y, z).after,
-    "ExpectedCalibrationError": _metric,
-    "equivalent_smoothing": lambda y, z: distillation.equivalent_smoothing(z, y, 2.0),
-    "confusion_matrix": lambda y, z: projection.confusion_matrix(z, y, 4).ravel().tolist(),
-    "cross_entropy": lambda y, z: losses.cross_entropy(tf.constant(y), tf.constant(z, tf.float32)).numpy().tolist(),
-    "distillation_loss": lambda y, z: distillation.distillation_loss(
-        tf.constant(y), tf.constant(z, tf.float32), tf.constant(z[::-1].copy(), tf.float32), 2.0, 0.5).numpy().tolist(),
+  "expected_calibration_error": lambda y, z: calibration.expected_calibration_error(y, logits=z),
+  "summary": lambda y, z: calibration.summary(y, logits=z),
+  "bin_statistics": lambda y, z: calibration.bin_statistics(y, logits=z)["count"].tolist(),
+  "fit_temperature": lambda y, z: calibration.fit_temperature(y, z),
+  "temperature_scale": lambda y, z: calibration.temperature_scale(y, z).after,
+  "ExpectedCalibrationError": _metric,
+  "equivalent_smoothing": lambda y, z: distillation.equivalent_smoothing(z, y, 2.0),
+  "confusion_matrix": lambda y, z: projection.confusion_matrix(z, y, 4).ravel().tolist(),
+  "cross_entropy": lambda y, z: (
+    losses.cross_entropy(tf.constant(y), tf.constant(z, tf.float32)).numpy().tolist()
+  ),
+  "distillation_loss": lambda y, z: (
+    distillation.distillation_loss(
+      tf.constant(y), tf.constant(z, tf.float32), tf.constant(z[::-1].copy(), tf.float32), 2.0, 0.5
+    )
+    .numpy()
+    .tolist()
+  ),
 }
-NUMPY_FUNCTIONS = [n for n in FUNCTIONS if n not in ("ExpectedCalibrationError", "cross_entropy", "distillation_loss")]
+NUMPY_FUNCTIONS = [
+  n
+  for n in FUNCTIONS
+  if n not in ("ExpectedCalibrationError", "cross_entropy", "distillation_loss")
+]
 
 
 def _expected_summary():
   z = LOGITS - LOGITS.max(1, keepdims=True)
   p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
   confidence, correct = p.max(1), (p.argmax(1) == LABELS)
-  return {"accuracy": correct.mean(), "nll": -np.log(p[np.arange(4), LABELS]).mean(),
-          "ece": abs(correct.mean() - confidence.mean())}  # All four fall in one bin.
+  return {
+    "accuracy": correct.mean(),
+    "nll": -np.log(p[np.arange(4), LABELS]).mean(),
+    "ece": abs(correct.mean() - confidence.mean()),
+  }  # All four fall in one bin.
 
 
 def test_integer_labels_of_shape_n_1_are_class_indices():
@@ -54,8 +68,12 @@ def test_integer_labels_of_shape_n_1_are_class_indices():
   out = calibration.summary(LABELS[:, None], logits=LOGITS)
   expected = _expected_summary()
   assert out["accuracy"] == pytest.approx(0.75)
-  assert out["nll"] == pytest.approx(expected["nll"], rel=1e-6) and expected["nll"] == pytest.approx(1.27, abs=0.01)
-  assert out["ece"] == pytest.approx(expected["ece"], abs=1e-6) and expected["ece"] == pytest.approx(0.230, abs=1e-3)
+  assert out["nll"] == pytest.approx(expected["nll"], rel=1e-6) and expected[
+    "nll"
+  ] == pytest.approx(1.27, abs=0.01)
+  assert out["ece"] == pytest.approx(expected["ece"], abs=1e-6) and expected[
+    "ece"
+  ] == pytest.approx(0.230, abs=1e-3)
   assert _metric(LABELS[:, None], LOGITS) == pytest.approx(expected["ece"], abs=1e-6)
 
 
@@ -68,7 +86,9 @@ def test_every_function_reads_n_n1_and_one_hot_labels_alike(name):
 
 
 @pytest.mark.parametrize("name", sorted(NUMPY_FUNCTIONS))
-@pytest.mark.parametrize("labels, logits, message", [
+@pytest.mark.parametrize(
+  "labels, logits, message",
+  [
     (LABELS, np.where(np.eye(4, dtype=bool), np.nan, LOGITS), "NaN or infinite"),
     (LABELS, LOGITS[:3], "4 labels"),
     (np.array([3, 1, 2, 7]), LOGITS, "must lie in [0, 3]"),
@@ -77,19 +97,25 @@ def test_every_function_reads_n_n1_and_one_hot_labels_alike(name):
     (np.array([3.0, 1.5, 2.0, 3.0]), LOGITS, "whole numbers"),
     (LABELS[:, None, None], LOGITS, "shape"),
     (LABELS, LOGITS[:, :1], "at least 2 classes"),
-])
+  ],
+)
 def test_every_function_refuses_what_is_not_labels_or_logits(name, labels, logits, message):
   with pytest.raises(UserError, match=message.replace("[", r"\[").replace("]", r"\]")):
     FUNCTIONS[name](labels, logits)
 
 
-@pytest.mark.parametrize("function", [calibration.expected_calibration_error, calibration.summary,
-                                      calibration.bin_statistics])
-@pytest.mark.parametrize("probs, message", [
+@pytest.mark.parametrize(
+  "function",
+  [calibration.expected_calibration_error, calibration.summary, calibration.bin_statistics],
+)
+@pytest.mark.parametrize(
+  "probs, message",
+  [
     (LOGITS, "in \\[0, 1\\]"),  # Raw logits passed as probabilities.
     (1 / (1 + np.exp(-LOGITS)), "sum to 1"),  # Per-class sigmoid scores.
     (np.full((4, 4), np.nan), "in \\[0, 1\\]"),
-])
+  ],
+)
 def test_probs_must_be_probabilities(function, probs, message):
   with pytest.raises(UserError, match=message):
     function(LABELS, probs=probs)
@@ -97,7 +123,9 @@ def test_probs_must_be_probabilities(function, probs, message):
 
 def test_probabilities_give_the_same_answer_as_their_logits():
   probs = np.exp(LOGITS) / np.exp(LOGITS).sum(1, keepdims=True)
-  assert calibration.summary(LABELS, probs=probs)["nll"] == pytest.approx(calibration.summary(LABELS, logits=LOGITS)["nll"])
+  assert calibration.summary(LABELS, probs=probs)["nll"] == pytest.approx(
+    calibration.summary(LABELS, logits=LOGITS)["nll"]
+  )
   with pytest.raises(UserError, match="exactly one"):
     calibration.summary(LABELS, logits=LOGITS, probs=probs)
 
@@ -110,7 +138,9 @@ def test_tensor_functions_refuse_shapes_that_do_not_fit():
   with pytest.raises(UserError, match="alpha=1.5"):
     losses.smooth_labels(np.eye(4)[LABELS], 1.5)
   with pytest.raises(UserError, match="do not fit"):
-    calibration.ExpectedCalibrationError().update_state(tf.ones((4, 3)), tf.constant(LOGITS, tf.float32))
+    calibration.ExpectedCalibrationError().update_state(
+      tf.ones((4, 3)), tf.constant(LOGITS, tf.float32)
+    )
 
 
 def test_class_indices_accepts_integral_floats_and_bools():

@@ -4,7 +4,9 @@ from ls_keras.core import config
 from ls_keras.core.errors import UserError
 
 
-@pytest.mark.parametrize("changes, message", [
+@pytest.mark.parametrize(
+  "changes, message",
+  [
     ({"alpha": 1.0}, "--alpha=1.0"),
     ({"alpha": -0.1}, "--alpha=-0.1"),
     ({"dataset": "svhn"}, "--dataset=svhn"),
@@ -19,7 +21,8 @@ from ls_keras.core.errors import UserError
     ({"lr_boundaries": (0.5, 1.5)}, "--lr_boundaries=0.5,1.5"),
     ({"hidden_units": (0,)}, "--hidden_units=0"),
     ({"mi_classes": (3, 3)}, "--mi_classes=3,3"),
-])
+  ],
+)
 def test_bad_values_are_named_with_what_is_allowed(changes, message):
   with pytest.raises(UserError, match=message.replace("+", r"\+")) as e:
     config.validate(config.TrainConfig(**changes))
@@ -29,6 +32,7 @@ def test_bad_values_are_named_with_what_is_allowed(changes, message):
 def test_round_trip_through_json_keeps_tuples():
   c = config.TrainConfig(lr_boundaries=(0.5, 0.75), alpha=0.1)
   import json
+
   assert config.from_dict(config.TrainConfig, json.loads(config.dumps(c))) == c
 
 

@@ -31,13 +31,15 @@ def idx_folder(tmp_path):
 
 
 def test_fashion_mnist_builder_reads_idx_fixture(idx_folder, tmp_path):
-  builder = fashion_mnist.FashionMnist(data_dir=str(tmp_path / "tfds"), source=idx_folder, check_sizes=False)
+  builder = fashion_mnist.FashionMnist(
+    data_dir=str(tmp_path / "tfds"), source=idx_folder, check_sizes=False
+  )
   builder.download_and_prepare()
   assert builder.info.splits["train"].num_examples == 30
   assert builder.info.splits["test"].num_examples == 12
   images, labels = zip(*tfds.as_numpy(builder.as_dataset(split="train", as_supervised=True)))
   assert sorted(int(i[0, 0, 0]) for i in images) == list(range(30))
-  assert {int(i[0, 0, 0]) % 10 for i in images} == {int(l) for l in labels}
+  assert {int(i[0, 0, 0]) % 10 for i in images} == {int(label) for label in labels}
   assert builder.info.features["label"].names[0] == "T-shirt/top"
 
 
@@ -98,7 +100,10 @@ def test_cifar10_pipeline_on_mock_data_shapes_one_hot_and_seeded_order():
     np.testing.assert_array_equal(first_batch(0, 0)[0], x)  # Same seed and epoch: same data.
     assert not np.array_equal(first_batch(0, 1)[0], x)  # Next epoch: new order/augmentation.
     assert not np.array_equal(first_batch(1, 0)[0], x)
-    n = sum(int(b[0].shape[0]) for b in data.train_batches(splits, batch_size=24, seed=0, epoch=0, augment=False))
+    n = sum(
+      int(b[0].shape[0])
+      for b in data.train_batches(splits, batch_size=24, seed=0, epoch=0, augment=False)
+    )
     assert n == 48  # drop_remainder: whole batches only.
 
 
@@ -117,10 +122,19 @@ def test_augmentation_translates_each_image_deterministically(kind, pad):
   assert not np.array_equal(a, data.augment_batch(images, kind, tf.constant([3, 5], tf.int64)))
   assert a.shape == images.shape
   used = set()
-  for original, out in zip(images.numpy(), a):  # Some shift of the padded image (flipped or not) gives it.
+  for original, out in zip(
+    images.numpy(), a
+  ):  # Some shift of the padded image (flipped or not) gives it.
     padded = np.pad(original, [(pad, pad), (pad, pad), (0, 0)])
-    matches = [(i, j, f) for i in range(2 * pad + 1) for j in range(2 * pad + 1) for f in (False, True)
-               if np.array_equal(out, (padded[i:i + 28, j:j + 28][:, ::-1] if f else padded[i:i + 28, j:j + 28]))]
+    matches = [
+      (i, j, f)
+      for i in range(2 * pad + 1)
+      for j in range(2 * pad + 1)
+      for f in (False, True)
+      if np.array_equal(
+        out, (padded[i : i + 28, j : j + 28][:, ::-1] if f else padded[i : i + 28, j : j + 28])
+      )
+    ]
     assert matches
     used.add(matches[0])
   assert len(used) > 4  # Images of one batch get different draws.
@@ -131,13 +145,19 @@ def test_unknown_augmentation_is_an_error():
     data.augment_batch(tf.zeros((1, 4, 4, 1)), "rotate", tf.constant([0, 0]))
 
 
-def test_uncached_data_shuffles_files_and_a_bounded_buffer_by_seed_and_epoch(idx_folder, tmp_path, monkeypatch):
-  """The ImageNet path: no cache, a bounded shuffle buffer, order a function of (seed, epoch) only."""
+def test_uncached_data_shuffles_files_and_a_bounded_buffer_by_seed_and_epoch(
+  idx_folder, tmp_path, monkeypatch
+):
+  """The ImageNet path: no cache, a bounded shuffle buffer, order a function of (seed, epoch)."""
   import dataclasses
+
   monkeypatch.setenv(fashion_mnist.SOURCE_ENV, idx_folder)
   monkeypatch.setattr(fashion_mnist.FashionMnist, "__init__", _no_size_check_init)
-  monkeypatch.setitem(data.SPECS, "fashion_mnist",
-                      dataclasses.replace(data.SPECS["fashion_mnist"], cache=False, shuffle_buffer=4))
+  monkeypatch.setitem(
+    data.SPECS,
+    "fashion_mnist",
+    dataclasses.replace(data.SPECS["fashion_mnist"], cache=False, shuffle_buffer=4),
+  )
   splits = data.load_splits("fashion_mnist", data_dir=str(tmp_path / "tfds"), validation_size=10)
   assert splits.read_train is not None and splits.shuffle_buffer == 4
 
@@ -149,12 +169,20 @@ def test_uncached_data_shuffles_files_and_a_bounded_buffer_by_seed_and_epoch(idx
   stored = sorted(int(x[0, 0, 0]) for x, _ in tfds.as_numpy(splits.train))
   assert sorted(first) == stored and len(set(first)) == 20  # Every training example once an epoch.
   assert order(0, 0) == first and order(0, 1) != first and order(1, 0) != first
-  assert data.SPECS["imagenet2012"].shuffle_buffer == 10_000 and not data.SPECS["imagenet2012"].cache
+  assert (
+    data.SPECS["imagenet2012"].shuffle_buffer == 10_000 and not data.SPECS["imagenet2012"].cache
+  )
 
 
 def test_splits_are_index_slices_so_file_order_cannot_change_them():
   spec = data.SPECS["cifar10"]
-  names = data.split_names(spec, 50000, 10000, validation_size=10000, train_examples=1000, eval_examples=500)
-  assert names == {"train": "train[:1000]", "validation": "train[40000:40500]", "test": "test[:500]"}
+  names = data.split_names(
+    spec, 50000, 10000, validation_size=10000, train_examples=1000, eval_examples=500
+  )
+  assert names == {
+    "train": "train[:1000]",
+    "validation": "train[40000:40500]",
+    "test": "test[:500]",
+  }
   with pytest.raises(UserError, match="--validation_size=50000 leaves no training examples"):
     data.split_names(spec, 50000, 10000, validation_size=50000)

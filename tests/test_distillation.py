@@ -19,12 +19,16 @@ def np_softmax(z):
   return e / e.sum(-1, keepdims=True)
 
 
-@pytest.mark.parametrize("temperature, beta, t_squared", [(1.0, 1.0, False), (4.0, 0.5, False), (2.0, 0.3, True)])
+@pytest.mark.parametrize(
+  "temperature, beta, t_squared", [(1.0, 1.0, False), (4.0, 0.5, False), (2.0, 0.3, True)]
+)
 def test_loss_matches_the_papers_formula_on_known_logits(temperature, beta, t_squared):
   hard = -(LABELS * np.log(np_softmax(STUDENT))).sum(-1)
   soft = -(np_softmax(TEACHER / temperature) * np.log(np_softmax(STUDENT / temperature))).sum(-1)
-  expected = (1 - beta) * hard + beta * soft * (temperature ** 2 if t_squared else 1.0)
-  ours = distillation.distillation_loss(LABELS, STUDENT, TEACHER, temperature, beta, t_squared=t_squared)
+  expected = (1 - beta) * hard + beta * soft * (temperature**2 if t_squared else 1.0)
+  ours = distillation.distillation_loss(
+    LABELS, STUDENT, TEACHER, temperature, beta, t_squared=t_squared
+  )
   np.testing.assert_allclose(ours.numpy(), expected, rtol=1e-5)
 
 
@@ -50,15 +54,23 @@ def test_equivalent_smoothing_is_0_for_one_hot_and_1_for_uniform_teachers():
 
 def _tiny(seed, hidden):
   keras.utils.set_random_seed(seed)
-  return models.build_model("mlp", (6, 6, 1), 3, mean=[128.0], std=[64.0],
-                            options=models.ModelOptions(weight_decay=1e-3, hidden_units=(hidden,)))
+  return models.build_model(
+    "mlp",
+    (6, 6, 1),
+    3,
+    mean=[128.0],
+    std=[64.0],
+    options=models.ModelOptions(weight_decay=1e-3, hidden_units=(hidden,)),
+  )
 
 
 def _batches(ctx=None):
   rng = np.random.RandomState(0)
   x = rng.uniform(0, 255, (48, 6, 6, 1)).astype("float32")
   y = np.eye(3, dtype="float32")[rng.randint(0, 3, 48)]
-  return tf.data.Dataset.from_tensor_slices((x, y)).batch(ctx.get_per_replica_batch_size(8) if ctx else 8)
+  return tf.data.Dataset.from_tensor_slices((x, y)).batch(
+    ctx.get_per_replica_batch_size(8) if ctx else 8
+  )
 
 
 def _distil(strategy, steps=3):
@@ -69,7 +81,9 @@ def _distil(strategy, steps=3):
     distiller.optimizer.build(distiller.trainable_variables)
   teacher_before = [w.copy() for w in teacher.get_weights()]
   student_before = [w.copy() for w in student.get_weights()]
-  logs = training.Loop(distiller, strategy).train(iter(strategy.distribute_datasets_from_function(_batches)), steps)
+  logs = training.Loop(distiller, strategy).train(
+    iter(strategy.distribute_datasets_from_function(_batches)), steps
+  )
   return distiller, teacher_before, student_before, logs
 
 
@@ -77,9 +91,13 @@ def test_teacher_is_bit_identical_and_only_the_student_learns(one_device):
   distiller, teacher_before, student_before, logs = _distil(one_device)
   for before, after in zip(teacher_before, distiller.teacher.get_weights()):
     np.testing.assert_array_equal(before, after)
-  assert any(not np.array_equal(b, a) for b, a in zip(student_before, distiller.student.get_weights()))
+  assert any(
+    not np.array_equal(b, a) for b, a in zip(student_before, distiller.student.get_weights())
+  )
   assert {"loss", "accuracy", "hard_loss", "soft_loss"} <= set(logs)
-  assert {v.name for v in distiller.trainable_variables} == {v.name for v in distiller.student.trainable_variables}
+  assert {v.name for v in distiller.trainable_variables} == {
+    v.name for v in distiller.student.trainable_variables
+  }
 
 
 def test_two_replicas_give_the_same_loss_and_updates_as_one_device(one_device, mirrored):
@@ -100,7 +118,9 @@ def test_first_step_loss_is_the_formula_plus_student_weight_decay(one_device):
   x, y = next(iter(_batches()))
   expected = float(np.mean(distillation.distillation_loss(y, student(x), teacher(x), 2.0, 0.7)))
   expected += float(sum(student.losses))
-  logs = training.Loop(distiller, strategy).train(iter(strategy.distribute_datasets_from_function(_batches)), 1)
+  logs = training.Loop(distiller, strategy).train(
+    iter(strategy.distribute_datasets_from_function(_batches)), 1
+  )
   assert logs["loss"] == pytest.approx(expected, rel=1e-5)
 
 
@@ -116,7 +136,9 @@ def student_run(tiny_runs, fashion_data_dir, tmp_path_factory):
 def test_distill_cli_trains_a_student_and_records_gamma(student_run, tiny_runs):
   metrics = json.load(open(os.path.join(student_run, "metrics.json")))
   assert metrics["validation"]["accuracy"] >= 0.65
-  assert 0.1 < metrics["equivalent_smoothing"] < 1.0  # An alpha = 0.1 teacher at T = 2 is smoother than 0.1.
+  assert (
+    0.1 < metrics["equivalent_smoothing"] < 1.0
+  )  # An alpha = 0.1 teacher at T = 2 is smoother than 0.1.
   assert metrics["teacher"] == os.path.abspath(tiny_runs[0.1])
   record = json.load(open(os.path.join(student_run, "config.json")))
   assert record["kind"] == "distill" and record["config"]["temperature"] == 2.0
@@ -124,12 +146,20 @@ def test_distill_cli_trains_a_student_and_records_gamma(student_run, tiny_runs):
 
 def test_teacher_can_be_an_exported_saved_model(tiny_runs, fashion_data_dir, tmp_path):
   workdir = str(tmp_path / "student")
-  args = tiny_train_args(fashion_data_dir, workdir, "--model=mlp", "--hidden_units=16", "--epochs=1",
-                         "--train_examples=1024")
+  args = tiny_train_args(
+    fashion_data_dir,
+    workdir,
+    "--model=mlp",
+    "--hidden_units=16",
+    "--epochs=1",
+    "--train_examples=1024",
+  )
   result = invoke("distill", f"--teacher={os.path.join(tiny_runs[0.0], 'saved_model')}", *args)
   assert result.code == 0, result.err[-3000:]
   metrics = json.load(open(os.path.join(workdir, "metrics.json")))
-  assert metrics["teacher_train_accuracy"] >= 0.7  # The SavedModel's logits really are the teacher's.
+  assert (
+    metrics["teacher_train_accuracy"] >= 0.7
+  )  # The SavedModel's logits really are the teacher's.
   assert 0.0 < metrics["equivalent_smoothing"] < 1.0
 
 
@@ -146,33 +176,60 @@ def test_exported_student_alone_reloads_with_the_same_logits(student_run, tmp_pa
   import subprocess
   import sys
   from ls_keras.training import export
+
   student = export.load_keras_model(os.path.join(student_run, "model.keras"))
-  assert student.name == "mlp" and student.get_layer("logits").units == 10  # The student, no teacher inside.
+  assert (
+    student.name == "mlp" and student.get_layer("logits").units == 10
+  )  # The student, no teacher inside.
   images = np.random.RandomState(0).uniform(0, 255, (16, 28, 28, 1)).astype("float32")
   np.save(tmp_path / "x.npy", images)
-  subprocess.run([sys.executable, "-c", FRESH, os.path.join(student_run, "model.keras"), str(tmp_path / "x.npy"),
-                  str(tmp_path / "y.npy")], check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-  np.testing.assert_allclose(np.load(tmp_path / "y.npy"), student(images, training=False).numpy(), rtol=1e-6,
-                             atol=1e-6)
+  subprocess.run(
+    [
+      sys.executable,
+      "-c",
+      FRESH,
+      os.path.join(student_run, "model.keras"),
+      str(tmp_path / "x.npy"),
+      str(tmp_path / "y.npy"),
+    ],
+    check=True,
+    env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+  )
+  np.testing.assert_allclose(
+    np.load(tmp_path / "y.npy"), student(images, training=False).numpy(), rtol=1e-6, atol=1e-6
+  )
 
 
-
-
-def test_same_seed_students_share_their_initialisation_whatever_the_teacher_format(tiny_runs, fashion_data_dir):
-  """Loading a teacher (either format) must not move the global random stream the student draws from."""
+def test_same_seed_students_share_their_initialisation_whatever_the_teacher_format(
+  tiny_runs, fashion_data_dir
+):
+  """Loading a teacher (either format) must not move the random stream the student draws from."""
   from ls_keras.core import config as config_lib
-  config = config_lib.DistillConfig(model="mlp", hidden_units=(16,), seed=3, data_dir=fashion_data_dir,
-                                      train_examples=1024, eval_examples=500, precision="float32",
-                                      teacher=tiny_runs[0.0])
+
+  config = config_lib.DistillConfig(
+    model="mlp",
+    hidden_units=(16,),
+    seed=3,
+    data_dir=fashion_data_dir,
+    train_examples=1024,
+    eval_examples=500,
+    precision="float32",
+    teacher=tiny_runs[0.0],
+  )
   splits = training.load_data(config)
   initial = []
   for teacher in (tiny_runs[0.0], os.path.join(tiny_runs[0.0], "saved_model"), None):
     if teacher:
       distillation.load_teacher(teacher)
     initial.append(training.build_network(config, splits).get_weights())
-  direct = training.build_network(config_lib.TrainConfig(**{k: v for k, v in config.__dict__.items()
-                                                            if k in config_lib.TrainConfig.__dataclass_fields__}),
-                                  splits).get_weights()
+  direct = training.build_network(
+    config_lib.TrainConfig(
+      **{
+        k: v for k, v in config.__dict__.items() if k in config_lib.TrainConfig.__dataclass_fields__
+      }
+    ),
+    splits,
+  ).get_weights()
   for weights in initial[1:] + [direct]:
     for a, b in zip(initial[0], weights):
       np.testing.assert_array_equal(a, b)

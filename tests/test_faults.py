@@ -21,12 +21,20 @@ EPOCHS = ["--epochs=3"]
 def _run_until_paused(module, args, pause, marker, timeout=300):
   """Starts `module`, waits for the fault-injection pause, then SIGKILLs it."""
   env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "LS_KERAS_FAULT_PAUSE": f"{pause}:{marker}"}
-  proc = subprocess.Popen([sys.executable, "-m", module, *args], cwd=REPO, env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  proc = subprocess.Popen(
+    [sys.executable, "-m", module, *args],
+    cwd=REPO,
+    env=env,
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
   deadline = time.time() + timeout
   while not os.path.exists(marker) and proc.poll() is None and time.time() < deadline:
     time.sleep(0.05)
-  assert os.path.exists(marker), f"never reached {pause}: {proc.stderr.read()[-2000:] if proc.poll() is not None else ''}"
+  assert os.path.exists(marker), (
+    f"never reached {pause}: {proc.stderr.read()[-2000:] if proc.poll() is not None else ''}"
+  )
   proc.send_signal(signal.SIGKILL)
   proc.wait()
 
@@ -40,13 +48,19 @@ def uninterrupted(fashion_data_dir, tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("pause, checkpoint_after_kill", [
+@pytest.mark.parametrize(
+  "pause, checkpoint_after_kill",
+  [
     ("step:45", "ckpt-1"),  # Mid-epoch 2 (32 steps an epoch).
-    ("checkpoint:2", "ckpt-1"),  # Inside the write of checkpoint 2: its files exist, the index names ckpt-1.
-    ("step:70", "ckpt-2"),  # Mid-epoch 3.
-])
-def test_sigkill_then_rerun_resumes_and_matches_uninterrupted(pause, checkpoint_after_kill, uninterrupted,
-                                                              fashion_data_dir, tmp_path):
+    (
+      "checkpoint:2",
+      "ckpt-1",
+    ),  # Inside the write of checkpoint 2: its files exist, the index names ckpt-1.
+  ],
+)
+def test_sigkill_then_rerun_resumes_and_matches_uninterrupted(
+  pause, checkpoint_after_kill, uninterrupted, fashion_data_dir, tmp_path
+):
   workdir = str(tmp_path / "w")
   args = tiny_train_args(fashion_data_dir, workdir, *EPOCHS)
   _run_until_paused("ls_keras.train", args, pause, str(tmp_path / "marker"))
@@ -58,47 +72,67 @@ def test_sigkill_then_rerun_resumes_and_matches_uninterrupted(pause, checkpoint_
   result = invoke("train", *args)
   assert result.code == 0, result.err[-3000:]
   sessions = json.load(open(os.path.join(workdir, "config.json")))["sessions"]
-  assert [s["start_epoch"] for s in sessions] == [0, done]  # Resumed from the last complete checkpoint.
+  assert [s["start_epoch"] for s in sessions] == [
+    0,
+    done,
+  ]  # Resumed from the last complete checkpoint.
   history = json.load(open(os.path.join(workdir, "history.json")))
-  assert [h["epoch"] for h in history] == [1, 2, 3] and history[:done] == kept  # No completed epoch lost.
+  assert [h["epoch"] for h in history] == [1, 2, 3] and history[
+    :done
+  ] == kept  # No completed epoch lost.
   metrics = json.load(open(os.path.join(workdir, "metrics.json")))
   assert metrics["steps"] == uninterrupted["steps"]
-  assert metrics["validation"]["accuracy"] == pytest.approx(uninterrupted["validation"]["accuracy"], abs=0.02)
+  assert metrics["validation"]["accuracy"] == pytest.approx(
+    uninterrupted["validation"]["accuracy"], abs=0.02
+  )
 
 
 def test_deterministic_runs_write_identical_metrics(fashion_data_dir, tmp_path):
   outputs = []
   for name in ("a", "b"):
     workdir = str(tmp_path / name)
-    result = invoke("train", *tiny_train_args(fashion_data_dir, workdir, "--deterministic", "--epochs=1"))
+    result = invoke(
+      "train", *tiny_train_args(fashion_data_dir, workdir, "--deterministic", "--epochs=1")
+    )
     assert result.code == 0, result.err[-3000:]
     outputs.append(open(os.path.join(workdir, "metrics.json"), "rb").read())
   assert outputs[0] == outputs[1]
   from tensorflow.python.framework import config as tf_config
+
   assert not tf_config.is_op_determinism_enabled()  # Switched off again for the runs that follow.
 
 
 def test_diverging_run_stops_at_once_with_exit_2_and_no_metrics(fashion_data_dir, tmp_path):
   workdir = tmp_path / "w"
-  result = invoke("train", *tiny_train_args(fashion_data_dir, workdir, "--learning_rate=1e6", "--epochs=1"))
+  result = invoke(
+    "train", *tiny_train_args(fashion_data_dir, workdir, "--learning_rate=1e6", "--epochs=1")
+  )
   assert result.code == 2, result.err[-2000:]
   assert re.search(r"training diverged: .* at step \d+ \(epoch 1\)", result.err), result.err
   assert "--learning_rate=1e+06" in result.err
   assert not (workdir / "metrics.json").exists() and not (workdir / "checkpoints").exists()
 
 
-def test_divergence_in_epoch_2_keeps_the_checkpoint_of_epoch_1(fashion_data_dir, tmp_path, monkeypatch):
+def test_divergence_in_epoch_2_keeps_the_checkpoint_of_epoch_1(
+  fashion_data_dir, tmp_path, monkeypatch
+):
   from ls_keras import training
+
   original = training.Loop.train
 
   def diverge_in_epoch_2(self, iterator, num_steps):
     if int(self.model.optimizer.iterations.numpy()) >= 40:  # 32 steps an epoch.
       raise training.NonFiniteLoss(steps_done=3)
     return original(self, iterator, num_steps)
+
   monkeypatch.setattr(training.Loop, "train", diverge_in_epoch_2)
   workdir = tmp_path / "w"
   result = invoke("train", *tiny_train_args(fashion_data_dir, workdir, "--steps_per_execution=8"))
-  assert result.code == 2 and "at step 44 (epoch 2)" in result.err and "checkpoint of epoch 1" in result.err
+  assert (
+    result.code == 2
+    and "at step 44 (epoch 2)" in result.err
+    and "checkpoint of epoch 1" in result.err
+  )
   index = (workdir / "checkpoints" / "checkpoint").read_text()
   assert 'model_checkpoint_path: "ckpt-1"' in index and not (workdir / "metrics.json").exists()
   assert [h["epoch"] for h in json.load(open(workdir / "history.json"))] == [1]
@@ -108,8 +142,14 @@ def test_keras_files_load_in_safe_mode(tmp_path):
   """A .keras file carrying a lambda (arbitrary code) is refused, not executed."""
   import keras
   from ls_keras.training import export
-  model = keras.Sequential([keras.Input((2,)), keras.layers.Lambda(lambda x: x * 2, name="penultimate"),
-                            keras.layers.Dense(2, name="logits")])
+
+  model = keras.Sequential(
+    [
+      keras.Input((2,)),
+      keras.layers.Lambda(lambda x: x * 2, name="penultimate"),
+      keras.layers.Dense(2, name="logits"),
+    ]
+  )
   model.save(tmp_path / "lambda.keras")
   with pytest.raises(Exception, match="safe_mode|Lambda|lambda"):
     export.load_keras_model(str(tmp_path / "lambda.keras"))
@@ -120,6 +160,8 @@ def test_killed_sweep_reuses_finished_runs_and_completes(tiny_sweep):
   """The session's tiny sweep was SIGKILLed after 3 finished runs, then rerun to the end."""
   root, _, killed = tiny_sweep
   assert 3 <= len(killed) < 11, killed
-  assert all(os.path.getmtime(path) == stamp for path, stamp in killed.items())  # Reused, not redone.
+  assert all(
+    os.path.getmtime(path) == stamp for path, stamp in killed.items()
+  )  # Reused, not redone.
   finished = [d for d in os.listdir(root) if os.path.exists(os.path.join(root, d, "metrics.json"))]
   assert len(finished) == 11 and os.path.exists(os.path.join(root, "kd_sweep.md"))

@@ -11,23 +11,31 @@ AVX512_BF16 = frozenset({"avx2", "avx512f", "avx512_bf16"})
 AMX = frozenset({"avx2", "avx512f", "amx_bf16", "amx_tile"})
 
 
-@pytest.mark.parametrize("machine, precision", [
+@pytest.mark.parametrize(
+  "machine, precision",
+  [
     (Hardware("AMD EPYC 7B13", AVX2), "float32"),
     (Hardware("Intel Xeon Gold 6148", AVX512), "float32"),  # Skylake: AVX512 but no bfloat16.
     (Hardware("Intel Xeon Platinum 8380H", AVX512_BF16), "mixed_bfloat16"),  # Cooper Lake.
     (Hardware("AMD EPYC 9B14", AVX512_BF16), "mixed_bfloat16"),  # Zen 4.
     (Hardware("Intel Xeon Platinum 8480+", AMX), "mixed_bfloat16"),  # Sapphire Rapids.
     (Hardware("Intel Xeon Platinum 8380H", AVX512_BF16, onednn_max_isa="AVX512_CORE"), "float32"),
-    (Hardware("Intel Xeon Platinum 8480+", AMX, onednn_max_isa="avx512_core_amx"), "mixed_bfloat16"),
+    (
+      Hardware("Intel Xeon Platinum 8480+", AMX, onednn_max_isa="avx512_core_amx"),
+      "mixed_bfloat16",
+    ),
     (Hardware("unknown", frozenset()), "float32"),
-])
+  ],
+)
 def test_cpus_get_bfloat16_only_where_they_run_it_natively(machine, precision):
   chosen, reason = hardware.choose_precision(machine)
   assert chosen == precision
   assert machine.cpu_model in reason
 
 
-@pytest.mark.parametrize("capability, precision", [
+@pytest.mark.parametrize(
+  "capability, precision",
+  [
     ((3, 7), "float32"),  # Kepler K80.
     ((5, 2), "float32"),  # Maxwell.
     ((6, 0), "mixed_float16"),  # Pascal P100: fast float16.
@@ -37,7 +45,8 @@ def test_cpus_get_bfloat16_only_where_they_run_it_natively(machine, precision):
     ((8, 0), "mixed_bfloat16"),  # Ampere A100.
     ((8, 6), "mixed_bfloat16"),
     ((9, 0), "mixed_bfloat16"),  # Hopper H100/H200.
-])
+  ],
+)
 def test_each_gpu_generation(capability, precision):
   machine = Hardware("AMD EPYC 7B13", AVX2, (Gpu("NVIDIA X", capability),))
   chosen, reason = hardware.choose_precision(machine)
@@ -46,22 +55,32 @@ def test_each_gpu_generation(capability, precision):
 
 def test_gpus_decide_over_the_cpu_and_the_slowest_gpu_decides():
   mixed = Hardware("Intel Xeon Platinum 8480+", AMX, (Gpu("A100", (8, 0)), Gpu("T4", (7, 5))))
-  assert hardware.choose_precision(mixed) == ("mixed_float16", "GPU T4 (compute capability 7.5) has fast "
-                                                               "float16 but no bfloat16")
+  assert hardware.choose_precision(mixed) == (
+    "mixed_float16",
+    "GPU T4 (compute capability 7.5) has fast float16 but no bfloat16",
+  )
   old_gpu_new_cpu = Hardware("Intel Xeon Platinum 8480+", AMX, (Gpu("K80", (3, 7)),))
   assert hardware.choose_precision(old_gpu_new_cpu)[0] == "float32"
 
 
 def test_an_explicit_precision_wins():
-  assert hardware.resolve_precision("mixed_bfloat16", Hardware("old", AVX2)) == ("mixed_bfloat16", "set explicitly")
+  assert hardware.resolve_precision("mixed_bfloat16", Hardware("old", AVX2)) == (
+    "mixed_bfloat16",
+    "set explicitly",
+  )
   assert hardware.resolve_precision("auto", Hardware("old", AVX2))[0] == "float32"
 
 
 def test_cpuinfo_is_read_for_model_and_features(tmp_path):
   path = tmp_path / "cpuinfo"
-  path.write_text("processor\t: 0\nmodel name\t: AMD EPYC 9B14\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 "
-                  "vaes\n\nprocessor\t: 1\nmodel name\t: AMD EPYC 9B14\n")
-  assert hardware.read_cpu(str(path)) == ("AMD EPYC 9B14", frozenset({"avx2", "avx512f", "avx512_bf16"}))
+  path.write_text(
+    "processor\t: 0\nmodel name\t: AMD EPYC 9B14\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 "
+    "vaes\n\nprocessor\t: 1\nmodel name\t: AMD EPYC 9B14\n"
+  )
+  assert hardware.read_cpu(str(path)) == (
+    "AMD EPYC 9B14",
+    frozenset({"avx2", "avx512f", "avx512_bf16"}),
+  )
   model, features = hardware.read_cpu(str(tmp_path / "missing"))
   assert model and features == frozenset()
 

@@ -7,7 +7,9 @@ from ls_keras.training import losses
 
 def test_smooth_labels_matches_paper_formula():
   y = np.array([[0.0, 1.0, 0.0, 0.0]])
-  np.testing.assert_allclose(losses.smooth_labels(y, 0.2).numpy(), [[0.05, 0.85, 0.05, 0.05]], atol=1e-7)
+  np.testing.assert_allclose(
+    losses.smooth_labels(y, 0.2).numpy(), [[0.05, 0.85, 0.05, 0.05]], atol=1e-7
+  )
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.1, 0.5])

@@ -12,15 +12,18 @@ from ls_keras.core.errors import UserError
 
 def brute_force(y):
   """The paper's formula with explicit Gaussian densities, no log-sum-exp."""
-  n, l = y.shape
+  n, copies = y.shape
   mu = y.mean(1)
   sigma = np.sqrt(np.mean((y - mu[:, None]) ** 2))
-  pdf = lambda v, m: np.exp(-(v - m) ** 2 / (2 * sigma ** 2)) / (sigma * np.sqrt(2 * np.pi))  # noqa: E731
+
+  def pdf(v, m):
+    return np.exp(-((v - m) ** 2) / (2 * sigma**2)) / (sigma * np.sqrt(2 * np.pi))
+
   total = 0.0
   for x in range(n):
-    for c in range(l):
+    for c in range(copies):
       total += np.log(pdf(y[x, c], mu[x])) - np.log(np.mean(pdf(y[x, c], mu)))
-  return total / (n * l)
+  return total / (n * copies)
 
 
 @pytest.mark.parametrize("seed, spread", [(0, 0.5), (1, 2.0), (2, 10.0)])
@@ -35,7 +38,9 @@ def test_agrees_with_brute_force_reference(seed, spread):
 def test_identical_outputs_carry_no_information():
   assert mutual_information.mutual_information(np.full((30, 4), 2.5))["mi"] == 0.0
   rng = np.random.RandomState(0)
-  same_mean = rng.normal(0, 1, (1, 200)).repeat(600, 0)  # Every example gives the same distribution.
+  same_mean = rng.normal(0, 1, (1, 200)).repeat(
+    600, 0
+  )  # Every example gives the same distribution.
   assert mutual_information.mutual_information(same_mean)["mi"] == pytest.approx(0.0, abs=1e-9)
 
 
@@ -51,7 +56,9 @@ def test_two_clusters_give_log_2():
   """Examples within a cluster have the same mean (their copies permute one noise draw)."""
   rng = np.random.RandomState(0)
   noise = rng.normal(0, 1, 5)
-  y = np.repeat([[0.0], [100.0]], 300, axis=0) + np.stack([rng.permutation(noise) for _ in range(600)])
+  y = np.repeat([[0.0], [100.0]], 300, axis=0) + np.stack(
+    [rng.permutation(noise) for _ in range(600)]
+  )
   assert mutual_information.mutual_information(y)["mi"] == pytest.approx(np.log(2), abs=1e-6)
 
 
@@ -62,8 +69,12 @@ def test_too_few_examples_or_copies_is_an_error(shape):
 
 
 def test_model_without_logits_layer_is_an_error():
-  model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10, name="out")])
-  differences = mutual_information.LogitDifferences(np.zeros((4, 28, 28, 1), np.float32), (0, 1), 2, "shift")
+  model = keras.Sequential(
+    [keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10, name="out")]
+  )
+  differences = mutual_information.LogitDifferences(
+    np.zeros((4, 28, 28, 1), np.float32), (0, 1), 2, "shift"
+  )
   with pytest.raises(UserError, match="no layer named penultimate or logits"):
     differences(model, 0)
 
@@ -80,8 +91,16 @@ def test_augmented_copies_differ_and_are_reproducible():
 @pytest.fixture(scope="module")
 def mi_run(fashion_data_dir, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("mi") / "w")
-  result = invoke("train", *tiny_train_args(fashion_data_dir, workdir, "--mi_every_steps=16",
-                                            "--mi_examples_per_class=20", "--mi_augmentations=3"))
+  result = invoke(
+    "train",
+    *tiny_train_args(
+      fashion_data_dir,
+      workdir,
+      "--mi_every_steps=16",
+      "--mi_examples_per_class=20",
+      "--mi_augmentations=3",
+    ),
+  )
   assert result.code == 0, result.err[-3000:]
   return workdir
 
@@ -92,6 +111,7 @@ def test_callback_writes_a_finite_series_during_training(mi_run):
   assert all(0.0 <= p["mi"] <= np.log(40) for p in series)
   assert series[-1]["mi"] > 0.0
   from tensorboard.backend.event_processing import event_accumulator
+
   acc = event_accumulator.EventAccumulator(os.path.join(mi_run, "tb", "train"))
   acc.Reload()
   assert len(acc.Tensors("mutual_information")) == 5
@@ -104,7 +124,9 @@ def test_cli_plots_series_and_recomputes_from_checkpoints(mi_run, tmp_path):
   result = invoke("mutual_info", f"--workdir={mi_run}", f"--output_dir={tmp_path}", "--recompute")
   assert result.code == 0, result.err[-3000:]
   recomputed = json.load(open(os.path.join(mi_run, "mutual_information_recomputed.json")))
-  recorded = {p["step"]: p["mi"] for p in json.load(open(os.path.join(mi_run, "mutual_information.json")))}
+  recorded = {
+    p["step"]: p["mi"] for p in json.load(open(os.path.join(mi_run, "mutual_information.json")))
+  }
   assert [p["step"] for p in recomputed] == [32, 64]  # The two kept checkpoints.
   for p in recomputed:  # Same weights, same augmentation draw: the same estimate.
     assert p["mi"] == pytest.approx(recorded[p["step"]], abs=0.05)

@@ -23,7 +23,9 @@ def test_known_geometry_gives_exact_coordinates():
   normal = np.array([1.0, 1.0, 1.0, 0]) / np.sqrt(3)
   off_plane = np.array([0, 0, 0, 1.0])
   point = origin + 2.0 * basis[:, 0] - 0.5 * basis[:, 1] + 7.0 * normal + 4.0 * off_plane
-  np.testing.assert_allclose(projection.project(point[None], origin, basis), [[2.0, -0.5]], atol=1e-12)
+  np.testing.assert_allclose(
+    projection.project(point[None], origin, basis), [[2.0, -0.5]], atol=1e-12
+  )
 
 
 def test_equidistant_templates_project_to_an_equilateral_triangle():
@@ -35,7 +37,9 @@ def test_equidistant_templates_project_to_an_equilateral_triangle():
   sides = [np.linalg.norm(corners[i] - corners[j]) for i, j in ((0, 1), (0, 2), (1, 2))]
   np.testing.assert_allclose(sides, [5.0 * np.sqrt(2)] * 3, rtol=1e-12)
   np.testing.assert_allclose(corners.mean(0), [0.0, 0.0], atol=1e-12)
-  assert projection.tightness(corners, np.arange(3))["equidistance_cv"] == pytest.approx(0.0, abs=1e-12)
+  assert projection.tightness(corners, np.arange(3))["equidistance_cv"] == pytest.approx(
+    0.0, abs=1e-12
+  )
 
 
 def test_collinear_templates_are_rejected():
@@ -46,15 +50,22 @@ def test_collinear_templates_are_rejected():
 @pytest.mark.parametrize("name", sorted(models.MODELS))
 def test_extractor_reproduces_logits_from_templates_for_every_model(name):
   shape = SHAPES.get(name, (32, 32, 3))
-  model = models.build_model(name, shape, 4, mean=[0.0] * shape[-1], std=[255.0] * shape[-1],
-                             options=models.ModelOptions(hidden_units=(12,)))
+  model = models.build_model(
+    name,
+    shape,
+    4,
+    mean=[0.0] * shape[-1],
+    std=[255.0] * shape[-1],
+    options=models.ModelOptions(hidden_units=(12,)),
+  )
   features, templates = projection.extract(model)
   x = np.random.RandomState(0).uniform(0, 255, (3, *shape)).astype("float32")
   activations = features.predict(x, verbose=0)
   assert templates.shape == (4, activations.shape[1] + 1)
   # The paper's notation: z_k = x^T w_k with x 1-augmented and w_k bias-augmented.
-  np.testing.assert_allclose(projection.augment(activations) @ templates.T, model.predict(x, verbose=0),
-                             rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(
+    projection.augment(activations) @ templates.T, model.predict(x, verbose=0), rtol=1e-4, atol=1e-4
+  )
 
 
 def test_model_without_named_layers_is_a_clear_error():
@@ -86,13 +97,16 @@ def test_classes_by_names_and_indices():
   assert projection.choose_classes("c4,1,c9", NAMES) == (4, 1, 9)
 
 
-@pytest.mark.parametrize("spec, message", [
+@pytest.mark.parametrize(
+  "spec, message",
+  [
     ("c1,c2,poodle", "unknown class 'poodle'.*c0, c1"),
     ("1,1,2", "exactly 3 distinct classes"),
     ("1,2", "exactly 3 distinct"),
     ("1,2,3,4", "exactly 3 distinct"),
     ("12,1,2", "unknown class '12'"),
-])
+  ],
+)
 def test_bad_class_choices_are_clear_errors(spec, message):
   with pytest.raises(UserError, match=message):
     projection.choose_classes(spec, NAMES)

@@ -1,4 +1,4 @@
-"""The recipe registry is the one source of truth: flagfiles, presets and flag enums come from it."""
+"""The recipe registry is the one source of truth: flagfiles, presets and flag enums."""
 
 import dataclasses
 import glob
@@ -25,6 +25,7 @@ def parse():
     flag_values.unparse_flags()
     flag_values(["prog", f"--flagfile={path}", *extra])
     return cli.config_from_flags(config.TrainConfig, flag_values)
+
   return parse_file
 
 
@@ -35,16 +36,27 @@ def test_every_recipe_has_its_flagfile_and_nothing_else_is_there():
 @pytest.mark.parametrize("name", sorted(recipes.RECIPES))
 def test_flagfile_is_generated_from_its_recipe_and_parses_back_to_it(name, parse):
   path = os.path.join(REPO, "flags", f"{name}.flags")
-  assert open(path).read() == recipes.flagfile(name), "stale flagfile: run python tools/write_flagfiles.py"
+  assert open(path).read() == recipes.flagfile(name), (
+    "stale flagfile: run python tools/write_flagfiles.py"
+  )
   parsed, recipe = dataclasses.asdict(parse(path)), dataclasses.asdict(recipes.RECIPES[name]())
   for key, value in recipe.items():
-    assert parsed[key] == (pytest.approx(value, rel=1e-5) if isinstance(value, (float, tuple)) else value), key
+    assert parsed[key] == (
+      pytest.approx(value, rel=1e-5) if isinstance(value, (float, tuple)) else value
+    ), key
 
 
 def test_paper_values_and_command_line_override(parse):
   c = parse(os.path.join(REPO, "flags", "cifar100_resnet56.flags"))
-  assert (c.model, c.train_steps, c.lr_boundaries, c.loss_scale, c.weight_decay, c.grad_clip_norm, c.nesterov) == (
-      "resnet56", 64000, (0.5, 0.75), 3.0, 1e-4, 1.0, True)
+  assert (
+    c.model,
+    c.train_steps,
+    c.lr_boundaries,
+    c.loss_scale,
+    c.weight_decay,
+    c.grad_clip_norm,
+    c.nesterov,
+  ) == ("resnet56", 64000, (0.5, 0.75), 3.0, 1e-4, 1.0, True)
   assert parse(os.path.join(REPO, "flags", "cifar10_alexnet.flags"), "--alpha=0.1").alpha == 0.1
   assert parse(os.path.join(REPO, "flags", "mnist_fc_teacher.flags")).hidden_units == (1200, 1200)
   assert parse(os.path.join(REPO, "flags", "mnist_fc_student.flags")).hidden_units == (800, 800)
@@ -52,15 +64,20 @@ def test_paper_values_and_command_line_override(parse):
 
 def test_boundaries_are_fractions_that_land_on_the_papers_steps():
   from ls_keras import training
+
   alexnet = recipes.cifar10_alexnet()
   schedule = training.make_optimizer(alexnet, alexnet.train_steps)._learning_rate  # pylint: disable=protected-access
   assert list(schedule.boundaries) == [130000, 260000]
   resnet = recipes.cifar100_resnet56()
-  assert list(training.make_optimizer(resnet, resnet.train_steps)._learning_rate.boundaries) == [32000, 48000]
+  assert list(training.make_optimizer(resnet, resnet.train_steps)._learning_rate.boundaries) == [
+    32000,
+    48000,
+  ]
 
 
 def test_preset_flags_and_errors_come_from_the_registries():
   from ls_keras import kd_sweep, reproduce
+
   for command, registry in ((kd_sweep, recipes.SWEEPS), (reproduce, recipes.REPRODUCTIONS)):
     flag_values = flags.FlagValues()
     command.define_flags(flag_values)
@@ -71,7 +88,8 @@ def test_preset_flags_and_errors_come_from_the_registries():
   for registry in (recipes.SWEEPS, recipes.REPRODUCTIONS):
     for build in registry.values():
       preset = build(data)
-      configs = [preset.teacher, preset.student] if hasattr(preset, "teacher") else [preset.base]
+      sweep = preset.sweep if hasattr(preset, "sweep") else preset
+      configs = [sweep.teacher, sweep.student] + ([preset.mi] if hasattr(preset, "mi") else [])
       assert all(c.data_dir == "/d" and c.fashion_mnist_source == "/s" for c in configs)
       for c in configs:
         config.validate(c)

@@ -14,7 +14,9 @@ def test_plan_covers_the_four_curves_with_teachers_first():
   preset = recipes.SWEEPS["fashion_mnist"](recipes.preset_data())
   jobs = sweep.plan(preset, "/r")
   names = [j.name for j in jobs]
-  per_seed = 2 * len(preset.teacher_alphas) + len(preset.temperatures) + len(preset.teacher_alphas) - 1
+  per_seed = (
+    2 * len(preset.teacher_alphas) + len(preset.temperatures) + len(preset.teacher_alphas) - 1
+  )
   assert len(jobs) == per_seed * len(preset.seeds)
   for job in jobs:
     if job.kind == "distill":

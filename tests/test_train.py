@@ -1,4 +1,4 @@
-"""The train command end to end on real Fashion-MNIST (in this process; one export check in a fresh one)."""
+"""The train command end to end on real Fashion-MNIST (in-process; export checked afresh)."""
 
 import json
 import os
@@ -24,19 +24,33 @@ def test_learns_real_fashion_mnist_and_fills_the_workdir(trained):
   assert metrics["test"]["accuracy"] >= 0.70
   for split in ("train", "validation", "test"):
     assert set(metrics[split]) >= {"accuracy", "nll", "ece"}
-  for path in ("config.json", "history.json", "model.keras", "saved_model/saved_model.pb",
-               "logits/validation.npz", "logits/test.npz", "checkpoints/checkpoint"):
+  for path in (
+    "config.json",
+    "history.json",
+    "model.keras",
+    "saved_model/saved_model.pb",
+    "logits/validation.npz",
+    "logits/test.npz",
+    "checkpoints/checkpoint",
+  ):
     assert os.path.exists(os.path.join(workdir, path)), path
   record = json.load(open(os.path.join(workdir, "config.json")))
   assert record["config"]["alpha"] == 0.1 and record["versions"]["tensorflow"]
   assert [h["epoch"] for h in json.load(open(os.path.join(workdir, "history.json")))] == [1, 2]
-  assert os.listdir(os.path.join(workdir, "tb", "train")) and os.listdir(os.path.join(workdir, "tb", "validation"))
+  assert os.listdir(os.path.join(workdir, "tb", "train")) and os.listdir(
+    os.path.join(workdir, "tb", "validation")
+  )
   (session,) = record["sessions"]
-  assert session["start_epoch"] == 0 and session["precision"] == "float32" and session["hardware"]["cpu_model"]
+  assert (
+    session["start_epoch"] == 0
+    and session["precision"] == "float32"
+    and session["hardware"]["cpu_model"]
+  )
 
 
 def test_tensorboard_logs_hold_the_promised_scalars(trained):
   from tensorboard.backend.event_processing import event_accumulator
+
   workdir = trained
   tags = {}
   for split in ("train", "validation"):
@@ -52,8 +66,9 @@ import sys, numpy as np, keras, tensorflow as tf
 workdir = sys.argv[1]
 images = np.load(sys.argv[2])
 # Exactly as the README says, in a process that never imports ls_keras.
-keras_logits = keras.saving.load_model(workdir + "/model.keras", safe_mode=True)(images, training=False).numpy()
-saved_model = tf.saved_model.load(workdir + "/saved_model")  # Keep a reference: it owns the variables.
+model = keras.saving.load_model(workdir + "/model.keras", safe_mode=True)
+keras_logits = model(images, training=False).numpy()
+saved_model = tf.saved_model.load(workdir + "/saved_model")  # Keep it: it owns the variables.
 saved_logits = saved_model.serve(tf.constant(images)).numpy()
 assert not any(m.startswith("ls_keras") for m in sys.modules)
 np.savez(sys.argv[3], keras=keras_logits, saved=saved_logits)
@@ -61,19 +76,36 @@ np.savez(sys.argv[3], keras=keras_logits, saved=saved_logits)
 
 
 @pytest.mark.slow
-def test_exported_model_gives_the_same_logits_in_a_fresh_process(trained, fashion_data_dir, tmp_path):
+def test_exported_model_gives_the_same_logits_in_a_fresh_process(
+  trained, fashion_data_dir, tmp_path
+):
   workdir = trained
   from ls_keras import data
+
   splits = data.load_splits("fashion_mnist", data_dir=fashion_data_dir, eval_examples=1000)
   images = np.stack([x for x, _ in splits.test.take(64).as_numpy_iterator()]).astype("float32")
   np.save(tmp_path / "images.npy", images)
-  code = subprocess.run([sys.executable, "-c", EXPORT_CHECK, workdir, str(tmp_path / "images.npy"),
-                         str(tmp_path / "out.npz")], capture_output=True, text=True, cwd=REPO,
-                        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+  code = subprocess.run(
+    [
+      sys.executable,
+      "-c",
+      EXPORT_CHECK,
+      workdir,
+      str(tmp_path / "images.npy"),
+      str(tmp_path / "out.npz"),
+    ],
+    capture_output=True,
+    text=True,
+    cwd=REPO,
+    env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+  )
   assert code.returncode == 0, code.stderr[-2000:]
   out = np.load(tmp_path / "out.npz")
   from ls_keras.training import export
-  here = export.load_keras_model(os.path.join(workdir, "model.keras"))(images, training=False).numpy()
+
+  here = export.load_keras_model(os.path.join(workdir, "model.keras"))(
+    images, training=False
+  ).numpy()
   np.testing.assert_allclose(out["keras"], here, rtol=1e-6, atol=1e-6)  # Same path: same numbers.
   # The SavedModel and the training process' logits: float32 throughout, equal up to kernel order.
   saved = np.load(os.path.join(workdir, "logits", "test.npz"))["logits"][:64]
@@ -85,20 +117,33 @@ def test_rerun_of_a_finished_run_does_nothing(trained, fashion_data_dir):
   workdir = trained
   before = tree_hash(workdir)
   result = invoke("train", *tiny_train_args(fashion_data_dir, workdir, "--alpha=0.1"))
-  assert result.code == 0 and json.loads(result.out)["test"] == json.load(open(os.path.join(workdir, "metrics.json")))["test"]
+  assert (
+    result.code == 0
+    and json.loads(result.out)["test"]
+    == json.load(open(os.path.join(workdir, "metrics.json")))["test"]
+  )
   assert tree_hash(workdir) == before
 
 
-def test_workdir_holding_another_run_is_refused_then_overwritten(trained, fashion_data_dir, tmp_path):
+def test_workdir_holding_another_run_is_refused_then_overwritten(
+  trained, fashion_data_dir, tmp_path
+):
   workdir = trained
   result = invoke("train", *tiny_train_args(fashion_data_dir, workdir, "--alpha=0.2"))
   assert result.code == 2
-  assert "different train run" in result.err and "alpha" in result.err and "--overwrite" in result.err
-  assert json.load(open(os.path.join(workdir, "config.json")))["config"]["alpha"] == 0.1  # Untouched.
+  assert (
+    "different train run" in result.err and "alpha" in result.err and "--overwrite" in result.err
+  )
+  assert (
+    json.load(open(os.path.join(workdir, "config.json")))["config"]["alpha"] == 0.1
+  )  # Untouched.
   copy = str(tmp_path / "copy")
   import shutil
+
   shutil.copytree(workdir, copy)
-  result = invoke("train", *tiny_train_args(fashion_data_dir, copy, "--alpha=0.2", "--epochs=1", "--overwrite"))
+  result = invoke(
+    "train", *tiny_train_args(fashion_data_dir, copy, "--alpha=0.2", "--epochs=1", "--overwrite")
+  )
   assert result.code == 0, result.err[-2000:]
   assert json.load(open(os.path.join(copy, "config.json")))["config"]["alpha"] == 0.2
 
@@ -106,16 +151,23 @@ def test_workdir_holding_another_run_is_refused_then_overwritten(trained, fashio
 @pytest.mark.slow
 def test_bad_flags_exit_2_in_a_fresh_process_without_a_traceback(tmp_path):
   """The console contract, once in a real process: one paragraph on stderr, exit code 2.
-  (Every other bad-input case runs in-process: tests/test_bad_input.py.)"""
+  (Every other bad-input case runs in-process: tests/test_bad_input.py.)
+  """
   workdir = tmp_path / "w"
   result = run_cli("ls_keras.train", f"--workdir={workdir}", "--alpha=1.5", timeout=120)
   assert result.returncode == 2, result.stderr
-  assert "--alpha=1.5" in result.stderr and "[0, 1)" in result.stderr and "Traceback" not in result.stderr
+  assert (
+    "--alpha=1.5" in result.stderr
+    and "[0, 1)" in result.stderr
+    and "Traceback" not in result.stderr
+  )
   assert not workdir.exists()
 
 
 def test_unprepared_dataset_exits_2_saying_how_to_prepare(tmp_path):
-  result = invoke("train", "--dataset=cifar10", f"--data_dir={tmp_path}", f"--workdir={tmp_path / 'w'}")
+  result = invoke(
+    "train", "--dataset=cifar10", f"--data_dir={tmp_path}", f"--workdir={tmp_path / 'w'}"
+  )
   assert result.code == 2, result.err[-2000:]
   assert "cifar10" in result.err and "tfds build cifar10" in result.err
   assert not (tmp_path / "w").exists()
@@ -123,7 +175,9 @@ def test_unprepared_dataset_exits_2_saying_how_to_prepare(tmp_path):
 
 def test_mirrored_strategy_over_two_logical_cpus_trains(fashion_data_dir, tmp_path):
   workdir = str(tmp_path / "w")
-  result = invoke("train", *tiny_train_args(fashion_data_dir, workdir, "--strategy=mirrored", "--cpu_devices=2"))
+  result = invoke(
+    "train", *tiny_train_args(fashion_data_dir, workdir, "--strategy=mirrored", "--cpu_devices=2")
+  )
   assert result.code == 0, result.err[-3000:]
   metrics = json.load(open(os.path.join(workdir, "metrics.json")))
   assert metrics["validation"]["accuracy"] >= 0.70

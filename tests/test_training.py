@@ -14,18 +14,29 @@ def _batches(per_replica):
   x = rng.uniform(0, 255, (48, 6, 6, 1)).astype("float32")
   y = np.eye(3, dtype="float32")[rng.randint(0, 3, 48)]
   return lambda ctx: tf.data.Dataset.from_tensor_slices((x, y)).batch(
-      ctx.get_per_replica_batch_size(per_replica) if ctx else per_replica)
+    ctx.get_per_replica_batch_size(per_replica) if ctx else per_replica
+  )
 
 
 def _train(strategy, steps=3):
   keras.utils.set_random_seed(1)
-  config = config_lib.TrainConfig(learning_rate=0.1, weight_decay=1e-2, grad_clip_norm=0.5, alpha=0.1,
-                                  loss_scale=3.0)
+  config = config_lib.TrainConfig(
+    learning_rate=0.1, weight_decay=1e-2, grad_clip_norm=0.5, alpha=0.1, loss_scale=3.0
+  )
   with strategy.scope():
-    model = models.build_model("mlp", (6, 6, 1), 3, mean=[128.0], std=[64.0],
-                               options=models.ModelOptions(weight_decay=1e-2, hidden_units=(16,)))
-    model.compile(optimizer=training.make_optimizer(config, 100), loss=losses.label_smoothing_loss(0.1),
-                  loss_weights=3.0)
+    model = models.build_model(
+      "mlp",
+      (6, 6, 1),
+      3,
+      mean=[128.0],
+      std=[64.0],
+      options=models.ModelOptions(weight_decay=1e-2, hidden_units=(16,)),
+    )
+    model.compile(
+      optimizer=training.make_optimizer(config, 100),
+      loss=losses.label_smoothing_loss(0.1),
+      loss_weights=3.0,
+    )
     model.optimizer.build(model.trainable_variables)
   loop = training.Loop(model, strategy, clip_norm=config.grad_clip_norm)
   iterator = iter(strategy.distribute_datasets_from_function(_batches(8)))
@@ -33,7 +44,9 @@ def _train(strategy, steps=3):
   return logs, [w.copy() for w in model.get_weights()]
 
 
-def test_two_replicas_give_the_same_loss_and_updates_as_one_device(one_device, mirrored, cpu_devices):
+def test_two_replicas_give_the_same_loss_and_updates_as_one_device(
+  one_device, mirrored, cpu_devices
+):
   """With clipping active (norm 0.5 binds here): clipping must see the global gradient."""
   assert len(cpu_devices) == 2
   one_logs, one_weights = _train(one_device)
@@ -49,21 +62,33 @@ def test_loss_is_label_smoothed_cross_entropy_times_scale_plus_decay(one_device)
   keras.utils.set_random_seed(1)
   strategy = one_device
   with strategy.scope():
-    model = models.build_model("mlp", (6, 6, 1), 3, mean=[128.0], std=[64.0],
-                               options=models.ModelOptions(weight_decay=1e-2, hidden_units=(16,)))
-    model.compile(optimizer=keras.optimizers.SGD(0.0), loss=losses.label_smoothing_loss(0.2), loss_weights=3.0)
+    model = models.build_model(
+      "mlp",
+      (6, 6, 1),
+      3,
+      mean=[128.0],
+      std=[64.0],
+      options=models.ModelOptions(weight_decay=1e-2, hidden_units=(16,)),
+    )
+    model.compile(
+      optimizer=keras.optimizers.SGD(0.0), loss=losses.label_smoothing_loss(0.2), loss_weights=3.0
+    )
     model.optimizer.build(model.trainable_variables)
   x, y = next(iter(_batches(8)(None)))
-  kernels = [model.get_layer(models.LOGITS).kernel] + [l.kernel for l in model.layers
-                                                      if isinstance(l, keras.layers.Dense) and l.name != "logits"]
+  dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+  kernels = [layer.kernel for layer in dense]
   expected = 3.0 * float(np.mean(losses.cross_entropy(losses.smooth_labels(y, 0.2), model(x))))
-  expected += sum(1e-2 / 2 * float(tf.reduce_sum(k ** 2)) for k in kernels)
-  logs = training.Loop(model, strategy).train(iter(strategy.distribute_datasets_from_function(_batches(8))), 1)
+  expected += sum(1e-2 / 2 * float(tf.reduce_sum(k**2)) for k in kernels)
+  logs = training.Loop(model, strategy).train(
+    iter(strategy.distribute_datasets_from_function(_batches(8))), 1
+  )
   assert logs["loss"] == pytest.approx(expected, rel=1e-5)
 
 
 def test_schedule_chunks_pause_at_steps_per_execution_and_mi_points():
-  schedule = training.Schedule(steps_per_epoch=10, total_steps=25, steps_per_execution=4, pause_every=(6,))
+  schedule = training.Schedule(
+    steps_per_epoch=10, total_steps=25, steps_per_execution=4, pause_every=(6,)
+  )
   assert schedule.epochs == 3
   assert schedule.chunks(0) == [4, 2, 4]  # Pauses at step 6.
   assert schedule.chunks(1) == [2, 4, 2, 2]  # 10-12, 12-16, 16-18 (pause at 18), 18-20.
@@ -74,7 +99,9 @@ def test_piecewise_learning_rate_follows_boundaries():
   config = config_lib.TrainConfig(learning_rate=0.1, lr_boundaries=(0.2, 0.4), lr_decay=0.1)
   schedule = training.make_optimizer(config, total_steps=10)._learning_rate  # pylint: disable=protected-access
   assert [round(float(schedule(s)), 6) for s in (0, 2, 3, 4, 9)] == [0.1, 0.1, 0.01, 0.01, 0.001]
-  with pytest.raises(UserError, match="fall on steps"):  # 0.2 and 0.4 of a 3-step run: the same step.
+  with pytest.raises(
+    UserError, match="fall on steps"
+  ):  # 0.2 and 0.4 of a 3-step run: the same step.
     training.make_optimizer(config, total_steps=3)
 
 
@@ -82,12 +109,17 @@ def test_schedule_pauses_for_every_callback_that_asks():
   class Every:
     def __init__(self, steps):
       self.every_steps = steps
+
   config = config_lib.TrainConfig(batch_size=10, epochs=1, steps_per_execution=100)
-  schedule = training.make_schedule(config, train_size=100, replicas=1, callbacks=[Every(4), Every(6), object()])
+  schedule = training.make_schedule(
+    config, train_size=100, replicas=1, callbacks=[Every(4), Every(6), object()]
+  )
   assert schedule.chunks(0) == [4, 2, 2, 2]  # Pauses at steps 4, 6 and 8, then the epoch's end.
 
 
-@pytest.mark.parametrize("batch, replicas, message", [(7, 2, "multiple of 2"), (200, 1, "exceeds the 100")])
+@pytest.mark.parametrize(
+  "batch, replicas, message", [(7, 2, "multiple of 2"), (200, 1, "exceeds the 100")]
+)
 def test_schedule_refuses_batches_the_run_cannot_use(batch, replicas, message):
   config = config_lib.TrainConfig(batch_size=batch)
   with pytest.raises(UserError, match=message):

@@ -14,6 +14,7 @@ def test_a_crash_during_a_write_leaves_the_old_file_and_no_debris(tmp_path, monk
 
   def crash(src, dst):
     raise KeyboardInterrupt("killed mid-rename")
+
   monkeypatch.setattr(os, "replace", crash)
   with pytest.raises(KeyboardInterrupt):
     workdir.atomic_write_json(path, {"accuracy": 0.9})
@@ -95,3 +96,5 @@ def test_sessions_record_each_start(tmp_path):
   run.start(c, "train", session={"start_epoch": 0, "precision": "float32"})
   assert run.start(c, "train", session={"start_epoch": 3, "precision": "mixed_bfloat16"}) is True
   assert [s["start_epoch"] for s in run.read_record()["sessions"]] == [0, 3]
+  run.end_session(12.5)
+  assert run.read_record()["sessions"][-1]["seconds"] == 12.5 and run.run_seconds() == 12.5

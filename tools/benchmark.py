@@ -42,12 +42,17 @@ LEARNING_RATE = 0.01  # Small enough that no model diverges on random labels (ou
 
 
 def synthetic_splits(shape, n: int) -> data.Splits:
+  """Random uint8 images of `shape` with random labels, as Splits (all three the same)."""
   rng = np.random.RandomState(0)
   images = rng.randint(0, 256, (n,) + shape, np.uint8)
   labels = rng.randint(0, NUM_CLASSES, n).astype(np.int64)
-  spec = data.DatasetSpec("synthetic", shape, (127.0,) * shape[-1], (64.0,) * shape[-1], "shift")
+  spec = data.DatasetSpec(
+    "synthetic", shape, (127.0,) * shape[-1], (64.0,) * shape[-1], "shift", "in memory"
+  )
   ds = tf.data.Dataset.from_tensor_slices((images, labels)).cache()
-  return data.Splits(spec, tuple(map(str, range(NUM_CLASSES))), ds, ds, ds, {"train": n, "validation": n, "test": n})
+  return data.Splits(
+    spec, tuple(map(str, range(NUM_CLASSES))), ds, ds, ds, {"train": n, "validation": n, "test": n}
+  )
 
 
 def _steps_for(seconds_per_step: float, target_seconds: float, lo: int, hi: int) -> int:
@@ -61,21 +66,31 @@ class Ours:
     policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(precision)
     try:
-      config = config_lib.TrainConfig(model=model_name, batch_size=batch, alpha=ALPHA, precision=precision,
-                                      learning_rate=LEARNING_RATE)
+      config = config_lib.TrainConfig(
+        model=model_name,
+        batch_size=batch,
+        alpha=ALPHA,
+        precision=precision,
+        learning_rate=LEARNING_RATE,
+      )
       self.model = training.build_classifier(config, splits, total_steps=10**6)
       self.model.optimizer.build(self.model.trainable_variables)
     finally:
       keras.config.set_dtype_policy(policy)
     strategy = tf.distribute.get_strategy()
     self.loop = training.Loop(self.model, strategy, jit_compile=jit)
-    self.iterator = iter(strategy.distribute_datasets_from_function(
-        lambda ctx: data.train_batches(splits, batch_size=batch, seed=0, epoch=0, augment=False,
-                                       input_context=ctx).repeat()))
+    self.iterator = iter(
+      strategy.distribute_datasets_from_function(
+        lambda ctx: data.train_batches(
+          splits, batch_size=batch, seed=0, epoch=0, augment=False, input_context=ctx
+        ).repeat()
+      )
+    )
     self.batch = batch
     self.loop.train(self.iterator, 2)  # Trace and warm up.
 
   def run(self, steps: int) -> float:
+    """Images per second over `steps` steps."""
     start = time.perf_counter()
     done = 0
     while done < steps:
@@ -93,14 +108,18 @@ class PlainKeras:
     self.x = rng.randint(0, 256, (batch * max_steps,) + shape).astype(np.float32)
     self.y = keras.utils.to_categorical(rng.randint(0, NUM_CLASSES, batch * max_steps), NUM_CLASSES)
     keras.utils.set_random_seed(0)
-    self.model = models.build_model(model_name, shape, NUM_CLASSES, mean=(127.0,) * shape[-1],
-                                    std=(64.0,) * shape[-1])
-    self.model.compile(keras.optimizers.SGD(LEARNING_RATE, momentum=0.9, nesterov=True),
-                       losses.label_smoothing_loss(ALPHA))
+    self.model = models.build_model(
+      model_name, shape, NUM_CLASSES, mean=(127.0,) * shape[-1], std=(64.0,) * shape[-1]
+    )
+    self.model.compile(
+      keras.optimizers.SGD(LEARNING_RATE, momentum=0.9, nesterov=True),
+      losses.label_smoothing_loss(ALPHA),
+    )
     self.batch = batch
-    self.model.fit(self.x[:batch * 2], self.y[:batch * 2], batch_size=batch, epochs=1, verbose=0)
+    self.model.fit(self.x[: batch * 2], self.y[: batch * 2], batch_size=batch, epochs=1, verbose=0)
 
   def run(self, steps: int) -> float:
+    """Images per second over `steps` steps."""
     n = self.batch * steps
     start = time.perf_counter()
     self.model.fit(self.x[:n], self.y[:n], batch_size=self.batch, epochs=1, verbose=0)
@@ -123,17 +142,35 @@ def native_precisions(machine: hardware.Hardware):
   if machine.gpus:
     bf16 = all(c >= (8, 0) for c in gpu_capabilities)
     fp16 = all(c[0] >= 7 or c in ((6, 0), (6, 2)) for c in gpu_capabilities)
-    out.append(("mixed_bfloat16", None if bf16 else "a GPU older than compute capability 8.0 has no bfloat16"))
-    out.append(("mixed_float16", None if fp16 else "a GPU without fast float16 (compute capability 6.1, 5.x)"))
+    out.append(
+      (
+        "mixed_bfloat16",
+        None if bf16 else "a GPU older than compute capability 8.0 has no bfloat16",
+      )
+    )
+    out.append(
+      (
+        "mixed_float16",
+        None if fp16 else "a GPU without fast float16 (compute capability 6.1, 5.x)",
+      )
+    )
   else:
-    out.append(("mixed_bfloat16", None if machine.native_cpu_bfloat16 else
-                "this CPU has no AVX512_BF16/AMX (or oneDNN is capped below it): bfloat16 is emulated, "
-                "measured 5-12x slower than float32"))
+    out.append(
+      (
+        "mixed_bfloat16",
+        None
+        if machine.native_cpu_bfloat16
+        else "this CPU has no AVX512_BF16/AMX (or oneDNN is capped below it): bfloat16 is "
+        "emulated, "
+        "measured 5-12x slower than float32",
+      )
+    )
     out.append(("mixed_float16", "no GPU: float16 runs emulated on CPUs"))
   return out
 
 
 def calibration_seconds() -> float:
+  """Seconds for ECE plus a temperature fit on 10k x 100 random logits."""
   rng = np.random.RandomState(0)
   logits = rng.normal(0, 3, (10_000, 100))
   labels = rng.randint(0, 100, 10_000)
@@ -145,53 +182,96 @@ def calibration_seconds() -> float:
 
 
 def accuracy_check(data_dir: str, examples: int) -> tuple:
-  """Fashion-MNIST test accuracy after one epoch on `examples` images: ours (auto) vs plain fit (float32)."""
-  config = config_lib.TrainConfig(epochs=1, learning_rate=0.05, train_examples=examples, augment=False,
-                                  lr_boundaries=(), data_dir=data_dir)
+  """Fashion-MNIST test accuracy after one epoch on `examples` images: ours (auto), plain fit."""
+  config = config_lib.TrainConfig(
+    epochs=1,
+    learning_rate=0.05,
+    train_examples=examples,
+    augment=False,
+    lr_boundaries=(),
+    data_dir=data_dir,
+  )
   with tempfile.TemporaryDirectory() as workdir:
     ours = training.train_and_evaluate(config, workdir)["test"]["accuracy"]
   splits = training.load_data(config)
   x, y = (np.stack(a) for a in zip(*splits.train.as_numpy_iterator()))
   xt, yt = (np.stack(a) for a in zip(*splits.test.as_numpy_iterator()))
   keras.utils.set_random_seed(0)
-  model = models.build_model("small_cnn", (28, 28, 1), 10, mean=splits.spec.mean, std=splits.spec.std)
-  model.compile(keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True), losses.label_smoothing_loss(0.0),
-                metrics=["accuracy"])
-  model.fit(x.astype(np.float32), keras.utils.to_categorical(y, 10), batch_size=128, epochs=1, verbose=0)
+  model = models.build_model(
+    "small_cnn", (28, 28, 1), 10, mean=splits.spec.mean, std=splits.spec.std
+  )
+  model.compile(
+    keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True),
+    losses.label_smoothing_loss(0.0),
+    metrics=["accuracy"],
+  )
+  model.fit(
+    x.astype(np.float32), keras.utils.to_categorical(y, 10), batch_size=128, epochs=1, verbose=0
+  )
   plain = model.evaluate(xt.astype(np.float32), keras.utils.to_categorical(yt, 10), verbose=0)[1]
   return ours, float(plain)
 
 
 def main(argv=None):
+  """Runs the benchmark; returns the report (also written with --json)."""
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--quick", action="store_true", help="few steps, small_cnn and alexnet: a smoke run")
+  parser.add_argument("--quick", action="store_true", help="few steps, small_cnn only: a smoke run")
   parser.add_argument("--batch", type=int, default=128)
-  parser.add_argument("--seconds", type=float, default=8.0, help="target seconds per timed measurement")
+  parser.add_argument(
+    "--seconds", type=float, default=8.0, help="target seconds per timed measurement"
+  )
   parser.add_argument("--json", default="", help="also write the table to this JSON file")
-  parser.add_argument("--data_dir", default="", help="TFDS data dir for the Fashion-MNIST accuracy check")
+  parser.add_argument(
+    "--data_dir", default="", help="TFDS data dir for the Fashion-MNIST accuracy check"
+  )
   args = parser.parse_args(argv)
   machine = hardware.detect()
   auto, reason = hardware.choose_precision(machine)
-  report = {"machine": machine.to_dict(), "cpu_cores": os.cpu_count(), "auto": auto, "auto_reason": reason,
-            "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "python": platform.python_version()},
-            "rows": [], "skipped": []}
+  report = {
+    "machine": machine.to_dict(),
+    "cpu_cores": os.cpu_count(),
+    "auto": auto,
+    "auto_reason": reason,
+    "versions": {
+      "tensorflow": tf.__version__,
+      "keras": keras.__version__,
+      "python": platform.python_version(),
+    },
+    "rows": [],
+    "skipped": [],
+  }
   print(f"Machine: {machine.describe()}; {os.cpu_count()} CPU cores")
   print(f"precision auto -> {auto}: {reason}")
   print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}\n")
-  print(f"{'model':10s} {'input':8s} {'ours: precision':>28s} {'ours img/s':>11s} {'plain fit float32':>18s} "
-        f"{'ratio':>7s}", flush=True)
+  print(
+    f"{'model':10s} {'input':8s} {'ours: precision':>28s} {'ours img/s':>11s} "
+    f"{'plain fit float32':>18s} "
+    f"{'ratio':>7s}",
+    flush=True,
+  )
 
   def row(kind, model_name, shape, precision, ours, plain, **extra):
-    entry = {"kind": kind, "model": model_name, "input": "x".join(map(str, shape)), "precision": precision,
-             "ours_images_per_s": round(ours, 1), "plain_images_per_s": round(plain, 1),
-             "ratio": round(ours / plain, 3), **extra}
+    entry = {
+      "kind": kind,
+      "model": model_name,
+      "input": "x".join(map(str, shape)),
+      "precision": precision,
+      "ours_images_per_s": round(ours, 1),
+      "plain_images_per_s": round(plain, 1),
+      "ratio": round(ours / plain, 3),
+      **extra,
+    }
     report["rows"].append(entry)
-    label = f"{precision}{' (auto)' if precision == auto and kind == 'train' else ''}{extra.get('note', '')}"
-    print(f"{model_name:10s} {entry['input']:8s} {label:>28s} {ours:11.0f} {plain:18.0f} {ours / plain:6.2f}x",
-          flush=True)
+    marker = " (auto)" if precision == auto and kind == "train" else ""
+    label = f"{precision}{marker}{extra.get('note', '')}"
+    print(
+      f"{model_name:10s} {entry['input']:8s} {label:>28s} {ours:11.0f} {plain:18.0f} "
+      f"{ours / plain:6.2f}x",
+      flush=True,
+    )
 
-  names = ["small_cnn", "alexnet"] if args.quick else list(MODELS)
-  for name in set(MODELS) - set(names):
+  names = ["small_cnn"] if args.quick else list(MODELS)
+  for name in sorted(set(MODELS) - set(names)):
     report["skipped"].append({"model": name, "reason": "--quick"})
   for name in names:
     shape = MODELS[name]
@@ -214,10 +294,16 @@ def main(argv=None):
       xla = Ours(name, splits, args.batch, auto, jit=True)
       row("xla", name, shape, auto, xla.run(steps), plain_speed, steps=steps, note=" + XLA")
       pipeline_speed = pipeline(splits, args.batch, 4 * steps)
-      report["input_pipeline"] = {"images_per_s": round(pipeline_speed, 1), "step_images_per_s": round(ours_auto, 1),
-                                  "ratio": round(pipeline_speed / ours_auto, 2)}
-      print(f"{'small_cnn':10s} {'28x28x1':8s} {'input pipeline alone':>28s} {pipeline_speed:11.0f} "
-            f"{'(its step: ' + format(ours_auto, '.0f') + ')':>18s} {pipeline_speed / ours_auto:6.2f}x", flush=True)
+      report["input_pipeline"] = {
+        "images_per_s": round(pipeline_speed, 1),
+        "step_images_per_s": round(ours_auto, 1),
+        "ratio": round(pipeline_speed / ours_auto, 2),
+      }
+      print(
+        f"{'small_cnn':10s} {'28x28x1':8s} {'input pipeline alone':>28s} {pipeline_speed:11.0f} "
+        f"{'(its step: ' + format(ours_auto, '.0f') + ')':>18s} {pipeline_speed / ours_auto:6.2f}x",
+        flush=True,
+      )
   for skip in report["skipped"]:
     print(f"skipped: {skip['model']} {skip.get('precision', '')}: {skip['reason']}")
   seconds = calibration_seconds()
@@ -225,8 +311,16 @@ def main(argv=None):
   print(f"ECE + temperature fit on 10k x 100 logits: {seconds:.3f} s")
   if not args.quick:
     ours_acc, plain_acc = accuracy_check(args.data_dir, 20_000)
-    report["fashion_mnist_accuracy"] = {"ours": ours_acc, "plain": plain_acc, "examples": 20_000, "epochs": 1}
-    print(f"Fashion-MNIST test accuracy after 1 epoch on 20k images: ours {ours_acc:.4f}, plain {plain_acc:.4f}")
+    report["fashion_mnist_accuracy"] = {
+      "ours": ours_acc,
+      "plain": plain_acc,
+      "examples": 20_000,
+      "epochs": 1,
+    }
+    print(
+      f"Fashion-MNIST test accuracy after 1 epoch on 20k images: ours {ours_acc:.4f}, plain "
+      f"{plain_acc:.4f}"
+    )
   if args.json:
     with open(args.json, "w") as f:
       json.dump(report, f, indent=2)
@@ -235,7 +329,9 @@ def main(argv=None):
 
 def pipeline(splits: data.Splits, batch: int, steps: int) -> float:
   """Images/s of the training input pipeline alone (augmentation on)."""
-  ds = data.train_batches(splits, batch_size=batch, seed=0, epoch=0, augment=True).repeat().take(steps)
+  ds = (
+    data.train_batches(splits, batch_size=batch, seed=0, epoch=0, augment=True).repeat().take(steps)
+  )
   for _ in ds.take(3):
     pass
   start = time.perf_counter()

@@ -13,6 +13,7 @@ FLAGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file_
 
 
 def main() -> None:
+  """Writes every flagfile."""
   for name in recipes.RECIPES:
     with open(os.path.join(FLAGS_DIR, f"{name}.flags"), "w") as f:
       f.write(recipes.flagfile(name))

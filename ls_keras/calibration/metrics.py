@@ -24,7 +24,9 @@ def _check_bins(num_bins: int) -> None:
     raise UserError(f"num_bins={num_bins} is not allowed: use 1 or more bins (the paper uses 15).")
 
 
-def expected_calibration_error(labels, logits=None, probs=None, num_bins: int = DEFAULT_BINS) -> float:
+def expected_calibration_error(
+  labels, logits=None, probs=None, num_bins: int = DEFAULT_BINS
+) -> float:
   """ECE = sum over confidence bins of (n_b / n) |accuracy_b - confidence_b| (paper Section 3).
 
   Equal-width bins over the top-1 confidence (Guo et al.), computed by
@@ -44,18 +46,25 @@ def expected_calibration_error(labels, logits=None, probs=None, num_bins: int = 
   """
   _check_bins(num_bins)
   logits, labels = checks.predictions(labels, logits, probs)
-  return float(tfp.stats.expected_calibration_error(num_bins, logits=tf.constant(logits, tf.float32),
-                                                    labels_true=tf.constant(labels)))
+  return float(
+    tfp.stats.expected_calibration_error(
+      num_bins, logits=tf.constant(logits, tf.float32), labels_true=tf.constant(labels)
+    )
+  )
 
 
-def bin_statistics(labels, logits=None, probs=None, num_bins: int = DEFAULT_BINS) -> Dict[str, np.ndarray]:
+def bin_statistics(
+  labels, logits=None, probs=None, num_bins: int = DEFAULT_BINS
+) -> Dict[str, np.ndarray]:
   """Per-bin count, mean confidence and accuracy: the reliability diagram's data (paper Figure 2).
 
   Binning is tfp's (`tf.histogram_fixed_width_bins` over [0, 1]), so these bins give
   exactly tfp's ECE.
 
   Args:
-    labels, logits, probs: as `expected_calibration_error`.
+    labels: integer class indices [N] or [N, 1], or one-hot [N, K].
+    logits: raw scores [N, K] (finite); or instead
+    probs: probabilities [N, K] in [0, 1], rows summing to 1.
     num_bins: equal-width bins over [0, 1].
 
   Returns:
@@ -85,7 +94,9 @@ def summary(labels, logits=None, probs=None, num_bins: int = DEFAULT_BINS) -> Di
   """Accuracy, NLL, Brier score, ECE and MCE of one set of predictions.
 
   Args:
-    labels, logits, probs: as `expected_calibration_error`.
+    labels: integer class indices [N] or [N, 1], or one-hot [N, K].
+    logits: raw scores [N, K] (finite); or instead
+    probs: probabilities [N, K] in [0, 1], rows summing to 1.
     num_bins: equal-width bins for ECE and MCE.
 
   Returns:
@@ -104,17 +115,19 @@ def summary(labels, logits=None, probs=None, num_bins: int = DEFAULT_BINS) -> Di
   gaps = np.abs(stats["accuracy"] - stats["confidence"])
   filled = stats["count"] > 0
   return {
-      "accuracy": float(np.mean(probs.argmax(-1) == labels)),
-      "nll": float(-np.mean(log_probs[np.arange(len(labels)), labels])),
-      "brier": float(np.mean(np.sum((probs - one_hot) ** 2, axis=-1))),
-      "ece": expected_calibration_error(labels, logits=logits, num_bins=num_bins),
-      "mce": float(gaps[filled].max()) if filled.any() else 0.0,
-      "num_examples": int(len(labels)),
+    "accuracy": float(np.mean(probs.argmax(-1) == labels)),
+    "nll": float(-np.mean(log_probs[np.arange(len(labels)), labels])),
+    "brier": float(np.mean(np.sum((probs - one_hot) ** 2, axis=-1))),
+    "ece": expected_calibration_error(labels, logits=logits, num_bins=num_bins),
+    "mce": float(gaps[filled].max()) if filled.any() else 0.0,
+    "num_examples": int(len(labels)),
   }
 
 
-def fit_temperature(labels, logits, *, min_temperature: float = 1e-2, max_temperature: float = 1e2) -> float:
-  """The T > 0 minimising NLL(softmax(logits / T), labels): temperature scaling (Guo et al.; paper Table 3).
+def fit_temperature(
+  labels, logits, *, min_temperature: float = 1e-2, max_temperature: float = 1e2
+) -> float:
+  """The T > 0 minimising NLL(softmax(logits / T), labels): temperature scaling (paper Table 3).
 
   NLL is convex in beta = 1/T, with derivative mean(E_p[z] - z_y) increasing in beta, so
   bisection on that derivative (in log beta) finds the unique optimum from any data: no
@@ -123,8 +136,9 @@ def fit_temperature(labels, logits, *, min_temperature: float = 1e-2, max_temper
   Args:
     labels: integer class indices [N] or [N, 1], or one-hot [N, K].
     logits: raw scores [N, K] (finite).
-    min_temperature, max_temperature: T is clipped to this range when the optimum lies
-      outside it (separable data, where NLL keeps falling as T -> 0).
+    min_temperature: the smallest T returned (the optimum of separable data, where NLL
+      keeps falling as T -> 0, lies below it).
+    max_temperature: the largest T returned.
 
   Returns:
     T, dimensionless (> 1: the model was over-confident).
@@ -156,18 +170,22 @@ def fit_temperature(labels, logits, *, min_temperature: float = 1e-2, max_temper
 @dataclasses.dataclass(frozen=True)
 class TemperatureScaling:
   """A fitted temperature and the `summary` of held-out predictions before and after it."""
+
   temperature: float
   before: Dict[str, float]
   after: Dict[str, float]
 
 
-def temperature_scale(fit_labels, fit_logits, eval_labels=None, eval_logits=None,
-                      num_bins: int = DEFAULT_BINS) -> TemperatureScaling:
+def temperature_scale(
+  fit_labels, fit_logits, eval_labels=None, eval_logits=None, num_bins: int = DEFAULT_BINS
+) -> TemperatureScaling:
   """Fits T on (fit_labels, fit_logits); reports metrics before and after on the eval data.
 
   Args:
-    fit_labels, fit_logits: the held-out data T is fitted on (as `fit_temperature`).
-    eval_labels, eval_logits: the data it is judged on (default: the fit data).
+    fit_labels: labels of the held-out data T is fitted on (as `fit_temperature`).
+    fit_logits: logits [N, K] of that data.
+    eval_labels: labels of the data T is judged on (default: the fit data).
+    eval_logits: logits of that data.
     num_bins: equal-width bins for ECE.
 
   Raises:
@@ -177,8 +195,11 @@ def temperature_scale(fit_labels, fit_logits, eval_labels=None, eval_logits=None
   if eval_logits is None:
     eval_labels, eval_logits = fit_labels, fit_logits
   eval_logits, eval_labels = checks.predictions(eval_labels, eval_logits)
-  return TemperatureScaling(t, summary(eval_labels, logits=eval_logits, num_bins=num_bins),
-                            summary(eval_labels, logits=eval_logits / t, num_bins=num_bins))
+  return TemperatureScaling(
+    t,
+    summary(eval_labels, logits=eval_logits, num_bins=num_bins),
+    summary(eval_labels, logits=eval_logits / t, num_bins=num_bins),
+  )
 
 
 def class_indices_tensor(y_true, num_classes: int) -> tf.Tensor:
@@ -195,13 +216,15 @@ def class_indices_tensor(y_true, num_classes: int) -> tf.Tensor:
     return tf.cast(tf.reshape(y_true, [-1]), tf.int64)
   if rank == 2 and y_true.shape[-1] == num_classes:
     return tf.argmax(y_true, -1)
-  raise UserError(f"labels of shape {y_true.shape} do not fit predictions over {num_classes} classes: give "
-                  "integer class indices (N,) or (N, 1), or one-hot (N, K).")
+  raise UserError(
+    f"labels of shape {y_true.shape} do not fit predictions over {num_classes} classes: give "
+    "integer class indices (N,) or (N, 1), or one-hot (N, K)."
+  )
 
 
 @keras.saving.register_keras_serializable(package="ls_keras")
 class ExpectedCalibrationError(keras.metrics.Metric):
-  """Streaming ECE of logits against integer ([N] or [N, 1]) or one-hot labels; equals the batch function.
+  """Streaming ECE of logits against integer ([N], [N, 1]) or one-hot labels; equals the batch ECE.
 
   Its state is per-bin sums (count, confidence, correct), which add up across batches
   and replicas, so the value is the same however the data was split. A model compiled
@@ -217,21 +240,29 @@ class ExpectedCalibrationError(keras.metrics.Metric):
     self.correct = self.add_variable((self.num_bins,), "zeros", name="correct")
 
   def update_state(self, y_true, y_pred, sample_weight=None):
+    """Adds a batch: labels [N] / [N, 1] / one-hot [N, K], logits [N, K], optional weights [N]."""
     logits = tf.cast(y_pred, tf.float32)
     labels = class_indices_tensor(y_true, logits.shape[-1])
     probs = tf.nn.softmax(logits, axis=-1)
     confidence = tf.reduce_max(probs, -1)
     correct = tf.cast(tf.equal(tf.argmax(probs, -1), labels), tf.float32)
-    weight = tf.ones_like(confidence) if sample_weight is None else tf.reshape(
-        tf.cast(sample_weight, tf.float32), [-1])
+    weight = (
+      tf.ones_like(confidence)
+      if sample_weight is None
+      else tf.reshape(tf.cast(sample_weight, tf.float32), [-1])
+    )
     bins = tf.histogram_fixed_width_bins(confidence, [0.0, 1.0], nbins=self.num_bins)
     self.count.assign_add(tf.math.unsorted_segment_sum(weight, bins, self.num_bins))
-    self.confidence.assign_add(tf.math.unsorted_segment_sum(weight * confidence, bins, self.num_bins))
+    self.confidence.assign_add(
+      tf.math.unsorted_segment_sum(weight * confidence, bins, self.num_bins)
+    )
     self.correct.assign_add(tf.math.unsorted_segment_sum(weight * correct, bins, self.num_bins))
 
   def result(self):
+    """ECE of everything added since the last reset, a fraction in [0, 1]."""
     total = tf.maximum(tf.reduce_sum(self.count), 1.0)
     return tf.reduce_sum(tf.abs(self.correct - self.confidence)) / total
 
   def get_config(self):
+    """Keras serialisation: the number of bins."""
     return {**super().get_config(), "num_bins": self.num_bins}

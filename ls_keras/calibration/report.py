@@ -17,7 +17,9 @@ from ls_keras.core import workdir as workdir_lib
 from ls_keras.core.errors import UserError
 
 
-def calibrate_run(run: workdir_lib.Workdir, num_bins: int = calibration.DEFAULT_BINS, write: bool = True) -> dict:
+def calibrate_run(
+  run: workdir_lib.Workdir, num_bins: int = calibration.DEFAULT_BINS, write: bool = True
+) -> dict:
   """Metrics of one run before and after temperature scaling, and the bins (calibration.json).
 
   With `write`, also writes calibration.json, reliability.png and a TensorBoard image
@@ -25,19 +27,22 @@ def calibrate_run(run: workdir_lib.Workdir, num_bins: int = calibration.DEFAULT_
   """
   val_logits, val_labels = run.load_logits("validation")
   test_logits, test_labels = run.load_logits("test")
-  scaling = calibration.temperature_scale(val_labels, val_logits, test_labels, test_logits, num_bins=num_bins)
+  scaling = calibration.temperature_scale(
+    val_labels, val_logits, test_labels, test_logits, num_bins=num_bins
+  )
   record = run.read_record()
   result = {
-      "workdir": run.path,
-      "alpha": record["config"].get("alpha", 0.0),
-      "num_bins": num_bins,
-      "split": "test",
-      "temperature": scaling.temperature,
-      "uncalibrated": scaling.before,
-      "temperature_scaled": scaling.after,
-      "bins": calibration.bin_statistics(test_labels, logits=test_logits, num_bins=num_bins),
-      "bins_temperature_scaled": calibration.bin_statistics(
-          test_labels, logits=test_logits / scaling.temperature, num_bins=num_bins),
+    "workdir": run.path,
+    "alpha": record["config"].get("alpha", 0.0),
+    "num_bins": num_bins,
+    "split": "test",
+    "temperature": scaling.temperature,
+    "uncalibrated": scaling.before,
+    "temperature_scaled": scaling.after,
+    "bins": calibration.bin_statistics(test_labels, logits=test_logits, num_bins=num_bins),
+    "bins_temperature_scaled": calibration.bin_statistics(
+      test_labels, logits=test_logits / scaling.temperature, num_bins=num_bins
+    ),
   }
   if write:
     write_run(run, result, test_logits)
@@ -48,9 +53,13 @@ def write_run(run: workdir_lib.Workdir, result: dict, test_logits: np.ndarray) -
   """calibration.json, reliability.png and the diagram in TensorBoard (tb/calibration)."""
   workdir_lib.atomic_write_json(run.file("calibration.json"), _nan_to_none(result))
   t = result["temperature"]
-  series = {f"alpha={result['alpha']:g}": (result["bins"], _confidences(test_logits)),
-            f"alpha={result['alpha']:g}, T={t:.2f}": (result["bins_temperature_scaled"],
-                                                       _confidences(test_logits / t))}
+  series = {
+    f"alpha={result['alpha']:g}": (result["bins"], _confidences(test_logits)),
+    f"alpha={result['alpha']:g}, T={t:.2f}": (
+      result["bins_temperature_scaled"],
+      _confidences(test_logits / t),
+    ),
+  }
   png = plots.to_png(plots.reliability_diagram(series, title=os.path.basename(run.path)))
   workdir_lib.atomic_write_bytes(run.file("reliability.png"), png)
   with tf.summary.create_file_writer(run.file("tb", "calibration")).as_default(step=0):
@@ -74,7 +83,10 @@ def table3(results: Sequence[dict]) -> str:
   by_alpha: Dict[float, List[dict]] = collections.defaultdict(list)
   for r in results:
     by_alpha[r["alpha"]].append(r)
-  mean = lambda rs, key: float(np.mean([r[key]["ece"] for r in rs]))  # noqa: E731
+
+  def mean(rs, key):
+    return float(np.mean([r[key]["ece"] for r in rs]))
+
   baseline = by_alpha.get(0.0)
   smoothed = {a: rs for a, rs in by_alpha.items() if a > 0}
   base = f"{mean(baseline, 'uncalibrated'):.3f}" if baseline else "n/a (no alpha = 0 run)"
@@ -89,30 +101,41 @@ def table3(results: Sequence[dict]) -> str:
   else:
     ls = "n/a (no alpha > 0 run)"
   n = sum(len(rs) for rs in by_alpha.values())
-  lines = ["| runs | baseline ECE | temperature scaling ECE (T) | label smoothing ECE (best alpha) |",
-           "| --- | --- | --- | --- |",
-           f"| {n} | {base} | {ts} | {ls} |", "",
-           "| alpha | seeds | test accuracy | test NLL | test ECE | ECE after temperature scaling (T) |",
-           "| --- | --- | --- | --- | --- | --- |"]
+  lines = [
+    "| runs | baseline ECE | temperature scaling ECE (T) | label smoothing ECE (best alpha) |",
+    "| --- | --- | --- | --- |",
+    f"| {n} | {base} | {ts} | {ls} |",
+    "",
+    "| alpha | seeds | test accuracy | test NLL | test ECE | ECE after temperature scaling (T) |",
+    "| --- | --- | --- | --- | --- | --- |",
+  ]
   for a in sorted(by_alpha):
     rs = by_alpha[a]
     acc = np.mean([r["uncalibrated"]["accuracy"] for r in rs])
     nll = np.mean([r["uncalibrated"]["nll"] for r in rs])
     t = np.mean([r["temperature"] for r in rs])
-    lines.append(f"| {a:g} | {len(rs)} | {acc:.4f} | {nll:.4f} | {mean(rs, 'uncalibrated'):.4f} | "
-                 f"{mean(rs, 'temperature_scaled'):.4f} ({t:.2f}) |")
+    lines.append(
+      f"| {a:g} | {len(rs)} | {acc:.4f} | {nll:.4f} | {mean(rs, 'uncalibrated'):.4f} | "
+      f"{mean(rs, 'temperature_scaled'):.4f} ({t:.2f}) |"
+    )
   return "\n".join(lines) + "\n"
 
 
-def calibrate_runs(workdirs: Sequence[str], output_dir: str, num_bins: int = calibration.DEFAULT_BINS) -> dict:
+def calibrate_runs(
+  workdirs: Sequence[str], output_dir: str, num_bins: int = calibration.DEFAULT_BINS
+) -> dict:
   """Calibrates every run, then writes the joint reliability diagram and Table 3 to output_dir."""
   if int(num_bins) < 1:
-    raise UserError(f"--num_bins={num_bins} is not allowed: use 1 or more bins (the paper uses 15).")
+    raise UserError(
+      f"--num_bins={num_bins} is not allowed: use 1 or more bins (the paper uses 15)."
+    )
   if not workdirs:
     raise UserError("give at least one --workdir of a finished training run.")
   workdir_lib.check_output_dir(output_dir)
   runs = [workdir_lib.require(path) for path in workdirs]
-  results = [calibrate_run(run, num_bins, write=False) for run in runs]  # Every check before any write.
+  results = [
+    calibrate_run(run, num_bins, write=False) for run in runs
+  ]  # Every check before any write.
   os.makedirs(output_dir, exist_ok=True)
   series = {}
   for run, result in zip(runs, results):
@@ -122,12 +145,21 @@ def calibrate_runs(workdirs: Sequence[str], output_dir: str, num_bins: int = cal
     series[name] = (result["bins"], _confidences(logits))
     if result["alpha"] == 0.0 and "temperature scaling" not in " ".join(series):
       series[f"{name} + temperature scaling, T={result['temperature']:.2f}"] = (
-          result["bins_temperature_scaled"], _confidences(logits / result["temperature"]))
-  plots.save(plots.reliability_diagram(series, title="Reliability (test split)"),
-             os.path.join(output_dir, "reliability.png"))
+        result["bins_temperature_scaled"],
+        _confidences(logits / result["temperature"]),
+      )
+  plots.save(
+    plots.reliability_diagram(series, title="Reliability (test split)"),
+    os.path.join(output_dir, "reliability.png"),
+  )
   table = table3(results)
   workdir_lib.atomic_write_bytes(os.path.join(output_dir, "table3.md"), table.encode())
-  summary = {"runs": [{k: r[k] for k in ("workdir", "alpha", "temperature", "uncalibrated",
-                                          "temperature_scaled")} for r in results], "table": table}
+  summary = {
+    "runs": [
+      {k: r[k] for k in ("workdir", "alpha", "temperature", "uncalibrated", "temperature_scaled")}
+      for r in results
+    ],
+    "table": table,
+  }
   workdir_lib.atomic_write_json(os.path.join(output_dir, "calibration.json"), summary)
   return summary

@@ -30,26 +30,41 @@ def class_indices(labels, num_classes: Optional[int] = None, name: str = "labels
     labels = labels[:, 0]
   if labels.ndim == 2:
     if num_classes is not None and labels.shape[1] != num_classes:
-      raise UserError(f"{name} are one-hot with {labels.shape[1]} columns, but there are {num_classes} classes.")
+      raise UserError(
+        f"{name} are one-hot with {labels.shape[1]} columns, but there are {num_classes} classes."
+      )
     values = labels.astype(np.float64)
     one_hot = np.all((values == 0) | (values == 1), axis=1) & (values.sum(1) == 1)
     if not one_hot.all():
       row = int(np.argmin(one_hot))
-      raise UserError(f"{name} of shape {labels.shape} must be one-hot (one 1 per row, zeros elsewhere); row {row} "
-                      f"is {values[row][:8].tolist()}. Give integer class indices of shape (N,) or one-hot rows.")
+      raise UserError(
+        f"{name} of shape {labels.shape} must be one-hot (one 1 per row, zeros elsewhere); row "
+        f"{row} "
+        f"is {values[row][:8].tolist()}. Give integer class indices of shape (N,) or one-hot rows."
+      )
     return values.argmax(1).astype(np.int64)
   if labels.ndim != 1:
-    raise UserError(f"{name} must have shape (N,), (N, 1) or one-hot (N, K); got shape {labels.shape}.")
+    raise UserError(
+      f"{name} must have shape (N,), (N, 1) or one-hot (N, K); got shape {labels.shape}."
+    )
   if labels.dtype.kind not in "iub":
     as_float = labels.astype(np.float64)
-    if labels.dtype.kind != "f" or not np.all(np.isfinite(as_float)) or np.any(as_float != np.round(as_float)):
-      raise UserError(f"{name} must be integer class indices; got values of dtype {labels.dtype} that are not "
-                      "whole numbers.")
+    if (
+      labels.dtype.kind != "f"
+      or not np.all(np.isfinite(as_float))
+      or np.any(as_float != np.round(as_float))
+    ):
+      raise UserError(
+        f"{name} must be integer class indices; got values of dtype {labels.dtype} that are not "
+        "whole numbers."
+      )
   labels = labels.astype(np.int64)
   if labels.size and labels.min() < 0:
     raise UserError(f"{name} must be class indices >= 0; got {labels.min()}.")
   if num_classes is not None and labels.size and labels.max() >= num_classes:
-    raise UserError(f"{name} must lie in [0, {num_classes - 1}] for {num_classes} classes; got {labels.max()}.")
+    raise UserError(
+      f"{name} must lie in [0, {num_classes - 1}] for {num_classes} classes; got {labels.max()}."
+    )
   return labels
 
 
@@ -61,7 +76,10 @@ def logits(values, name: str = "logits") -> np.ndarray:
   """
   values = np.asarray(values, np.float64)
   if values.ndim != 2 or values.shape[1] < 2:
-    raise UserError(f"{name} must have shape (examples, classes) with at least 2 classes; got shape {values.shape}.")
+    raise UserError(
+      f"{name} must have shape (examples, classes) with at least 2 classes; got shape "
+      f"{values.shape}."
+    )
   if not np.all(np.isfinite(values)):
     bad = int(np.sum(~np.all(np.isfinite(values), axis=1)))
     raise UserError(f"{bad} rows of the {name} hold NaN or infinite values; give finite {name}.")
@@ -77,17 +95,25 @@ def probabilities(values, name: str = "probs") -> np.ndarray:
   """
   values = np.asarray(values, np.float64)
   if values.ndim != 2 or values.shape[1] < 2:
-    raise UserError(f"{name} must have shape (examples, classes) with at least 2 classes; got shape {values.shape}.")
+    raise UserError(
+      f"{name} must have shape (examples, classes) with at least 2 classes; got shape "
+      f"{values.shape}."
+    )
   if not np.all(np.isfinite(values)) or values.min(initial=0.0) < 0 or values.max(initial=0.0) > 1:
     finite = values[np.isfinite(values)]
     seen = f"[{finite.min():g}, {finite.max():g}]" if finite.size else "none finite"
-    raise UserError(f"{name} must be probabilities in [0, 1]; got values {seen}"
-                    f"{'' if finite.size == values.size else ', and NaN or infinite ones'} (pass logits= for raw scores).")
+    raise UserError(
+      f"{name} must be probabilities in [0, 1]; got values {seen}"
+      f"{'' if finite.size == values.size else ', and NaN or infinite ones'} (pass logits= for raw "
+      "scores)."
+    )
   sums = values.sum(1)
   if values.size and np.max(np.abs(sums - 1)) > PROBABILITY_TOLERANCE:
     row = int(np.argmax(np.abs(sums - 1)))
-    raise UserError(f"the rows of {name} must sum to 1 (softmax outputs); row {row} sums to {sums[row]:.4f}. "
-                    "Per-class sigmoid scores are not a distribution over classes.")
+    raise UserError(
+      f"the rows of {name} must sum to 1 (softmax outputs); row {row} sums to {sums[row]:.4f}. "
+      "Per-class sigmoid scores are not a distribution over classes."
+    )
   return values
 
 
@@ -108,5 +134,7 @@ def predictions(labels, logits_=None, probs=None):
     values = np.log(np.clip(probabilities(probs), 1e-300, None))
   labels = class_indices(labels, values.shape[1])
   if labels.shape[0] != values.shape[0]:
-    raise UserError(f"{values.shape[0]} logits but {labels.shape[0]} labels: they must be equally many.")
+    raise UserError(
+      f"{values.shape[0]} logits but {labels.shape[0]} labels: they must be equally many."
+    )
   return values, labels

@@ -9,9 +9,10 @@ import json
 import math
 from typing import Any, Optional, Tuple
 
+from ls_keras.core.datasets import SPECS
 from ls_keras.core.errors import UserError
 
-DATASETS = ("fashion_mnist", "mnist", "cifar10", "cifar100", "imagenet2012")
+DATASETS = tuple(SPECS)
 STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 OPTIMIZERS = ("sgd", "adam")
@@ -33,19 +34,33 @@ class TrainConfig:
 
   # Data.
   dataset: str = setting("fashion_mnist", "Data set, read through TFDS.", DATASETS)
-  data_dir: str = setting("", "TFDS data directory; empty means TFDS' default (~/tensorflow_datasets).")
+  data_dir: str = setting(
+    "", "TFDS data directory; empty means TFDS' default (~/tensorflow_datasets)."
+  )
   fashion_mnist_source: str = setting(
-      "", "Folder with the Fashion-MNIST IDX files; empty means $LS_KERAS_FASHION_MNIST_DIR "
-      "or Debian's /usr/share/datasets/fashion-mnist.")
-  validation_size: int = setting(10000, "Examples held out from the end of the train split for validation.")
-  train_examples: int = setting(0, "Use only the first N training examples (0: all). For quick runs.")
+    "",
+    "Folder with the Fashion-MNIST IDX files; empty means $LS_KERAS_FASHION_MNIST_DIR "
+    "or Debian's /usr/share/datasets/fashion-mnist.",
+  )
+  validation_size: int = setting(
+    10000, "Examples held out from the end of the train split for validation."
+  )
+  train_examples: int = setting(
+    0, "Use only the first N training examples (0: all). For quick runs."
+  )
   eval_examples: int = setting(0, "Use only the first N validation and test examples (0: all).")
-  augment: bool = setting(True, "Random augmentation of training images (shifts; crops and flips for CIFAR).")
+  augment: bool = setting(
+    True, "Random augmentation of training images (shifts; crops and flips for CIFAR)."
+  )
   # Model.
   model: str = setting("small_cnn", "Model builder name (see ls_keras.models.MODELS).")
   hidden_units: Tuple[int, ...] = setting((1200, 1200), "Hidden layer sizes of the mlp model.")
-  dropout: float = setting(0.0, "Dropout rate before the penultimate layer(s) where the model has one.")
-  weight_decay: float = setting(0.0, "L2 weight decay lambda: adds lambda/2 * ||w||^2 per regularised kernel.")
+  dropout: float = setting(
+    0.0, "Dropout rate before the penultimate layer(s) where the model has one."
+  )
+  weight_decay: float = setting(
+    0.0, "L2 weight decay lambda: adds lambda/2 * ||w||^2 per regularised kernel."
+  )
   # Objective.
   alpha: float = setting(0.0, "Label smoothing: targets become y * (1 - alpha) + alpha / K.")
   loss_scale: float = setting(1.0, "Multiplier on the cross-entropy (the paper's recipes use 3).")
@@ -54,59 +69,99 @@ class TrainConfig:
   learning_rate: float = setting(0.1, "Initial learning rate.")
   momentum: float = setting(0.9, "SGD momentum.")
   nesterov: bool = setting(True, "Nesterov momentum for SGD.")
-  lr_boundaries: Tuple[float, ...] = setting((), "Fractions of training, in (0, 1), at which the learning rate is "
-                                             "multiplied by lr_decay (e.g. 0.5,0.75).")
+  lr_boundaries: Tuple[float, ...] = setting(
+    (),
+    "Fractions of training, in (0, 1), at which the learning rate is "
+    "multiplied by lr_decay (e.g. 0.5,0.75).",
+  )
   lr_decay: float = setting(0.1, "Factor applied to the learning rate at each boundary.")
   grad_clip_norm: float = setting(0.0, "Clip gradients to this global norm (0: no clipping).")
   batch_size: int = setting(128, "Global batch size (split across replicas).")
   epochs: int = setting(10, "Training epochs (ignored when train_steps > 0).")
+  eval_every_epochs: int = setting(
+    1,
+    "Validate, record history and checkpoint every N epochs (and after the last); "
+    "raise it for tiny epochs, where validation would cost more than training.",
+  )
   train_steps: int = setting(0, "Total training steps; 0 means epochs * steps per epoch.")
   seed: int = setting(0, "Seed for initialisation, shuffling and augmentation.")
   # Execution.
-  strategy: str = setting("auto", "tf.distribute strategy; auto = MirroredStrategy over all GPUs, else default.",
-                         STRATEGIES)
-  precision: str = setting("auto", "Keras dtype policy; auto: the fastest the hardware runs natively "
-                           "(mixed_bfloat16 on CPUs with AVX512_BF16/AMX and GPUs of compute capability >= 8.0, "
-                           "mixed_float16 on older fast-float16 GPUs, else float32). Logits are always float32.",
-                           PRECISIONS)
-  cpu_devices: int = setting(1, "Split the CPU into this many logical devices (to try MirroredStrategy on CPU).")
-  deterministic: bool = setting(False, "Enable TF op determinism (slower) so that reruns match exactly.")
+  strategy: str = setting(
+    "auto",
+    "tf.distribute strategy; auto = MirroredStrategy over all GPUs, else default.",
+    STRATEGIES,
+  )
+  precision: str = setting(
+    "auto",
+    "Keras dtype policy; auto: the fastest the hardware runs natively "
+    "(mixed_bfloat16 on CPUs with AVX512_BF16/AMX and GPUs of compute capability >= 8.0, "
+    "mixed_float16 on older fast-float16 GPUs, else float32). Logits are always float32.",
+    PRECISIONS,
+  )
+  cpu_devices: int = setting(
+    1, "Split the CPU into this many logical devices (to try MirroredStrategy on CPU)."
+  )
+  deterministic: bool = setting(
+    False, "Enable TF op determinism (slower) so that reruns match exactly."
+  )
   jit_compile: bool = setting(False, "XLA-compile the training step (measured 2x slower on CPU).")
   steps_per_execution: int = setting(25, "Training steps run inside one tf.function call.")
   # Mutual information during training (paper Figure 6).
   mi_every_steps: int = setting(0, "Estimate I(X; logit difference) every N steps (0: off).")
-  mi_classes: Tuple[int, ...] = setting((2, 4), "The two classes whose logit difference is studied.")
+  mi_classes: Tuple[int, ...] = setting(
+    (2, 4), "The two classes whose logit difference is studied."
+  )
   mi_examples_per_class: int = setting(300, "Training examples per class for the MI estimate.")
   mi_augmentations: int = setting(5, "Augmented copies per example for the MI estimate.")
+  # Calibration against training length (the report's "when does label smoothing help" figure).
+  track_test: bool = setting(
+    False,
+    "Also evaluate the test split after every epoch and record its accuracy, NLL, "
+    "ECE, and ECE after temperature scaling (T fitted on that epoch's validation logits) in "
+    "history.json. Nothing is selected on these numbers.",
+  )
 
   def to_dict(self) -> dict:
+    """Every setting by name (tuples stay tuples)."""
     return dataclasses.asdict(self)
 
   def replace(self, **changes) -> "TrainConfig":
+    """A copy with `changes` (dataclasses.replace)."""
     return dataclasses.replace(self, **changes)
 
 
 @dataclasses.dataclass(frozen=True)
 class DistillConfig(TrainConfig):
-  """A student's training run (paper Section 4): every TrainConfig setting, for the student, plus the teacher.
+  """A student's run (paper Section 4): every TrainConfig setting, for the student, and a teacher.
 
   All of TrainConfig applies to the student: `loss_scale` multiplies the whole student
   loss, and the mi_* settings follow the student's logits.
   """
-  teacher: str = setting("", "The teacher: a finished workdir, a .keras file or a SavedModel folder.")
+
+  teacher: str = setting(
+    "", "The teacher: a finished workdir, a .keras file or a SavedModel folder."
+  )
   temperature: float = setting(1.0, "Distillation temperature T (> 0).")
   beta: float = setting(1.0, "Weight of the teacher term, in [0, 1] (the paper: 1).")
-  t_squared: bool = setting(False, "Multiply the teacher term by T^2 (Hinton et al.); off in the paper.")
+  t_squared: bool = setting(
+    False, "Multiply the teacher term by T^2 (Hinton et al.); off in the paper."
+  )
 
 
 def field_choices(cls, name: str) -> Optional[Tuple[str, ...]]:
+  """The allowed values of field `name` of the config class `cls` (None: any of its type)."""
   return next(f.metadata.get("choices") for f in dataclasses.fields(cls) if f.name == name)
 
 
 # Upper bounds that keep a value usable: int32 step counters, a bounded MI batch, seeds
 # that NumPy accepts, logical devices a CPU can be split into.
 MAX_INT = 2**31 - 1
-LIMITS = {"seed": 2**32 - 1, "cpu_devices": 64, "mi_augmentations": 64, "mi_examples_per_class": 10000}
+LIMITS = {
+  "seed": 2**32 - 1,
+  "cpu_devices": 64,
+  "mi_augmentations": 64,
+  "mi_examples_per_class": 10000,
+}
 MAX_HIDDEN_UNITS = 65536
 
 
@@ -115,11 +170,28 @@ def check_field(name: str, value: Any) -> None:
   if isinstance(value, float) and not math.isfinite(value):
     raise UserError(f"--{name}={value} is not allowed: it must be a finite number.")
   if isinstance(value, int) and not isinstance(value, bool) and value > LIMITS.get(name, MAX_INT):
-    raise UserError(f"--{name}={value} is not allowed: it must be at most {LIMITS.get(name, MAX_INT)}.")
-  positive = ("validation_size", "batch_size", "epochs", "steps_per_execution", "cpu_devices",
-              "mi_examples_per_class", "mi_augmentations")
-  non_negative = ("train_examples", "eval_examples", "train_steps", "weight_decay", "grad_clip_norm",
-                  "mi_every_steps", "seed")
+    raise UserError(
+      f"--{name}={value} is not allowed: it must be at most {LIMITS.get(name, MAX_INT)}."
+    )
+  positive = (
+    "validation_size",
+    "batch_size",
+    "epochs",
+    "eval_every_epochs",
+    "steps_per_execution",
+    "cpu_devices",
+    "mi_examples_per_class",
+    "mi_augmentations",
+  )
+  non_negative = (
+    "train_examples",
+    "eval_examples",
+    "train_steps",
+    "weight_decay",
+    "grad_clip_norm",
+    "mi_every_steps",
+    "seed",
+  )
   if name in positive and not value > 0:
     raise UserError(f"--{name}={value} is not allowed: it must be a positive number.")
   if name in non_negative and not value >= 0:
@@ -134,28 +206,47 @@ def check_field(name: str, value: Any) -> None:
     raise UserError(f"--lr_decay={value} is not allowed: the decay factor must lie in (0, 1].")
   if name == "momentum" and not 0.0 <= value < 1.0:
     raise UserError(f"--momentum={value} is not allowed: it must lie in [0, 1).")
-  if name == "hidden_units" and (not value or any(not 0 < int(h) <= MAX_HIDDEN_UNITS for h in value)):
-    raise UserError(f"--hidden_units={','.join(map(str, value))} is not allowed: give one or more "
-                    f"layer sizes in 1-{MAX_HIDDEN_UNITS}, e.g. 1200,1200.")
-  if name == "lr_boundaries" and (any(not 0 < b < 1 for b in value) or list(value) != sorted(set(value))):
-    raise UserError(f"--lr_boundaries={','.join(map(str, value))} is not allowed: give strictly increasing "
-                    "fractions of training in (0, 1), e.g. 0.5,0.75.")
+  if name == "hidden_units" and (
+    not value or any(not 0 < int(h) <= MAX_HIDDEN_UNITS for h in value)
+  ):
+    raise UserError(
+      f"--hidden_units={','.join(map(str, value))} is not allowed: give one or more "
+      f"layer sizes in 1-{MAX_HIDDEN_UNITS}, e.g. 1200,1200."
+    )
+  if name == "lr_boundaries" and (
+    any(not 0 < b < 1 for b in value) or list(value) != sorted(set(value))
+  ):
+    raise UserError(
+      f"--lr_boundaries={','.join(map(str, value))} is not allowed: give strictly increasing "
+      "fractions of training in (0, 1), e.g. 0.5,0.75."
+    )
   if name == "temperature" and not value > 0:
-    raise UserError(f"--temperature={value} is not allowed: the distillation temperature must be > 0.")
+    raise UserError(
+      f"--temperature={value} is not allowed: the distillation temperature must be > 0."
+    )
   if name == "beta" and not 0.0 <= value <= 1.0:
-    raise UserError(f"--beta={value} is not allowed: the weight of the teacher term must lie in [0, 1].")
+    raise UserError(
+      f"--beta={value} is not allowed: the weight of the teacher term must lie in [0, 1]."
+    )
   if name == "teacher" and not value:
-    raise UserError("--teacher is required: a finished workdir, a .keras file or a SavedModel folder.")
+    raise UserError(
+      "--teacher is required: a finished workdir, a .keras file or a SavedModel folder."
+    )
   if name == "mi_augmentations" and value < 2:
-    raise UserError(f"--mi_augmentations={value} is not allowed: the estimate needs L >= 2 augmented copies.")
+    raise UserError(
+      f"--mi_augmentations={value} is not allowed: the estimate needs L >= 2 augmented copies."
+    )
   if name == "mi_classes" and (len(value) != 2 or value[0] == value[1] or min(value) < 0):
-    raise UserError(f"--mi_classes={','.join(map(str, value))} is not allowed: give two different "
-                    "class indices, e.g. 2,4.")
+    raise UserError(
+      f"--mi_classes={','.join(map(str, value))} is not allowed: give two different "
+      "class indices, e.g. 2,4."
+    )
 
 
 def validate(config) -> None:
   """Checks every field of a config dataclass, including choices and the model name."""
   from ls_keras import models  # Local import: models pull in TensorFlow.
+
   for f in dataclasses.fields(config):
     value = getattr(config, f.name)
     choices = f.metadata.get("choices")
@@ -163,7 +254,9 @@ def validate(config) -> None:
       raise UserError(f"--{f.name}={value} is not allowed: choose one of {', '.join(choices)}.")
     check_field(f.name, value)
   if getattr(config, "model", None) is not None and config.model not in models.MODELS:
-    raise UserError(f"--model={config.model} is not allowed: choose one of {', '.join(sorted(models.MODELS))}.")
+    raise UserError(
+      f"--model={config.model} is not allowed: choose one of {', '.join(sorted(models.MODELS))}."
+    )
 
 
 def from_dict(cls, data: dict):
@@ -171,10 +264,13 @@ def from_dict(cls, data: dict):
   names = {f.name: f for f in dataclasses.fields(cls)}
   unknown = sorted(set(data) - set(names))
   if unknown:
-    raise UserError(f"config has unknown settings {unknown}; it was written by another version of ls_keras.")
+    raise UserError(
+      f"config has unknown settings {unknown}; it was written by another version of ls_keras."
+    )
   values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
   return cls(**values)
 
 
 def dumps(config) -> str:
+  """The config as sorted, indented JSON (what config.json compares)."""
   return json.dumps(config.to_dict(), indent=2, sort_keys=True)

@@ -19,15 +19,28 @@ from typing import Dict, FrozenSet, Tuple
 CPU_FEATURES = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 BF16_CPU_FEATURES = ("avx512_bf16", "amx_bf16")
 # ONEDNN_MAX_CPU_ISA values that still let oneDNN use its native bfloat16 kernels.
-ONEDNN_BF16_ISAS = frozenset({"ALL", "DEFAULT", "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX",
-                              "AVX512_CORE_AMX_FP16", "AVX10_1_512", "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16",
-                              "AVX10_2_512", "AVX10_2_512_AMX_2"})
+ONEDNN_BF16_ISAS = frozenset(
+  {
+    "ALL",
+    "DEFAULT",
+    "AVX512_CORE_BF16",
+    "AVX512_CORE_FP16",
+    "AVX512_CORE_AMX",
+    "AVX512_CORE_AMX_FP16",
+    "AVX10_1_512",
+    "AVX10_1_512_AMX",
+    "AVX10_1_512_AMX_FP16",
+    "AVX10_2_512",
+    "AVX10_2_512_AMX_2",
+  }
+)
 AUTO = "auto"
 
 
 @dataclasses.dataclass(frozen=True)
 class Gpu:
   """One GPU: its name and CUDA compute capability (major, minor)."""
+
   name: str
   compute_capability: Tuple[int, int]
 
@@ -43,6 +56,7 @@ class Hardware:
     onednn_max_isa: the value of $ONEDNN_MAX_CPU_ISA ('' when unset): a user's cap on the
       instructions oneDNN may use, which can switch its bfloat16 kernels off.
   """
+
   cpu_model: str
   cpu_features: FrozenSet[str] = frozenset()
   gpus: Tuple[Gpu, ...] = ()
@@ -55,15 +69,29 @@ class Hardware:
     return bool(set(BF16_CPU_FEATURES) & self.cpu_features) and not capped
 
   def to_dict(self) -> Dict[str, object]:
-    return {"cpu_model": self.cpu_model, "cpu_features": sorted(self.cpu_features),
-            "gpus": [{"name": g.name, "compute_capability": list(g.compute_capability)} for g in self.gpus],
-            "onednn_max_isa": self.onednn_max_isa}
+    """A JSON-ready description (recorded in config.json's sessions)."""
+    return {
+      "cpu_model": self.cpu_model,
+      "cpu_features": sorted(self.cpu_features),
+      "gpus": [
+        {"name": g.name, "compute_capability": list(g.compute_capability)} for g in self.gpus
+      ],
+      "onednn_max_isa": self.onednn_max_isa,
+    }
 
   def describe(self) -> str:
     """One line: the CPU model, its relevant features, and the GPUs."""
-    features = ", ".join(f.upper() for f in CPU_FEATURES if f in self.cpu_features) or "none of AVX2/AVX512/AMX"
-    gpus = "; ".join(f"{g.name} (compute capability {g.compute_capability[0]}.{g.compute_capability[1]})"
-                     for g in self.gpus) or "no GPU"
+    features = (
+      ", ".join(f.upper() for f in CPU_FEATURES if f in self.cpu_features)
+      or "none of AVX2/AVX512/AMX"
+    )
+    gpus = (
+      "; ".join(
+        f"{g.name} (compute capability {g.compute_capability[0]}.{g.compute_capability[1]})"
+        for g in self.gpus
+      )
+      or "no GPU"
+    )
     cap = f"; ONEDNN_MAX_CPU_ISA={self.onednn_max_isa}" if self.onednn_max_isa else ""
     return f"{self.cpu_model} [{features}]{cap}; {gpus}"
 
@@ -95,15 +123,24 @@ def choose_precision(hardware: Hardware) -> Tuple[str, str]:
     return "float32", f"{where} has neither fast float16 nor bfloat16"
   if hardware.native_cpu_bfloat16:
     present = "/".join(f.upper() for f in BF16_CPU_FEATURES if f in hardware.cpu_features)
-    return "mixed_bfloat16", f"CPU {hardware.cpu_model} has {present}: oneDNN runs bfloat16 natively"
+    return (
+      "mixed_bfloat16",
+      f"CPU {hardware.cpu_model} has {present}: oneDNN runs bfloat16 natively",
+    )
   if set(BF16_CPU_FEATURES) & hardware.cpu_features:
-    return "float32", (f"CPU {hardware.cpu_model} has bfloat16 instructions, but ONEDNN_MAX_CPU_ISA="
-                       f"{hardware.onednn_max_isa} keeps oneDNN from using them")
-  return "float32", f"CPU {hardware.cpu_model} has neither AVX512_BF16 nor AMX: bfloat16 would be emulated, 5-12x slower"
+    return "float32", (
+      f"CPU {hardware.cpu_model} has bfloat16 instructions, but ONEDNN_MAX_CPU_ISA="
+      f"{hardware.onednn_max_isa} keeps oneDNN from using them"
+    )
+  return (
+    "float32",
+    f"CPU {hardware.cpu_model} has neither AVX512_BF16 nor AMX: bfloat16 would be emulated, 5-12x "
+    "slower",
+  )
 
 
 def read_cpu(cpuinfo_path: str = "/proc/cpuinfo") -> Tuple[str, FrozenSet[str]]:
-  """(model name, the CPU_FEATURES present) from /proc/cpuinfo; elsewhere the platform's name only."""
+  """(model name, the CPU_FEATURES present) from /proc/cpuinfo; elsewhere the platform's name."""
   model, flags = "", set()
   try:
     with open(cpuinfo_path) as f:
@@ -118,15 +155,20 @@ def read_cpu(cpuinfo_path: str = "/proc/cpuinfo") -> Tuple[str, FrozenSet[str]]:
           break
   except OSError:
     pass
-  return model or platform.processor() or platform.machine() or "unknown CPU", frozenset(flags & set(CPU_FEATURES))
+  return model or platform.processor() or platform.machine() or "unknown CPU", frozenset(
+    flags & set(CPU_FEATURES)
+  )
 
 
 def _gpus() -> Tuple[Gpu, ...]:
   import tensorflow as tf  # Only here: the pure decision above needs no TensorFlow.
+
   found = []
   for device in tf.config.list_physical_devices("GPU"):
     details = tf.config.experimental.get_device_details(device)
-    found.append(Gpu(details.get("device_name", device.name), tuple(details.get("compute_capability", (0, 0)))))
+    found.append(
+      Gpu(details.get("device_name", device.name), tuple(details.get("compute_capability", (0, 0))))
+    )
   return tuple(found)
 
 

@@ -1,35 +1,44 @@
-"""Figures in the style of the paper, drawn with matplotlib's Agg backend (no display needed)."""
+"""Figures in the style of the paper, drawn with matplotlib's object-oriented API.
+
+`matplotlib.figure.Figure` renders with the Agg backend when saved: no display, no pyplot
+state shared with the caller's own figures.
+"""
 
 import io
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import matplotlib
+from matplotlib.figure import Figure
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  pylint: disable=wrong-import-position
-import numpy as np  # noqa: E402
-
-from ls_keras.core.workdir import atomic_write_bytes  # noqa: E402  (after matplotlib.use)
+from ls_keras.core.workdir import atomic_write_bytes
 
 Series = Dict[str, np.ndarray]
 
 
-def reliability_diagram(series: Dict[str, Tuple[Series, np.ndarray]], title: str = "") -> plt.Figure:
+def reliability_diagram(series: Dict[str, Tuple[Series, np.ndarray]], title: str = "") -> Figure:
   """Figure 2: accuracy against confidence per bin (with the diagonal), histogram beneath.
 
   `series` maps a legend label to (bin statistics from calibration.bin_statistics, the
   top-1 confidences of every example).
   """
-  fig, (top, bottom) = plt.subplots(2, 1, figsize=(5.5, 6.5), sharex=True,
-                                    gridspec_kw={"height_ratios": [3, 1]})
+  fig = Figure(figsize=(5.5, 6.5))
+  top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
   top.plot([0, 1], [0, 1], color="gray", linestyle="--", linewidth=1, label="perfect calibration")
   edges = None
   for label, (stats, confidences) in series.items():
     filled = stats["count"] > 0
-    top.plot(stats["confidence"][filled], stats["accuracy"][filled], marker="o", markersize=4, label=label)
+    top.plot(
+      stats["confidence"][filled], stats["accuracy"][filled], marker="o", markersize=4, label=label
+    )
     edges = stats["edges"]
-    bottom.hist(confidences, bins=edges, histtype="step", linewidth=1.5,
-                weights=np.full(len(confidences), 1.0 / max(len(confidences), 1)), label=label)
+    bottom.hist(
+      confidences,
+      bins=edges,
+      histtype="step",
+      linewidth=1.5,
+      weights=np.full(len(confidences), 1.0 / max(len(confidences), 1)),
+      label=label,
+    )
   top.set_ylabel("accuracy")
   top.set_xlim(0, 1)
   top.set_ylim(0, 1)
@@ -42,33 +51,47 @@ def reliability_diagram(series: Dict[str, Tuple[Series, np.ndarray]], title: str
   bottom.set_yscale("log")
   bottom.grid(alpha=0.3)
   if edges is not None:
-    bottom.set_xticks(edges[::max(1, (len(edges) - 1) // 5)])
+    bottom.set_xticks(edges[:: max(1, (len(edges) - 1) // 5)])
   fig.tight_layout()
   return fig
 
 
-def projection_grid(panels: List[List[Dict]], row_titles: Sequence[str], col_titles: Sequence[str],
-                    class_names_per_row: Sequence[Sequence[str]]) -> plt.Figure:
-  """Figure 1: one scatter per (class triple, run/split); equal axes within a row.
+def projection_grid(
+  panels: List[List[Dict]],
+  row_titles: Sequence[str],
+  col_titles: Sequence[str],
+  class_names_per_row: Sequence[Sequence[str]],
+) -> Figure:
+  """Figure 1: one scatter per (class triple, run/split), each panel on its own scale.
 
+  As in the paper's Figure 1, every panel is scaled to its own points and templates
+  (equal aspect), so a tight label-smoothed cluster is as readable as a spread-out one.
   Each panel is {"points": [N, 2], "labels": [N] (0..2), "templates": [3, 2]}.
   """
   rows, cols = len(panels), len(panels[0])
-  fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows), squeeze=False)
+  fig = Figure(figsize=(3.2 * cols, 3.2 * rows))
+  axes = fig.subplots(rows, cols, squeeze=False)
   colors = ("tab:blue", "tab:orange", "tab:green")
   for r, row in enumerate(panels):
-    points = np.concatenate([p["points"] for p in row] + [p["templates"] for p in row])
-    lo, hi = points.min(0), points.max(0)
-    pad = 0.05 * (hi - lo).max()
-    half = (hi - lo).max() / 2 + pad
-    center = (hi + lo) / 2
     for c, panel in enumerate(row):
+      points = np.concatenate([panel["points"], panel["templates"]])
+      lo, hi = points.min(0), points.max(0)
+      half = 0.55 * max(float((hi - lo).max()), 1e-9)
+      center = (hi + lo) / 2
       ax = axes[r][c]
       for k in range(3):
         mask = panel["labels"] == k
-        ax.scatter(panel["points"][mask, 0], panel["points"][mask, 1], s=6, alpha=0.6, color=colors[k],
-                   label=class_names_per_row[r][k])
-        ax.scatter(*panel["templates"][k], marker="*", s=160, color=colors[k], edgecolor="black", zorder=5)
+        ax.scatter(
+          panel["points"][mask, 0],
+          panel["points"][mask, 1],
+          s=6,
+          alpha=0.6,
+          color=colors[k],
+          label=class_names_per_row[r][k],
+        )
+        ax.scatter(
+          *panel["templates"][k], marker="*", s=160, color=colors[k], edgecolor="black", zorder=5
+        )
       ax.set_xlim(center[0] - half, center[0] + half)
       ax.set_ylim(center[1] - half, center[1] + half)
       ax.set_aspect("equal")
@@ -82,11 +105,17 @@ def projection_grid(panels: List[List[Dict]], row_titles: Sequence[str], col_tit
   return fig
 
 
-def line_plot(curves: Dict[str, Tuple[np.ndarray, np.ndarray]], xlabel: str, ylabel: str,
-              hlines: Optional[Dict[str, float]] = None, band: Optional[Dict[str, Tuple[np.ndarray, np.ndarray]]] = None,
-              title: str = "") -> plt.Figure:
+def line_plot(
+  curves: Dict[str, Tuple[np.ndarray, np.ndarray]],
+  xlabel: str,
+  ylabel: str,
+  hlines: Optional[Dict[str, float]] = None,
+  band: Optional[Dict[str, Tuple[np.ndarray, np.ndarray]]] = None,
+  title: str = "",
+) -> Figure:
   """Curves of y against x (with optional min/max bands and labelled reference lines)."""
-  fig, ax = plt.subplots(figsize=(6, 4))
+  fig = Figure(figsize=(6, 4))
+  ax = fig.subplots()
   for label, (x, y) in curves.items():
     (line,) = ax.plot(x, y, marker="o", markersize=3, label=label)
     if band and label in band:
@@ -104,13 +133,46 @@ def line_plot(curves: Dict[str, Tuple[np.ndarray, np.ndarray]], xlabel: str, yla
   return fig
 
 
-def save(fig: plt.Figure, path: str) -> None:
-  """Saves a PNG atomically and closes the figure."""
+Band = Tuple[np.ndarray, np.ndarray, np.ndarray]  # mean, low, high
+
+
+def panels_against(
+  x: np.ndarray,
+  panels: Sequence[Tuple[str, Dict[str, Band]]],
+  xlabel: str,
+  title: str = "",
+  logx: bool = False,
+) -> Figure:
+  """Side-by-side panels sharing an x axis; each a (y label, {legend label: (mean, low, high)}).
+
+  Used for the report's "when does label smoothing help" figure (test ECE and accuracy
+  against training length) and for students' accuracy against temperature.
+  """
+  fig = Figure(figsize=(5.2 * len(panels), 4))
+  axes = fig.subplots(1, len(panels), squeeze=False)
+  for ax, (ylabel, curves) in zip(axes[0], panels):
+    for label, (mean, low, high) in curves.items():
+      (line,) = ax.plot(x, mean, marker="o", markersize=3, label=label)
+      ax.fill_between(x, low, high, color=line.get_color(), alpha=0.15)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if logx:
+      ax.set_xscale("log", base=2)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+  if title:
+    fig.suptitle(title)
+  fig.tight_layout()
+  return fig
+
+
+def save(fig: Figure, path: str) -> None:
+  """Saves the figure as a PNG, atomically."""
   atomic_write_bytes(path, to_png(fig))
 
 
-def to_png(fig: plt.Figure) -> bytes:
+def to_png(fig: Figure) -> bytes:
+  """The figure as PNG bytes (120 dpi)."""
   buffer = io.BytesIO()
   fig.savefig(buffer, format="png", dpi=120)
-  plt.close(fig)
   return buffer.getvalue()

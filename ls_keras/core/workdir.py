@@ -29,13 +29,28 @@ from ls_keras.core.errors import WorkdirError
 
 # Everything a run or an analysis of it writes into a workdir. Dot-files are the
 # temporary names of atomic writes (`atomic_write_bytes`, `export_model`).
-WORKDIR_ENTRIES = frozenset({
-    "config.json", "metrics.json", "history.json", "tb", "checkpoints", "model.keras", "saved_model", "logits",
-    "calibration.json", "reliability.png", "mutual_information.json", "mutual_information_recomputed.json"})
+WORKDIR_ENTRIES = frozenset(
+  {
+    "config.json",
+    "metrics.json",
+    "history.json",
+    "tb",
+    "checkpoints",
+    "model.keras",
+    "saved_model",
+    "logits",
+    "calibration.json",
+    "reliability.png",
+    "mutual_information.json",
+    "mutual_information_recomputed.json",
+  }
+)
 
 
 def _is_workdir_entry(name: str) -> bool:
-  temporary = name.startswith(".") and (name.endswith(".tmp") or name.startswith((".model.", ".saved_model.")))
+  temporary = name.startswith(".") and (
+    name.endswith(".tmp") or name.startswith((".model.", ".saved_model."))
+  )
   return name in WORKDIR_ENTRIES or temporary
 
 
@@ -57,7 +72,10 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
 
 
 def atomic_write_json(path: str, obj: Any) -> None:
-  atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n").encode())
+  """Writes `obj` as indented JSON atomically (NumPy scalars and arrays as numbers and lists)."""
+  atomic_write_bytes(
+    path, (json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n").encode()
+  )
 
 
 def _jsonable(value):
@@ -76,18 +94,23 @@ def atomic_savez(path: str, **arrays: np.ndarray) -> None:
 
 
 def read_json(path: str) -> Any:
+  """Reads a JSON file; a missing or corrupt file is a WorkdirError naming it."""
   try:
     with open(path) as f:
       return json.load(f)
   except FileNotFoundError as e:
     raise WorkdirError(f"{path} does not exist.") from e
   except ValueError as e:
-    raise WorkdirError(f"{path} is not valid JSON ({e}); the file is corrupt. Remove the workdir or "
-                       "rerun with --overwrite.") from e
+    raise WorkdirError(
+      f"{path} is not valid JSON ({e}); the file is corrupt. Remove the workdir or "
+      "rerun with --overwrite."
+    ) from e
 
 
 def package_versions() -> Dict[str, str]:
+  """Versions of ls_keras and the libraries a run depends on (recorded in config.json)."""
   import importlib.metadata as md
+
   names = ("tensorflow", "keras", "tensorflow-datasets", "tensorflow-probability", "numpy")
   versions = {"ls_keras": __version__}
   for name in names:
@@ -105,39 +128,51 @@ class Workdir:
     self.path = os.path.abspath(path)
 
   def file(self, *parts: str) -> str:
+    """The path of `parts` inside the workdir."""
     return os.path.join(self.path, *parts)
 
   @property
   def checkpoints(self) -> str:
+    """The folder of the epoch checkpoints."""
     return self.file("checkpoints")
 
   @property
   def keras_model(self) -> str:
+    """The final model in Keras format (model.keras)."""
     return self.file("model.keras")
 
   @property
   def saved_model(self) -> str:
+    """The final model as a SavedModel (saved_model/)."""
     return self.file("saved_model")
 
   def logits_path(self, split: str) -> str:
+    """The saved logits and labels of `split` (logits/<split>.npz)."""
     return self.file("logits", f"{split}.npz")
 
   def is_finished(self) -> bool:
+    """Whether the run finished: metrics.json is written last."""
     return os.path.exists(self.file("metrics.json"))
 
   # Config.
   def read_record(self) -> dict:
+    """config.json (format, kind, config, versions, sessions); WorkdirError if corrupt."""
     record = read_json(self.file("config.json"))
     if not isinstance(record, dict) or "config" not in record or "kind" not in record:
-      raise WorkdirError(f"{self.file('config.json')} is not an ls_keras run config; the file is corrupt.")
+      raise WorkdirError(
+        f"{self.file('config.json')} is not an ls_keras run config; the file is corrupt."
+      )
     if record.get("format") != config_lib.WORKDIR_FORMAT:
       raise WorkdirError(
-          f"{self.path} was written by an incompatible ls_keras (workdir format {record.get('format')}, "
-          f"this version reads format {config_lib.WORKDIR_FORMAT}). Use that version, or rerun with "
-          "--overwrite to start afresh.")
+        f"{self.path} was written by an incompatible ls_keras (workdir format "
+        f"{record.get('format')}, "
+        f"this version reads format {config_lib.WORKDIR_FORMAT}). Use that version, or rerun with "
+        "--overwrite to start afresh."
+      )
     return record
 
   def read_config(self, cls):
+    """The run's config as an instance of `cls`."""
     return config_lib.from_dict(cls, self.read_record()["config"])
 
   def is_workdir(self) -> bool:
@@ -163,11 +198,15 @@ class Workdir:
     if not os.path.isdir(self.path) or not os.listdir(self.path):
       return False
     if not self.is_workdir():
-      foreign = sorted(e for e in os.listdir(self.path) if not _is_workdir_entry(e)) or ["no config.json"]
+      foreign = sorted(e for e in os.listdir(self.path) if not _is_workdir_entry(e)) or [
+        "no config.json"
+      ]
       raise WorkdirError(
-          f"--workdir={self.path} is a folder that is not an ls_keras workdir (it holds "
-          f"{', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}); ls_keras never writes into or "
-          "deletes such a folder. Use a new or empty folder.")
+        f"--workdir={self.path} is a folder that is not an ls_keras workdir (it holds "
+        f"{', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}); ls_keras never writes "
+        "into or "
+        "deletes such a folder. Use a new or empty folder."
+      )
     if overwrite:
       return False
     record = self.read_record()
@@ -176,15 +215,19 @@ class Workdir:
       old = record["config"]
       diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
       raise WorkdirError(
-          f"{self.path} holds a different {record['kind']} run (settings that differ: "
-          f"{', '.join(diff) or 'run kind'}). Use another --workdir, or pass --overwrite to delete that run "
-          "and start afresh.")
+        f"{self.path} holds a different {record['kind']} run (settings that differ: "
+        f"{', '.join(diff) or 'run kind'}). Use another --workdir, or pass --overwrite to delete "
+        "that run "
+        "and start afresh."
+      )
     return True
 
   def _check_path(self) -> None:
     check_output_dir(self.path, "--workdir")
 
-  def start(self, config, kind: str, overwrite: bool = False, session: Optional[dict] = None) -> bool:
+  def start(
+    self, config, kind: str, overwrite: bool = False, session: Optional[dict] = None
+  ) -> bool:
     """Claims the workdir for `config` (after `check`); returns True when resuming the same run.
 
     Call it only once the run's inputs are known good, so a refused run leaves nothing.
@@ -197,13 +240,29 @@ class Workdir:
     else:
       self.clear()
       os.makedirs(self.path, exist_ok=True)
-      record = {"format": config_lib.WORKDIR_FORMAT, "kind": kind, "config": dataclasses.asdict(config),
-                "versions": package_versions(), "sessions": []}
+      record = {
+        "format": config_lib.WORKDIR_FORMAT,
+        "kind": kind,
+        "config": dataclasses.asdict(config),
+        "versions": package_versions(),
+        "sessions": [],
+      }
     if session is not None:
       record["sessions"] = record.get("sessions", []) + [session]
     if session is not None or not resuming:
       atomic_write_json(self.file("config.json"), record)
     return resuming
+
+  def end_session(self, seconds: float) -> None:
+    """Records the wall time of the session that just finished the run (config.json's sessions)."""
+    record = self.read_record()
+    if record.get("sessions"):
+      record["sessions"][-1]["seconds"] = round(seconds, 1)
+      atomic_write_json(self.file("config.json"), record)
+
+  def run_seconds(self) -> float:
+    """The wall time of every session of this run, added up (0 where none was recorded)."""
+    return float(sum(s.get("seconds", 0.0) for s in self.read_record().get("sessions", [])))
 
   def clear(self) -> None:
     """Deletes the workdir's own entries (only those; see `is_workdir`)."""
@@ -211,7 +270,9 @@ class Workdir:
       return
     for entry in os.listdir(self.path):
       if not _is_workdir_entry(entry):
-        raise WorkdirError(f"{self.path} holds {entry}, which is not part of an ls_keras workdir; not deleting.")
+        raise WorkdirError(
+          f"{self.path} holds {entry}, which is not part of an ls_keras workdir; not deleting."
+        )
     for entry in os.listdir(self.path):
       path = self.file(entry)
       if os.path.isdir(path) and not os.path.islink(path):
@@ -228,16 +289,23 @@ class Workdir:
 
   # Results.
   def write_metrics(self, metrics: dict) -> None:
+    """Writes metrics.json atomically: from then on the run counts as finished."""
     atomic_write_json(self.file("metrics.json"), metrics)
 
   def read_metrics(self) -> dict:
+    """metrics.json; WorkdirError if the run is missing or unfinished."""
     if not self.is_finished():
-      raise WorkdirError(f"{self.path} has no metrics.json: the run is missing or unfinished. Run (or "
-                         "resume) its training first.")
+      raise WorkdirError(
+        f"{self.path} has no metrics.json: the run is missing or unfinished. Run (or "
+        "resume) its training first."
+      )
     return read_json(self.file("metrics.json"))
 
   def save_logits(self, split: str, logits: np.ndarray, labels: np.ndarray) -> None:
-    atomic_savez(self.logits_path(split), logits=logits.astype(np.float32), labels=labels.astype(np.int64))
+    """Saves float32 logits [N, K] and int64 labels [N] of `split` atomically."""
+    atomic_savez(
+      self.logits_path(split), logits=logits.astype(np.float32), labels=labels.astype(np.int64)
+    )
 
   def load_logits(self, split: str):
     """(logits [N, K] float32, labels [N] int64) saved by the run."""

@@ -1,7 +1,24 @@
 """Input pipelines: every data set through TFDS, split as in the paper, augmented per recipe."""
 
-from ls_keras.data.pipeline import (PREPARE_HELP, SPECS, DatasetSpec, Splits, augment_batch, class_examples,
-                                    eval_batches, load_splits, split_names, train_batches)
+from ls_keras.core.datasets import SPECS, DatasetSpec
+from ls_keras.data.pipeline import (
+  Splits,
+  augment_batch,
+  class_examples,
+  eval_batches,
+  load_splits,
+  split_names,
+  train_batches,
+)
 
-__all__ = ["PREPARE_HELP", "SPECS", "DatasetSpec", "Splits", "augment_batch", "class_examples", "eval_batches",
-           "load_splits", "split_names", "train_batches"]
+__all__ = [
+  "SPECS",
+  "DatasetSpec",
+  "Splits",
+  "augment_batch",
+  "class_examples",
+  "eval_batches",
+  "load_splits",
+  "split_names",
+  "train_batches",
+]

@@ -16,11 +16,21 @@ from ls_keras.core.errors import UserError
 
 DEBIAN_SOURCE = "/usr/share/datasets/fashion-mnist"
 SOURCE_ENV = "LS_KERAS_FASHION_MNIST_DIR"
-CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
-               "Bag", "Ankle boot")
+CLASS_NAMES = (
+  "T-shirt/top",
+  "Trouser",
+  "Pullover",
+  "Dress",
+  "Coat",
+  "Sandal",
+  "Shirt",
+  "Sneaker",
+  "Bag",
+  "Ankle boot",
+)
 FILES = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", 60000),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 10000),
+  "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", 60000),
+  "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 10000),
 }
 _IMAGE_MAGIC, _LABEL_MAGIC = 2051, 2049
 
@@ -36,9 +46,10 @@ def _open(folder: str, stem: str):
     if os.path.exists(path):
       return (gzip.open if name.endswith(".gz") else open)(path, "rb"), path
   raise UserError(
-      f"Fashion-MNIST file {stem}(.gz) was not found in {folder}. Install Debian's package "
-      f"(apt-get install dataset-fashion-mnist) or point --fashion_mnist_source / ${SOURCE_ENV} at a "
-      "folder holding the four IDX files (train/t10k images and labels).")
+    f"Fashion-MNIST file {stem}(.gz) was not found in {folder}. Install Debian's package "
+    f"(apt-get install dataset-fashion-mnist) or point --fashion_mnist_source / ${SOURCE_ENV} at a "
+    "folder holding the four IDX files (train/t10k images and labels)."
+  )
 
 
 def read_idx(folder: str, images_stem: str, labels_stem: str, expected: int = 0):
@@ -51,19 +62,25 @@ def read_idx(folder: str, images_stem: str, labels_stem: str, expected: int = 0)
     raise UserError(f"{images_path} is not an IDX image file (bad header); the file is corrupt.")
   n, rows, cols = (int(v) for v in header[1:])
   if len(raw) != 16 + n * rows * cols:
-    raise UserError(f"{images_path} holds {len(raw) - 16} pixel bytes, but its header promises "
-                    f"{n}x{rows}x{cols}; the file is truncated or corrupt.")
+    raise UserError(
+      f"{images_path} holds {len(raw) - 16} pixel bytes, but its header promises "
+      f"{n}x{rows}x{cols}; the file is truncated or corrupt."
+    )
   images = np.frombuffer(raw, np.uint8, offset=16).reshape(n, rows, cols, 1)
   f, labels_path = _open(folder, labels_stem)
   with f:
     raw = f.read()
   header = np.frombuffer(raw[:8], ">i4")
   if len(header) < 2 or header[0] != _LABEL_MAGIC or len(raw) != 8 + int(header[1]):
-    raise UserError(f"{labels_path} is not a complete IDX label file; the file is truncated or corrupt.")
+    raise UserError(
+      f"{labels_path} is not a complete IDX label file; the file is truncated or corrupt."
+    )
   labels = np.frombuffer(raw, np.uint8, offset=8)
   if len(labels) != n or (expected and n != expected):
-    raise UserError(f"{images_path} has {n} images and {labels_path} {len(labels)} labels; expected "
-                    f"{expected or n} of each.")
+    raise UserError(
+      f"{images_path} has {n} images and {labels_path} {len(labels)} labels; expected "
+      f"{expected or n} of each."
+    )
   if labels.max(initial=0) >= len(CLASS_NAMES):
     raise UserError(f"{labels_path} has label {labels.max()}; Fashion-MNIST labels are 0-9.")
   return images, labels
@@ -82,8 +99,10 @@ class FashionMnist(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def download_and_prepare(self, *args, **kwargs):
     """Reads and checks every IDX file first, so bad or missing files leave nothing on disk."""
-    self._arrays = {split: read_idx(self._source, images, labels, expected if self._check_sizes else 0)
-                    for split, (images, labels, expected) in FILES.items()}
+    self._arrays = {
+      split: read_idx(self._source, images, labels, expected if self._check_sizes else 0)
+      for split, (images, labels, expected) in FILES.items()
+    }
     try:
       return super().download_and_prepare(*args, **kwargs)
     finally:
@@ -91,13 +110,15 @@ class FashionMnist(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def _info(self):
     return self.dataset_info_from_configs(
-        description="Fashion-MNIST (Xiao et al. 2017), prepared offline from IDX files.",
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=(28, 28, 1)),
-            "label": tfds.features.ClassLabel(names=list(CLASS_NAMES)),
-        }),
-        supervised_keys=("image", "label"),
-        homepage="https://github.com/zalandoresearch/fashion-mnist",
+      description="Fashion-MNIST (Xiao et al. 2017), prepared offline from IDX files.",
+      features=tfds.features.FeaturesDict(
+        {
+          "image": tfds.features.Image(shape=(28, 28, 1)),
+          "label": tfds.features.ClassLabel(names=list(CLASS_NAMES)),
+        }
+      ),
+      supervised_keys=("image", "label"),
+      homepage="https://github.com/zalandoresearch/fashion-mnist",
     )
 
   def _split_generators(self, dl_manager):

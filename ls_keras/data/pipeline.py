@@ -15,44 +15,9 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from ls_keras.core.datasets import SPECS, DatasetSpec
 from ls_keras.data import fashion_mnist
 from ls_keras.core.errors import DataNotPreparedError, UserError
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetSpec:
-  """What the pipeline and the models need to know about a data set."""
-  tfds_name: str
-  image_shape: Tuple[int, int, int]
-  mean: Tuple[float, ...]  # Per-channel pixel statistics on the 0-255 scale.
-  std: Tuple[float, ...]
-  augmentation: str  # "shift" (+-2 px), "crop_flip" (pad 4, crop, flip) or "flip".
-  test_split: str = "test"
-  cache: bool = True  # Keep decoded splits in memory (small data sets); else read files each epoch.
-  # Examples in the training shuffle buffer; None: the whole split (exact shuffle, cached
-  # data sets). Data sets too big for that shuffle their files too (see `Splits.train_epoch`).
-  shuffle_buffer: Optional[int] = None
-
-
-SPECS: Dict[str, DatasetSpec] = {
-    "fashion_mnist": DatasetSpec("fashion_mnist", (28, 28, 1), (72.94,), (90.02,), "shift"),
-    "mnist": DatasetSpec("mnist", (28, 28, 1), (33.32,), (78.57,), "shift"),
-    "cifar10": DatasetSpec("cifar10", (32, 32, 3), (125.3, 123.0, 113.9), (63.0, 62.1, 66.7), "crop_flip"),
-    "cifar100": DatasetSpec("cifar100", (32, 32, 3), (129.3, 124.1, 112.4), (68.2, 65.4, 70.4), "crop_flip"),
-    # ImageNet has no labelled test split: its official validation set serves as test.
-    # 299x299x3 bytes = 268 kB an image: a 10k buffer holds 2.7 GB; files are shuffled too.
-    "imagenet2012": DatasetSpec("imagenet2012", (299, 299, 3), (123.7, 116.3, 103.5), (58.4, 57.1, 57.4),
-                                "flip", test_split="validation", cache=False, shuffle_buffer=10_000),
-}
-
-PREPARE_HELP = {
-    "fashion_mnist": "apt-get install dataset-fashion-mnist (or set --fashion_mnist_source)",
-    "mnist": "on a connected machine: tfds build mnist --data_dir=DIR",
-    "cifar10": "on a connected machine: tfds build cifar10 --data_dir=DIR",
-    "cifar100": "on a connected machine: tfds build cifar100 --data_dir=DIR",
-    "imagenet2012": ("download ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar from image-net.org into "
-                     "DIR/downloads/manual, then: tfds build imagenet2012 --data_dir=DIR"),
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +28,7 @@ class Splits:
   examples); `train_epoch(seed)` is what training reads: for data sets that are not
   cached, the same examples with their files shuffled by `seed`.
   """
+
   spec: DatasetSpec
   class_names: Tuple[str, ...]
   train: tf.data.Dataset
@@ -73,6 +39,7 @@ class Splits:
 
   @property
   def num_classes(self) -> int:
+    """K, the number of classes."""
     return len(self.class_names)
 
   def train_epoch(self, seed: int) -> tf.data.Dataset:
@@ -81,6 +48,7 @@ class Splits:
 
   @property
   def shuffle_buffer(self) -> int:
+    """Examples in the training shuffle buffer: the spec's bound, or the whole split."""
     return min(self.sizes["train"], self.spec.shuffle_buffer or self.sizes["train"])
 
 
@@ -97,16 +65,21 @@ def _builder(dataset: str, data_dir: str, fashion_mnist_source: str):
 def _not_prepared(dataset: str, builder) -> DataNotPreparedError:
   where = getattr(builder, "data_dir_root", None) or "the TFDS data directory"
   return DataNotPreparedError(
-      f"The data set '{dataset}' is not prepared in {where}. ls_keras never downloads data at run "
-      f"time. Prepare it with: {PREPARE_HELP[dataset]}, then pass --data_dir=DIR (the folder that "
-      f"holds {dataset}/).")
+    f"The data set '{dataset}' is not prepared in {where}. ls_keras never downloads data at run "
+    f"time. Prepare it with: {SPECS[dataset].prepare}, then pass --data_dir=DIR (the folder that "
+    f"holds {dataset}/)."
+  )
 
 
 def _read(builder, dataset: str, split: str, shuffle_seed: Optional[int] = None) -> tf.data.Dataset:
   read_config = tfds.ReadConfig(shuffle_seed=shuffle_seed) if shuffle_seed is not None else None
   try:
-    return builder.as_dataset(split=split, as_supervised=True, shuffle_files=shuffle_seed is not None,
-                              read_config=read_config)
+    return builder.as_dataset(
+      split=split,
+      as_supervised=True,
+      shuffle_files=shuffle_seed is not None,
+      read_config=read_config,
+    )
   except AssertionError as e:  # TFDS' way of saying the prepared files are missing.
     raise _not_prepared(dataset, builder) from e
 
@@ -126,8 +99,15 @@ def _size(ds: tf.data.Dataset) -> int:
   return n
 
 
-def split_names(spec: DatasetSpec, train_size: int, test_size: int, *, validation_size: int,
-                train_examples: int = 0, eval_examples: int = 0) -> Dict[str, str]:
+def split_names(
+  spec: DatasetSpec,
+  train_size: int,
+  test_size: int,
+  *,
+  validation_size: int,
+  train_examples: int = 0,
+  eval_examples: int = 0,
+) -> Dict[str, str]:
   """TFDS split strings: validation = the last `validation_size` examples of the train split.
 
   Slicing by index (not `take`) keeps the same examples however the files are read.
@@ -136,19 +116,30 @@ def split_names(spec: DatasetSpec, train_size: int, test_size: int, *, validatio
     UserError: when `validation_size` leaves no training examples.
   """
   if validation_size >= train_size:
-    raise UserError(f"--validation_size={validation_size} leaves no training examples: the train split of "
-                    f"'{spec.tfds_name}' has {train_size} examples.")
+    raise UserError(
+      f"--validation_size={validation_size} leaves no training examples: the train split of "
+      f"'{spec.tfds_name}' has {train_size} examples."
+    )
   first_validation = train_size - validation_size
   n_train = min(first_validation, train_examples) if train_examples else first_validation
   n_validation = min(validation_size, eval_examples) if eval_examples else validation_size
   n_test = min(test_size, eval_examples) if eval_examples else test_size
-  return {"train": f"train[:{n_train}]",
-          "validation": f"train[{first_validation}:{first_validation + n_validation}]",
-          "test": f"{spec.test_split}[:{n_test}]"}
+  return {
+    "train": f"train[:{n_train}]",
+    "validation": f"train[{first_validation}:{first_validation + n_validation}]",
+    "test": f"{spec.test_split}[:{n_test}]",
+  }
 
 
-def load_splits(dataset: str, *, data_dir: str = "", fashion_mnist_source: str = "",
-                validation_size: int = 10000, train_examples: int = 0, eval_examples: int = 0) -> Splits:
+def load_splits(
+  dataset: str,
+  *,
+  data_dir: str = "",
+  fashion_mnist_source: str = "",
+  validation_size: int = 10000,
+  train_examples: int = 0,
+  eval_examples: int = 0,
+) -> Splits:
   """Train = the train split minus its last `validation_size` examples; validation = those.
 
   Memoised per process: the runs of a sweep (or a test session) that read the same data
@@ -158,22 +149,35 @@ def load_splits(dataset: str, *, data_dir: str = "", fashion_mnist_source: str =
   Args:
     dataset: a key of SPECS.
     data_dir: the TFDS data directory ('' for TFDS' default).
-    fashion_mnist_source: the IDX folder for fashion_mnist ('' for $LS_KERAS_FASHION_MNIST_DIR or Debian's).
+    fashion_mnist_source: the IDX folder ('' for $LS_KERAS_FASHION_MNIST_DIR, else Debian's).
     validation_size: examples held out from the end of the train split.
-    train_examples, eval_examples: use only the first N (0: all).
+    train_examples: use only the first N training examples (0: all).
+    eval_examples: use only the first N validation and test examples (0: all).
 
   Raises:
     DataNotPreparedError: the data set is not prepared under `data_dir` (with how to prepare it).
     UserError: unknown data set, or sizes that leave no training examples.
   """
   source = fashion_mnist.resolve_source(fashion_mnist_source) if dataset == "fashion_mnist" else ""
-  return _load_splits(dataset, os.path.abspath(os.path.expanduser(data_dir)) if data_dir else "", source,
-                      validation_size, train_examples, eval_examples)
+  return _load_splits(
+    dataset,
+    os.path.abspath(os.path.expanduser(data_dir)) if data_dir else "",
+    source,
+    validation_size,
+    train_examples,
+    eval_examples,
+  )
 
 
 @functools.lru_cache(maxsize=8)
-def _load_splits(dataset: str, data_dir: str, fashion_mnist_source: str, validation_size: int, train_examples: int,
-                 eval_examples: int) -> Splits:
+def _load_splits(
+  dataset: str,
+  data_dir: str,
+  fashion_mnist_source: str,
+  validation_size: int,
+  train_examples: int,
+  eval_examples: int,
+) -> Splits:
   if dataset not in SPECS:
     raise UserError(f"--dataset={dataset} is not allowed: choose one of {', '.join(SPECS)}.")
   spec = SPECS[dataset]
@@ -181,19 +185,32 @@ def _load_splits(dataset: str, data_dir: str, fashion_mnist_source: str, validat
     builder = _builder(dataset, data_dir, fashion_mnist_source)
   except tfds.core.registered.DatasetNotFoundError as e:
     raise UserError(f"TFDS does not know the data set '{dataset}': {e}") from e
-  names = split_names(spec, _split_size(builder, dataset, "train"), _split_size(builder, dataset, spec.test_split),
-                      validation_size=validation_size, train_examples=train_examples, eval_examples=eval_examples)
+  names = split_names(
+    spec,
+    _split_size(builder, dataset, "train"),
+    _split_size(builder, dataset, spec.test_split),
+    validation_size=validation_size,
+    train_examples=train_examples,
+    eval_examples=eval_examples,
+  )
   resize = spec.image_shape[:2]
 
   def prepare(ds):
     if not spec.cache:
-      return ds.map(lambda x, y: (tf.cast(tf.image.resize(x, resize), tf.uint8), y),
-                    num_parallel_calls=tf.data.AUTOTUNE)
+      return ds.map(
+        lambda x, y: (tf.cast(tf.image.resize(x, resize), tf.uint8), y),
+        num_parallel_calls=tf.data.AUTOTUNE,
+      )
     return ds.cache()
 
-  train, validation, test = (prepare(_read(builder, dataset, names[s])) for s in ("train", "validation", "test"))
-  read_train = None if spec.cache else (
-      lambda seed: prepare(_read(builder, dataset, names["train"], shuffle_seed=seed)))
+  train, validation, test = (
+    prepare(_read(builder, dataset, names[s])) for s in ("train", "validation", "test")
+  )
+  read_train = (
+    None
+    if spec.cache
+    else (lambda seed: prepare(_read(builder, dataset, names["train"], shuffle_seed=seed)))
+  )
   sizes = {"train": _size(train), "validation": _size(validation), "test": _size(test)}
   class_names = tuple(builder.info.features["label"].names)
   return Splits(spec, class_names, train, validation, test, sizes, read_train)
@@ -223,8 +240,15 @@ def augment_batch(images: tf.Tensor, augmentation: str, seed: tf.Tensor) -> tf.T
   return images
 
 
-def train_batches(splits: Splits, *, batch_size: int, seed: int, epoch: int, augment: bool,
-                  input_context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
+def train_batches(
+  splits: Splits,
+  *,
+  batch_size: int,
+  seed: int,
+  epoch: int,
+  augment: bool,
+  input_context: Optional[tf.distribute.InputContext] = None,
+) -> tf.data.Dataset:
   """One epoch of shuffled, augmented, one-hot training batches (per-replica batch size).
 
   The order and augmentation depend only on (seed, epoch), so a run resumed at an epoch
@@ -244,15 +268,24 @@ def train_batches(splits: Splits, *, batch_size: int, seed: int, epoch: int, aug
     images, labels = batch
     images = tf.cast(images, tf.float32)
     if augment:
-      images = augment_batch(images, augmentation, tf.stack([tf.constant(epoch_seed, tf.int64), index]))
+      images = augment_batch(
+        images, augmentation, tf.stack([tf.constant(epoch_seed, tf.int64), index])
+      )
     return images, tf.one_hot(labels, num_classes)
 
   ds = ds.batch(batch_size, drop_remainder=True).enumerate()
-  return ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+  return ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(
+    tf.data.AUTOTUNE
+  )
 
 
-def eval_batches(ds: tf.data.Dataset, num_classes: int, *, batch_size: int,
-                 input_context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
+def eval_batches(
+  ds: tf.data.Dataset,
+  num_classes: int,
+  *,
+  batch_size: int,
+  input_context: Optional[tf.distribute.InputContext] = None,
+) -> tf.data.Dataset:
   """(image, one-hot label, mask) batches, padded with masked examples to whole global batches.
 
   Padding makes every worker and replica run the same number of steps, which
@@ -260,18 +293,29 @@ def eval_batches(ds: tf.data.Dataset, num_classes: int, *, batch_size: int,
   """
   size = _size(ds)
   pad = (-size) % batch_size
-  ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), tf.one_hot(y, num_classes), 1.0))
   if pad:
-    image_spec = ds.element_spec[0]
-    blank = (tf.zeros(image_spec.shape, tf.float32), tf.zeros([num_classes]), 0.0)
+    image_spec, label_spec = ds.element_spec
+    blank = (tf.zeros(image_spec.shape, image_spec.dtype), tf.zeros([], label_spec.dtype))
     ds = ds.concatenate(tf.data.Dataset.from_tensors(blank).repeat(pad))
+  ds = ds.enumerate()
   if input_context is not None:
     ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
     batch_size = input_context.get_per_replica_batch_size(batch_size)
-  return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+  def to_model_inputs(index, example):  # Whole batches at once: a per-example map costs 50 us each.
+    images, labels = example
+    return (
+      tf.cast(images, tf.float32),
+      tf.one_hot(labels, num_classes),
+      tf.cast(index < size, tf.float32),
+    )
+
+  return ds.batch(batch_size).map(to_model_inputs).prefetch(tf.data.AUTOTUNE)
 
 
-def class_examples(ds: tf.data.Dataset, classes: Sequence[int], per_class: int) -> Tuple[np.ndarray, np.ndarray]:
+def class_examples(
+  ds: tf.data.Dataset, classes: Sequence[int], per_class: int
+) -> Tuple[np.ndarray, np.ndarray]:
   """The first `per_class` examples of each class in `ds`, grouped by class.
 
   Returns float32 images and labels that are positions in `classes` (0, 1, ...).
@@ -283,10 +327,12 @@ def class_examples(ds: tf.data.Dataset, classes: Sequence[int], per_class: int) 
   # Reads the split to the end, in batches: stopping early would discard a cache being filled.
   for images, labels in ds.batch(4096).as_numpy_iterator():
     for c in classes:
-      wanted[c].extend(images[labels == c][:per_class - len(wanted[c])])
+      wanted[c].extend(images[labels == c][: per_class - len(wanted[c])])
   short = {c: len(v) for c, v in wanted.items() if len(v) < per_class}
   if short:
-    raise UserError(f"the split has too few examples of classes {short} (class: count found) for {per_class} "
-                    "per class; ask for fewer examples per class.")
+    raise UserError(
+      f"the split has too few examples of classes {short} (class: count found) for {per_class} "
+      "per class; ask for fewer examples per class."
+    )
   images = np.concatenate([np.stack(wanted[c]) for c in classes]).astype(np.float32)
   return images, np.repeat(np.arange(len(classes)), per_class)

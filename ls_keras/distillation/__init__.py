@@ -1,7 +1,21 @@
 """Knowledge distillation (paper Section 4): the loss, the Distiller, gamma; `run` and `sweep`."""
 
-from ls_keras.distillation.distiller import (Distiller, check_compatible, check_hyperparameters, distillation_loss,
-                                             distillation_terms, equivalent_smoothing, load_teacher)
+from ls_keras.distillation.distiller import (
+  Distiller,
+  check_compatible,
+  check_hyperparameters,
+  distillation_loss,
+  distillation_terms,
+  equivalent_smoothing,
+  load_teacher,
+)
 
-__all__ = ["Distiller", "check_compatible", "check_hyperparameters", "distillation_loss", "distillation_terms",
-           "equivalent_smoothing", "load_teacher"]
+__all__ = [
+  "Distiller",
+  "check_compatible",
+  "check_hyperparameters",
+  "distillation_loss",
+  "distillation_terms",
+  "equivalent_smoothing",
+  "load_teacher",
+]

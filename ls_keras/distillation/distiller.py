@@ -25,18 +25,26 @@ from ls_keras.training import losses
 from ls_keras.core.errors import UserError
 
 
-def distillation_terms(labels, student_logits, teacher_logits, temperature: float, alpha: float = 0.0,
-                       t_squared: bool = False):
-  """Per-example (hard, soft) terms of the student loss (paper Section 4), each float32 [N], in nats.
+def distillation_terms(
+  labels,
+  student_logits,
+  teacher_logits,
+  temperature: float,
+  alpha: float = 0.0,
+  t_squared: bool = False,
+):
+  """Per-example (hard, soft) terms of the student loss (paper Section 4): float32 [N], in nats.
 
   hard = H(y_ls, p_student), soft = H(softmax(teacher / T), softmax(student / T)), times T^2
   with `t_squared` (Hinton et al.; the paper has no T^2).
 
   Args:
     labels: one-hot [N, K] or integer class indices [N] / [N, 1].
-    student_logits, teacher_logits: raw scores [N, K] of the same K.
+    student_logits: raw scores [N, K].
+    teacher_logits: raw scores [N, K], the same K.
     temperature: T > 0.
     alpha: label smoothing of the hard term, in [0, 1).
+    t_squared: multiply the soft term by T^2.
 
   Raises:
     UserError: T <= 0, alpha outside [0, 1), or shapes that do not agree.
@@ -45,30 +53,43 @@ def distillation_terms(labels, student_logits, teacher_logits, temperature: floa
   student_logits = tf.cast(student_logits, tf.float32)
   teacher_logits = tf.cast(teacher_logits, tf.float32)
   if student_logits.shape[-1] != teacher_logits.shape[-1]:
-    raise UserError(f"student logits {student_logits.shape} and teacher logits {teacher_logits.shape} must have "
-                    "the same number of classes.")
+    raise UserError(
+      f"student logits {student_logits.shape} and teacher logits {teacher_logits.shape} must have "
+      "the same number of classes."
+    )
   num_classes = student_logits.shape[-1]
   targets = losses.smooth_labels(losses.one_hot_targets(labels, num_classes), alpha)
   teacher_probs = tf.nn.softmax(teacher_logits / temperature, axis=-1)
   soft = losses.cross_entropy(teacher_probs, student_logits / temperature)
   if t_squared:
-    soft = soft * temperature ** 2
+    soft = soft * temperature**2
   return losses.cross_entropy(targets, student_logits), soft
 
 
-def distillation_loss(labels, student_logits, teacher_logits, temperature: float, beta: float,
-                      alpha: float = 0.0, t_squared: bool = False) -> tf.Tensor:
+def distillation_loss(
+  labels,
+  student_logits,
+  teacher_logits,
+  temperature: float,
+  beta: float,
+  alpha: float = 0.0,
+  t_squared: bool = False,
+) -> tf.Tensor:
   """Per-example student loss (1 - beta) hard + beta soft, float32 [N] in nats (paper Section 4).
 
   Args and errors as `distillation_terms`; beta, the weight of the teacher term, in [0, 1].
   """
   check_hyperparameters(temperature, beta)
-  hard, soft = distillation_terms(labels, student_logits, teacher_logits, temperature, alpha, t_squared)
+  hard, soft = distillation_terms(
+    labels, student_logits, teacher_logits, temperature, alpha, t_squared
+  )
   return (1.0 - beta) * hard + beta * soft
 
 
-def equivalent_smoothing(teacher_logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
-  """gamma = E[sum_k (1 - y_k) p_teacher,k(T)] * K / (K - 1) (paper Section 4, Figure 5's axis).
+def equivalent_smoothing(
+  teacher_logits: np.ndarray, labels: np.ndarray, temperature: float
+) -> float:
+  """Gamma = E[sum_k (1 - y_k) p_teacher,k(T)] * K / (K - 1) (paper Section 4, Figure 5's axis).
 
   0 for one-hot teachers, 1 for uniform ones. For a model trained with label smoothing
   alpha, the same expression on its targets gives exactly alpha, which puts teachers and
@@ -86,7 +107,9 @@ def equivalent_smoothing(teacher_logits: np.ndarray, labels: np.ndarray, tempera
   logits = checks.logits(teacher_logits, "teacher logits")
   labels = checks.class_indices(labels, logits.shape[1])
   if len(labels) != len(logits):
-    raise UserError(f"{len(logits)} teacher logits but {len(labels)} labels: they must be equally many.")
+    raise UserError(
+      f"{len(logits)} teacher logits but {len(labels)} labels: they must be equally many."
+    )
   probs = numerics.softmax(logits / temperature)
   k = probs.shape[1]
   off_target = 1.0 - probs[np.arange(len(labels)), labels]
@@ -97,8 +120,17 @@ def equivalent_smoothing(teacher_logits: np.ndarray, labels: np.ndarray, tempera
 class Distiller(keras.Model):
   """A frozen teacher and a trainable student; predictions are the student's logits."""
 
-  def __init__(self, teacher: keras.Model, student: keras.Model, temperature: float = 1.0, beta: float = 1.0,
-               alpha: float = 0.0, t_squared: bool = False, loss_scale: float = 1.0, **kwargs):
+  def __init__(
+    self,
+    teacher: keras.Model,
+    student: keras.Model,
+    temperature: float = 1.0,
+    beta: float = 1.0,
+    alpha: float = 0.0,
+    t_squared: bool = False,
+    loss_scale: float = 1.0,
+    **kwargs,
+  ):
     super().__init__(**kwargs)
     check_hyperparameters(temperature, beta)
     self.teacher, self.student = teacher, student
@@ -109,14 +141,21 @@ class Distiller(keras.Model):
     self.soft_loss = keras.metrics.Mean(name="soft_loss")
 
   def call(self, inputs, training=None):
+    """The student's logits: a Distiller predicts as its student."""
     return self.student(inputs, training=training)
 
   def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+    """loss_scale * mean((1 - beta) hard + beta soft) + the student's regularisation, per replica.
+
+    Scaled for distribution exactly as Keras' own losses are, so it trains through the same loop.
+    """
     del sample_weight
     if y_pred is None:
       y_pred = self(x, training=training)
     teacher_logits = tf.stop_gradient(self.teacher(x, training=False))
-    hard, soft = distillation_terms(y, y_pred, teacher_logits, self.temperature, self.alpha, self.t_squared)
+    hard, soft = distillation_terms(
+      y, y_pred, teacher_logits, self.temperature, self.alpha, self.t_squared
+    )
     self.hard_loss.update_state(hard)
     self.soft_loss.update_state(soft)
     data_term = self.loss_scale * tf.reduce_mean((1.0 - self.beta) * hard + self.beta * soft)
@@ -132,6 +171,7 @@ class Distiller(keras.Model):
 
 
 def check_hyperparameters(temperature: float, beta: float) -> None:
+  """Raises UserError unless T > 0 and beta in [0, 1]."""
   config_lib.check_field("temperature", temperature)
   config_lib.check_field("beta", beta)
 
@@ -145,13 +185,17 @@ def load_teacher(path: str) -> keras.Model:
   if os.path.exists(os.path.join(path, "saved_model.pb")):
     loaded = export_lib.load_saved_model(path)  # Clear error if corrupt.
     if not hasattr(loaded, "serve"):
-      raise UserError(f"--teacher={path} is a SavedModel without a 'serve' endpoint; export it with model.export.")
+      raise UserError(
+        f"--teacher={path} is a SavedModel without a 'serve' endpoint; export it with model.export."
+      )
     inputs = keras.Input(tuple(loaded.serve.input_signature[0].shape[1:]))
     # float32: the SavedModel's signature takes float32 images, whatever the run's precision.
     layer = keras.layers.TFSMLayer(path, call_endpoint="serve", trainable=False, dtype="float32")
     return keras.Model(inputs, layer(inputs), name="teacher")
-  raise UserError(f"--teacher={path} is neither a finished ls_keras workdir (with model.keras), a .keras file, "
-                  "nor a SavedModel folder.")
+  raise UserError(
+    f"--teacher={path} is neither a finished ls_keras workdir (with model.keras), a .keras file, "
+    "nor a SavedModel folder."
+  )
 
 
 def check_compatible(teacher: keras.Model, image_shape, num_classes: int) -> None:
@@ -159,7 +203,11 @@ def check_compatible(teacher: keras.Model, image_shape, num_classes: int) -> Non
   teacher_input = tuple(teacher.inputs[0].shape[1:])
   teacher_classes = teacher.outputs[0].shape[-1]
   if teacher_input != tuple(image_shape):
-    raise UserError(f"the teacher takes inputs of shape {teacher_input}, but the student's data has "
-                    f"{tuple(image_shape)}: distil on the data set the teacher was trained on.")
+    raise UserError(
+      f"the teacher takes inputs of shape {teacher_input}, but the student's data has "
+      f"{tuple(image_shape)}: distil on the data set the teacher was trained on."
+    )
   if teacher_classes != num_classes:
-    raise UserError(f"the teacher predicts {teacher_classes} classes, the student's data has {num_classes}.")
+    raise UserError(
+      f"the teacher predicts {teacher_classes} classes, the student's data has {num_classes}."
+    )

@@ -1,4 +1,4 @@
-"""One distillation run: a student trained against a teacher into its own workdir (paper Section 4)."""
+"""One distillation run: a student trained against a teacher into its own workdir (Section 4)."""
 
 import os
 
@@ -8,11 +8,18 @@ from ls_keras import mutual_information, training
 from ls_keras.core import config as config_lib
 from ls_keras.core.errors import UserError
 from ls_keras.core.workdir import Workdir
-from ls_keras.distillation.distiller import Distiller, check_compatible, equivalent_smoothing, load_teacher
+from ls_keras.distillation.distiller import (
+  Distiller,
+  check_compatible,
+  equivalent_smoothing,
+  load_teacher,
+)
 from ls_keras.training import strategy as strategy_lib
 
 
-def distill_and_evaluate(config: config_lib.DistillConfig, workdir: str, overwrite: bool = False) -> dict:
+def distill_and_evaluate(
+  config: config_lib.DistillConfig, workdir: str, overwrite: bool = False, verbose: bool = True
+) -> dict:
   """Distils config.teacher into a student trained into `workdir`; returns the student's metrics.
 
   The metrics include the teacher's equivalent smoothing gamma at config.temperature over
@@ -27,25 +34,48 @@ def distill_and_evaluate(config: config_lib.DistillConfig, workdir: str, overwri
   with training.runtime(config) as rt:
     callbacks = []
     if config.mi_every_steps:  # Follows the student, set below.
-      callbacks.append(mutual_information.MutualInformationCallback.from_config(
-          config, rt.splits, run_dir, write=strategy_lib.is_chief(rt.strategy)))
-    schedule = training.make_schedule(config, rt.splits.sizes["train"], rt.strategy.num_replicas_in_sync, callbacks)
+      callbacks.append(
+        mutual_information.MutualInformationCallback.from_config(
+          config, rt.splits, run_dir, write=strategy_lib.is_chief(rt.strategy)
+        )
+      )
+    schedule = training.make_schedule(
+      config, rt.splits.sizes["train"], rt.strategy.num_replicas_in_sync, callbacks
+    )
     with rt.strategy.scope():
       teacher = load_teacher(config.teacher)
       check_compatible(teacher, rt.splits.spec.image_shape, rt.splits.num_classes)
       student = training.build_network(config, rt.splits)
-      distiller = Distiller(teacher, student, config.temperature, config.beta, config.alpha, config.t_squared,
-                            loss_scale=config.loss_scale, name="distiller")
+      distiller = Distiller(
+        teacher,
+        student,
+        config.temperature,
+        config.beta,
+        config.alpha,
+        config.t_squared,
+        loss_scale=config.loss_scale,
+        name="distiller",
+      )
       distiller.compile(optimizer=training.make_optimizer(config, schedule.total_steps))
     for callback in callbacks:
       callback.network = student
-    teacher_logits, labels = training.evaluate_split(training.Loop(teacher, rt.strategy), rt.splits.train,
-                                                     rt.splits.num_classes, config.batch_size * 2)
+    teacher_logits, labels = training.evaluate_split(
+      training.Loop(teacher, rt.strategy),
+      rt.splits.train,
+      rt.splits.num_classes,
+      config.batch_size * 2,
+    )
     if not np.all(np.isfinite(teacher_logits)):
-      raise UserError(f"--teacher={config.teacher} gives NaN or infinite logits on the training data; it is "
-                      "broken (for instance a run that diverged). Use another teacher.")
-    extra = {"equivalent_smoothing": equivalent_smoothing(teacher_logits, labels, config.temperature),
-             "teacher_train_accuracy": float(np.mean(teacher_logits.argmax(-1) == labels)),
-             "teacher": os.path.abspath(config.teacher)}
-    job = training.prepare_job(config, "distill", distiller, student, rt, schedule, callbacks, extra)
-    return training.run_job(job, run_dir, overwrite)
+      raise UserError(
+        f"--teacher={config.teacher} gives NaN or infinite logits on the training data; it is "
+        "broken (for instance a run that diverged). Use another teacher."
+      )
+    extra = {
+      "equivalent_smoothing": equivalent_smoothing(teacher_logits, labels, config.temperature),
+      "teacher_train_accuracy": float(np.mean(teacher_logits.argmax(-1) == labels)),
+      "teacher": os.path.abspath(config.teacher),
+    }
+    job = training.prepare_job(
+      config, "distill", distiller, student, rt, schedule, callbacks, extra
+    )
+    return training.run_job(job, run_dir, overwrite, verbose)

@@ -1,104 +1,148 @@
 """The distillation sweep of Figure 5, and the fully connected anecdote of Section 4.
 
-A plan is a list of jobs (train or distill runs, each in its own workdir under a root).
-Running it skips finished runs and resumes an interrupted one, so the sweep itself is
-resumable; results are read back from the workdirs.
+Teachers over an alpha grid; students trained directly with LS; students distilled from
+the hard-target teacher at growing T; students distilled from LS teachers (at T = 1, and
+optionally hotter); optionally the T^2 variant. Everything is plotted against the
+equivalent smoothing gamma (paper Section 4). The plan is resumable (`ls_keras.training.plan`).
 """
 
 import collections
 import dataclasses
 import os
-import time
-from typing import Callable, Dict, List
+from typing import Dict, List
 
 import numpy as np
 
 from ls_keras.core import config as config_lib
-from ls_keras import training
 from ls_keras.core import plots
-from ls_keras.distillation import run as distillation_run
 from ls_keras.core import workdir as workdir_lib
 from ls_keras.paper import recipes
+from ls_keras.training import plan as plan_lib
+from ls_keras.training.plan import Job
 
 CURVES = {
-    "teacher": "teacher, trained with alpha = gamma",
-    "direct": "student trained with alpha = gamma",
-    "kd_hard": "student distilled from the hard-target teacher (growing T)",
-    "kd_ls": "student distilled from LS teachers (T = 1)",
+  "teacher": "teacher, trained with alpha = gamma",
+  "direct": "student trained with alpha = gamma",
+  "kd_hard": "student distilled from the hard-target teacher (growing T)",
+  "kd_ls": "student distilled from LS teachers (T = 1)",
 }
 
 
-@dataclasses.dataclass(frozen=True)
-class Job:
-  name: str
-  kind: str  # "train" or "distill"
-  config: config_lib.TrainConfig
-  curve: str  # A key of CURVES, or "anecdote".
-  key: float  # alpha (teacher, direct, kd_ls) or T (kd_hard).
+def distill_config(
+  student: config_lib.TrainConfig,
+  teacher: str,
+  temperature: float,
+  seed: int,
+  t_squared: bool = False,
+) -> config_lib.DistillConfig:
+  """A student distilled with the paper's loss (beta = 1) from the teacher workdir `teacher`."""
+  fields = {**dataclasses.asdict(student), "seed": seed, "alpha": 0.0}
+  return config_lib.DistillConfig(
+    **fields, teacher=teacher, temperature=temperature, beta=1.0, t_squared=t_squared
+  )
 
 
 def plan(preset: recipes.SweepPreset, root: str) -> List[Job]:
-  """Every run of the sweep, teachers before the students that need them."""
+  """Every run of the sweep, teachers before the students that need them.
+
+  Names: teacher_a{alpha}_s{seed}, direct_a{alpha}_s{seed}, kd_hard_T{T}_s{seed},
+  kd_hard_T{T}_t2_s{seed} (T^2 variant), kd_ls_a{alpha}_s{seed} (T = 1) and
+  kd_ls_a{alpha}_T{T}_s{seed} (hotter).
+  """
   jobs = []
-  path = lambda name: os.path.join(root, name)  # noqa: E731
   for seed in preset.seeds:
     for alpha in preset.teacher_alphas:
-      jobs.append(Job(f"teacher_a{alpha:g}_s{seed}", "train", preset.teacher.replace(alpha=alpha, seed=seed),
-                      "teacher", alpha))
-    for alpha in preset.teacher_alphas:
-      jobs.append(Job(f"direct_a{alpha:g}_s{seed}", "train", preset.student.replace(alpha=alpha, seed=seed),
-                      "direct", alpha))
-    hard_teacher = path(f"teacher_a0_s{seed}")
+      jobs.append(
+        Job(
+          f"teacher_a{alpha:g}_s{seed}",
+          "train",
+          preset.teacher.replace(alpha=alpha, seed=seed),
+          "teacher",
+          alpha,
+        )
+      )
+    for alpha in preset.direct_alphas or preset.teacher_alphas:
+      jobs.append(
+        Job(
+          f"direct_a{alpha:g}_s{seed}",
+          "train",
+          preset.student.replace(alpha=alpha, seed=seed),
+          "direct",
+          alpha,
+        )
+      )
+    hard_teacher = os.path.join(root, f"teacher_a0_s{seed}")
     for t in preset.temperatures:
-      jobs.append(Job(f"kd_hard_T{t:g}_s{seed}", "distill", _distill(preset.student, hard_teacher, t, seed),
-                      "kd_hard", t))
+      jobs.append(
+        Job(
+          f"kd_hard_T{t:g}_s{seed}",
+          "distill",
+          distill_config(preset.student, hard_teacher, t, seed),
+          "kd_hard",
+          t,
+        )
+      )
+    for t in preset.t_squared_temperatures:
+      jobs.append(
+        Job(
+          f"kd_hard_T{t:g}_t2_s{seed}",
+          "distill",
+          distill_config(preset.student, hard_teacher, t, seed, t_squared=True),
+          "kd_hard_t2",
+          t,
+        )
+      )
     for alpha in preset.teacher_alphas:
-      if alpha > 0:
-        jobs.append(Job(f"kd_ls_a{alpha:g}_s{seed}", "distill",
-                        _distill(preset.student, path(f"teacher_a{alpha:g}_s{seed}"), 1.0, seed), "kd_ls", alpha))
+      if alpha == 0:
+        continue
+      teacher = os.path.join(root, f"teacher_a{alpha:g}_s{seed}")
+      for t in preset.ls_temperatures:
+        if t != 1 and preset.hot_ls_alphas and alpha not in preset.hot_ls_alphas:
+          continue
+        name = f"kd_ls_a{alpha:g}_s{seed}" if t == 1 else f"kd_ls_a{alpha:g}_T{t:g}_s{seed}"
+        jobs.append(
+          Job(
+            name,
+            "distill",
+            distill_config(preset.student, teacher, t, seed),
+            "kd_ls" if t == 1 else "kd_ls_hot",
+            alpha,
+          )
+        )
   return jobs
 
 
 def anecdote_plan(preset: recipes.SweepPreset, root: str) -> List[Job]:
-  """Section 4's anecdote: a dropout teacher and an LS teacher, each distilled into the same student."""
+  """Section 4's anecdote: a dropout teacher and an LS teacher, each distilled into a student."""
+  if not preset.anecdote:
+    return []
   seed = preset.seeds[0]
   dropout = preset.teacher.replace(dropout=preset.anecdote_dropout, alpha=0.0, seed=seed)
   smoothed = preset.teacher.replace(dropout=0.0, alpha=preset.anecdote_alpha, seed=seed)
   t = preset.anecdote_temperature
-  return [Job("anecdote_teacher_dropout", "train", dropout, "anecdote", 0.0),
-          Job("anecdote_teacher_ls", "train", smoothed, "anecdote", preset.anecdote_alpha),
-          Job("anecdote_student_of_dropout", "distill",
-              _distill(preset.student, os.path.join(root, "anecdote_teacher_dropout"), t, seed), "anecdote", t),
-          Job("anecdote_student_of_ls", "distill",
-              _distill(preset.student, os.path.join(root, "anecdote_teacher_ls"), t, seed), "anecdote", t)]
-
-
-def _distill(student: config_lib.TrainConfig, teacher: str, temperature: float, seed: int):
-  fields = {**dataclasses.asdict(student), "seed": seed, "alpha": 0.0}
-  return config_lib.DistillConfig(**fields, teacher=teacher, temperature=temperature, beta=1.0)
-
-
-def run_jobs(jobs: List[Job], root: str, log: Callable[[str], None] = print) -> Dict[str, dict]:
-  """Runs each job unless finished (an interrupted one resumes); returns metrics by job name."""
-  results = {}
-  for i, job in enumerate(jobs, 1):
-    workdir = os.path.join(root, job.name)
-    start = time.time()
-    if workdir_lib.Workdir(workdir).is_finished():
-      log(f"[{i}/{len(jobs)}] {job.name}: finished earlier, reused")
-    else:
-      log(f"[{i}/{len(jobs)}] {job.name} ...")
-    if job.kind == "train":
-      results[job.name] = training.train_and_evaluate(job.config, workdir)
-    else:
-      results[job.name] = distillation_run.distill_and_evaluate(job.config, workdir)
-    log(f"[{i}/{len(jobs)}] {job.name}: test accuracy {results[job.name]['test']['accuracy']:.4f} "
-        f"({time.time() - start:.0f}s)")
-  return results
+  student = preset.student
+  return [
+    Job("anecdote_teacher_dropout", "train", dropout, "anecdote", 0.0),
+    Job("anecdote_teacher_ls", "train", smoothed, "anecdote", preset.anecdote_alpha),
+    Job(
+      "anecdote_student_of_dropout",
+      "distill",
+      distill_config(student, os.path.join(root, "anecdote_teacher_dropout"), t, seed),
+      "anecdote",
+      t,
+    ),
+    Job(
+      "anecdote_student_of_ls",
+      "distill",
+      distill_config(student, os.path.join(root, "anecdote_teacher_ls"), t, seed),
+      "anecdote",
+      t,
+    ),
+  ]
 
 
 def curves(jobs: List[Job], results: Dict[str, dict]) -> Dict[str, dict]:
-  """Per curve: gamma (mean over seeds) and test accuracy min / mean / max over seeds, by key."""
+  """Per Figure 5 curve and key: gamma (mean over seeds), test accuracy min / mean / max."""
   grouped = collections.defaultdict(lambda: collections.defaultdict(list))
   for job in jobs:
     if job.curve in CURVES:
@@ -106,54 +150,91 @@ def curves(jobs: List[Job], results: Dict[str, dict]) -> Dict[str, dict]:
       gamma = metrics.get("equivalent_smoothing", job.config.alpha)
       grouped[job.curve][job.key].append((gamma, metrics["test"]["accuracy"]))
   out = {}
-  for curve, by_key in grouped.items():
+  for curve in CURVES:
+    by_key = grouped.get(curve)
+    if not by_key:
+      continue
     keys = sorted(by_key)
     points = [np.array(by_key[k]) for k in keys]
-    out[curve] = {"key": keys, "gamma": [float(p[:, 0].mean()) for p in points],
-                  "min": [float(p[:, 1].min()) for p in points], "mean": [float(p[:, 1].mean()) for p in points],
-                  "max": [float(p[:, 1].max()) for p in points], "seeds": [len(p) for p in points]}
+    out[curve] = {
+      "key": keys,
+      "gamma": [float(p[:, 0].mean()) for p in points],
+      "min": [float(p[:, 1].min()) for p in points],
+      "mean": [float(p[:, 1].mean()) for p in points],
+      "max": [float(p[:, 1].max()) for p in points],
+      "seeds": [len(p) for p in points],
+    }
   return out
 
 
 def figure5(summary: Dict[str, dict], path: str) -> None:
+  """Figure 5: test accuracy against equivalent smoothing gamma, mean and min-max over seeds."""
   lines, bands = {}, {}
   for curve, c in summary.items():
     order = np.argsort(c["gamma"])
     x = np.array(c["gamma"])[order]
     lines[CURVES[curve]] = (x, np.array(c["mean"])[order])
     bands[CURVES[curve]] = (np.array(c["min"])[order], np.array(c["max"])[order])
-  fig = plots.line_plot(lines, "equivalent smoothing gamma", "test accuracy", band=bands,
-                        title="Accuracy against equivalent smoothing\n(bands: min / max over seeds)")
+  fig = plots.line_plot(
+    lines,
+    "equivalent smoothing gamma",
+    "test accuracy",
+    band=bands,
+    title="Accuracy against equivalent smoothing\n(bands: min / max over seeds)",
+  )
   plots.save(fig, path)
 
 
 def table(summary: Dict[str, dict]) -> str:
-  lines = ["| curve | alpha or T | gamma | test accuracy mean | min | max | seeds |",
-           "| --- | --- | --- | --- | --- | --- | --- |"]
+  """Markdown: one row per point of each Figure 5 curve."""
+  lines = [
+    "| curve | alpha or T | gamma | test accuracy mean | min | max | seeds |",
+    "| --- | --- | --- | --- | --- | --- | --- |",
+  ]
   for curve, c in summary.items():
     for i, key in enumerate(c["key"]):
       label = f"T = {key:g}" if curve == "kd_hard" else f"alpha = {key:g}"
-      lines.append(f"| {CURVES[curve]} | {label} | {c['gamma'][i]:.3f} | {c['mean'][i]:.4f} | {c['min'][i]:.4f} | "
-                   f"{c['max'][i]:.4f} | {c['seeds'][i]} |")
+      lines.append(
+        f"| {CURVES[curve]} | {label} | {c['gamma'][i]:.3f} | {c['mean'][i]:.4f} | "
+        f"{c['min'][i]:.4f} | "
+        f"{c['max'][i]:.4f} | {c['seeds'][i]} |"
+      )
   return "\n".join(lines) + "\n"
 
 
 def anecdote_table(results: Dict[str, dict]) -> str:
-  err = lambda name: 100 * (1 - results[name]["test"]["accuracy"])  # noqa: E731
-  return ("| teacher | teacher error | student error |\n| --- | --- | --- |\n"
-          f"| with dropout | {err('anecdote_teacher_dropout'):.2f}% | {err('anecdote_student_of_dropout'):.2f}% |\n"
-          f"| with label smoothing | {err('anecdote_teacher_ls'):.2f}% | {err('anecdote_student_of_ls'):.2f}% |\n")
+  """Markdown: test error of the dropout and LS teachers and of their students."""
+
+  def error(name):
+    return 100 * (1 - results[name]["test"]["accuracy"])
+
+  return (
+    "| teacher | teacher error | student error |\n| --- | --- | --- |\n"
+    f"| with dropout | {error('anecdote_teacher_dropout'):.2f}% | "
+    f"{error('anecdote_student_of_dropout'):.2f}% |\n"
+    f"| with label smoothing | {error('anecdote_teacher_ls'):.2f}% | "
+    f"{error('anecdote_student_of_ls'):.2f}% |\n"
+  )
 
 
-def run_sweep(preset: recipes.SweepPreset, root: str, log: Callable[[str], None] = print) -> dict:
-  """Runs (or reuses) the whole grid and the anecdote; writes kd_sweep.md/.json and figure5.png."""
+def run_sweep(preset: recipes.SweepPreset, root: str) -> dict:
+  """Runs (or reuses) the whole grid and the anecdote; writes kd_sweep.md/.json and figure5.png.
+
+  Raises:
+    UserError: --root is a file or cannot be created; any run's bad input.
+  """
   workdir_lib.check_output_dir(root, "--root")
+  root = os.path.abspath(root)  # Students name their teachers by absolute path.
   jobs, anecdote = plan(preset, root), anecdote_plan(preset, root)
-  results = run_jobs(jobs + anecdote, root, log)
+  results = plan_lib.run_all(jobs + anecdote, root, plan_lib.Progress(jobs + anecdote))
   summary = curves(jobs, results)
   figure5(summary, os.path.join(root, "figure5.png"))
-  text = table(summary) + "\n" + anecdote_table(results)
+  text = table(summary) + ("\n" + anecdote_table(results) if anecdote else "")
   workdir_lib.atomic_write_bytes(os.path.join(root, "kd_sweep.md"), text.encode())
-  report = {"curves": summary, "anecdote": {j.name: results[j.name]["test"] for j in anecdote}, "table": text}
+  report = {
+    "curves": summary,
+    "anecdote": {j.name: results[j.name]["test"] for j in anecdote},
+    "table": text,
+  }
   workdir_lib.atomic_write_json(os.path.join(root, "kd_sweep.json"), report)
   return report

@@ -13,8 +13,16 @@ import keras
 from keras import layers
 
 from ls_keras.core.errors import UserError
-from ls_keras.models.networks import (ModelOptions, alexnet, inception_v4, l2_regularizer, local_response_normalization,
-                                      mlp, resnet56, small_cnn)
+from ls_keras.models.networks import (
+  ModelOptions,
+  alexnet,
+  inception_v4,
+  l2_regularizer,
+  local_response_normalization,
+  mlp,
+  resnet56,
+  small_cnn,
+)
 
 PENULTIMATE = "penultimate"
 LOGITS = "logits"
@@ -22,27 +30,42 @@ LOGITS = "logits"
 UNDECAYED_LOGITS = frozenset({"alexnet"})
 Builder = Callable[..., object]
 MODELS: Dict[str, Builder] = {
-    "small_cnn": small_cnn,
-    "alexnet": alexnet,
-    "resnet56": resnet56,
-    "inception_v4": inception_v4,
-    "mlp": mlp,
+  "small_cnn": small_cnn,
+  "alexnet": alexnet,
+  "resnet56": resnet56,
+  "inception_v4": inception_v4,
+  "mlp": mlp,
 }
 
-__all__ = ["LOGITS", "MODELS", "PENULTIMATE", "ModelOptions", "build_model", "check_contract",
-           "local_response_normalization"]
+__all__ = [
+  "LOGITS",
+  "MODELS",
+  "PENULTIMATE",
+  "ModelOptions",
+  "build_model",
+  "check_contract",
+  "local_response_normalization",
+]
 
 
-def build_model(name: str, input_shape: Sequence[int], num_classes: int, *, mean: Sequence[float],
-                std: Sequence[float], options: ModelOptions = ModelOptions()) -> keras.Model:
+def build_model(
+  name: str,
+  input_shape: Sequence[int],
+  num_classes: int,
+  *,
+  mean: Sequence[float],
+  std: Sequence[float],
+  options: ModelOptions = ModelOptions(),
+) -> keras.Model:
   """MODELS[name] for raw 0-255 pixel inputs: normalise -> body -> penultimate -> logits.
 
   Args:
     name: a key of MODELS.
     input_shape: (height, width, channels) of the images.
     num_classes: K, the width of the logits layer.
-    mean, std: per-channel pixel statistics on the 0-255 scale (normalisation lives in the
-      model, so an exported model is self-contained).
+    mean: per-channel pixel means on the 0-255 scale (normalisation lives in the model, so
+      an exported model is self-contained).
+    std: per-channel pixel standard deviations on the 0-255 scale.
     options: weight decay, dropout and MLP sizes.
 
   Returns:
@@ -53,7 +76,9 @@ def build_model(name: str, input_shape: Sequence[int], num_classes: int, *, mean
   features = MODELS[name](x, options)
   features = layers.Identity(name=PENULTIMATE)(features)
   decay = None if name in UNDECAYED_LOGITS else l2_regularizer(options)
-  logits = layers.Dense(num_classes, name=LOGITS, dtype="float32", kernel_regularizer=decay)(features)
+  logits = layers.Dense(num_classes, name=LOGITS, dtype="float32", kernel_regularizer=decay)(
+    features
+  )
   return keras.Model(inputs, logits, name=name)
 
 
@@ -66,8 +91,10 @@ def check_contract(model: keras.Model, where: str) -> None:
   names = {layer.name for layer in model.layers}
   missing = [n for n in (PENULTIMATE, LOGITS) if n not in names]
   if missing:
-    raise UserError(f"the model in {where} has no layer named {' or '.join(missing)}; ls_keras' analyses need a "
-                    "layer 'penultimate' and a final Dense 'logits' layer with a bias (see ls_keras.models).")
+    raise UserError(
+      f"the model in {where} has no layer named {' or '.join(missing)}; ls_keras' analyses need a "
+      "layer 'penultimate' and a final Dense 'logits' layer with a bias (see ls_keras.models)."
+    )
   logits = model.get_layer(LOGITS)
   if not isinstance(logits, keras.layers.Dense) or not logits.use_bias:
     raise UserError(f"layer 'logits' of the model in {where} must be a Dense layer with a bias.")

@@ -11,21 +11,24 @@ from typing import Tuple
 import keras
 from keras import layers, ops
 
+
 @dataclasses.dataclass(frozen=True)
 class ModelOptions:
   """The model-shaping settings a builder may use."""
+
   weight_decay: float = 0.0
   dropout: float = 0.0
   hidden_units: Tuple[int, ...] = (1200, 1200)
 
 
 def l2_regularizer(options: ModelOptions):
-  """lambda/2 * ||w||^2, as the tf.nn.l2_loss-based weight decay of the paper's TF recipes (None if 0)."""
+  """lambda/2 * ||w||^2, the tf.nn.l2_loss weight decay of the paper's TF recipes (None if 0)."""
   return keras.regularizers.L2(options.weight_decay / 2) if options.weight_decay else None
 
 
-def local_response_normalization(x, depth_radius: int = 4, bias: float = 1.0, alpha: float = 0.001 / 9.0,
-                                 beta: float = 0.75):
+def local_response_normalization(
+  x, depth_radius: int = 4, bias: float = 1.0, alpha: float = 0.001 / 9.0, beta: float = 0.75
+):
   """tf.nn.local_response_normalization (the TF CIFAR-10 tutorial's `norm1/2`) from Keras ops.
 
   x / (bias + alpha * sum of x^2 over the 2 * depth_radius + 1 nearest channels)^beta,
@@ -36,7 +39,9 @@ def local_response_normalization(x, depth_radius: int = 4, bias: float = 1.0, al
   channels = x.shape[-1]
   x32 = ops.cast(x, "float32")
   padded = ops.pad(ops.square(x32), [[0, 0], [0, 0], [0, 0], [depth_radius, depth_radius]])
-  window = functools.reduce(ops.add, [padded[..., d:d + channels] for d in range(2 * depth_radius + 1)])
+  window = functools.reduce(
+    ops.add, [padded[..., d : d + channels] for d in range(2 * depth_radius + 1)]
+  )
   return ops.cast(x32 * ops.power(bias + alpha * window, -beta), x.dtype)
 
 
@@ -46,7 +51,9 @@ def small_cnn(x, options: ModelOptions):
   No BatchNorm: on CPU it runs in float32 and cancels the 1.5-2.8x that bfloat16 gives.
   """
   for filters in (32, 64):
-    x = layers.Conv2D(filters, 3, padding="same", activation="relu", kernel_regularizer=l2_regularizer(options))(x)
+    x = layers.Conv2D(
+      filters, 3, padding="same", activation="relu", kernel_regularizer=l2_regularizer(options)
+    )(x)
     x = layers.MaxPooling2D(2)(x)
   x = layers.Flatten()(x)
   if options.dropout:
@@ -71,21 +78,33 @@ def alexnet(x, options: ModelOptions):
 
 def _residual_block(x, filters, strides, options):
   shortcut = x
-  y = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False,
-                    kernel_regularizer=l2_regularizer(options))(x)
+  y = layers.Conv2D(
+    filters,
+    3,
+    strides=strides,
+    padding="same",
+    use_bias=False,
+    kernel_regularizer=l2_regularizer(options),
+  )(x)
   y = layers.BatchNormalization()(y)
   y = layers.ReLU()(y)
-  y = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_regularizer=l2_regularizer(options))(y)
+  y = layers.Conv2D(
+    filters, 3, padding="same", use_bias=False, kernel_regularizer=l2_regularizer(options)
+  )(y)
   y = layers.BatchNormalization()(y)
   if strides != 1 or shortcut.shape[-1] != filters:
-    shortcut = layers.Conv2D(filters, 1, strides=strides, use_bias=False, kernel_regularizer=l2_regularizer(options))(x)
+    shortcut = layers.Conv2D(
+      filters, 1, strides=strides, use_bias=False, kernel_regularizer=l2_regularizer(options)
+    )(x)
     shortcut = layers.BatchNormalization()(shortcut)
   return layers.ReLU()(layers.Add()([shortcut, y]))
 
 
 def resnet56(x, options: ModelOptions):
   """CIFAR ResNet-56 (He et al. 2016): 3 stages x 9 basic blocks, 16/32/64 filters."""
-  x = layers.Conv2D(16, 3, padding="same", use_bias=False, kernel_regularizer=l2_regularizer(options))(x)
+  x = layers.Conv2D(
+    16, 3, padding="same", use_bias=False, kernel_regularizer=l2_regularizer(options)
+  )(x)
   x = layers.ReLU()(layers.BatchNormalization()(x))
   for stage, filters in enumerate((16, 32, 64)):
     for block in range(9):
@@ -94,13 +113,20 @@ def resnet56(x, options: ModelOptions):
 
 
 def _conv_bn(x, filters, kernel, strides=1, padding="same", options=ModelOptions()):
-  x = layers.Conv2D(filters, kernel, strides=strides, padding=padding, use_bias=False,
-                    kernel_regularizer=l2_regularizer(options))(x)
+  x = layers.Conv2D(
+    filters,
+    kernel,
+    strides=strides,
+    padding=padding,
+    use_bias=False,
+    kernel_regularizer=l2_regularizer(options),
+  )(x)
   return layers.ReLU()(layers.BatchNormalization(scale=False)(x))
 
 
 def inception_v4(x, options: ModelOptions):
   """Inception-v4 (Szegedy et al. 2017) for 299x299 ImageNet inputs (any side >= 75 builds)."""
+
   def c(x, filters, kernel, strides=1, padding="same"):
     return _conv_bn(x, filters, kernel, strides, padding, options)
 
@@ -117,21 +143,50 @@ def inception_v4(x, options: ModelOptions):
   x = cat([a, b])
   x = cat([c(x, 192, 3, 2, "valid"), layers.MaxPooling2D(3, 2, "valid")(x)])
   for _ in range(4):  # Inception-A.
-    x = cat([c(layers.AveragePooling2D(3, 1, "same")(x), 96, 1), c(x, 96, 1),
-             c(c(x, 64, 1), 96, 3), c(c(c(x, 64, 1), 96, 3), 96, 3)])
-  x = cat([layers.MaxPooling2D(3, 2, "valid")(x), c(x, 384, 3, 2, "valid"),  # Reduction-A.
-           c(c(c(x, 192, 1), 224, 3), 256, 3, 2, "valid")])
+    x = cat(
+      [
+        c(layers.AveragePooling2D(3, 1, "same")(x), 96, 1),
+        c(x, 96, 1),
+        c(c(x, 64, 1), 96, 3),
+        c(c(c(x, 64, 1), 96, 3), 96, 3),
+      ]
+    )
+  x = cat(
+    [
+      layers.MaxPooling2D(3, 2, "valid")(x),
+      c(x, 384, 3, 2, "valid"),  # Reduction-A.
+      c(c(c(x, 192, 1), 224, 3), 256, 3, 2, "valid"),
+    ]
+  )
   for _ in range(7):  # Inception-B.
-    x = cat([c(layers.AveragePooling2D(3, 1, "same")(x), 128, 1), c(x, 384, 1),
-             c(c(c(x, 192, 1), 224, (1, 7)), 256, (7, 1)),
-             c(c(c(c(c(x, 192, 1), 192, (1, 7)), 224, (7, 1)), 224, (1, 7)), 256, (7, 1))])
-  x = cat([layers.MaxPooling2D(3, 2, "valid")(x), c(c(x, 192, 1), 192, 3, 2, "valid"),  # Reduction-B.
-           c(c(c(c(x, 256, 1), 256, (1, 7)), 320, (7, 1)), 320, 3, 2, "valid")])
+    x = cat(
+      [
+        c(layers.AveragePooling2D(3, 1, "same")(x), 128, 1),
+        c(x, 384, 1),
+        c(c(c(x, 192, 1), 224, (1, 7)), 256, (7, 1)),
+        c(c(c(c(c(x, 192, 1), 192, (1, 7)), 224, (7, 1)), 224, (1, 7)), 256, (7, 1)),
+      ]
+    )
+  x = cat(
+    [
+      layers.MaxPooling2D(3, 2, "valid")(x),
+      c(c(x, 192, 1), 192, 3, 2, "valid"),  # Reduction-B.
+      c(c(c(c(x, 256, 1), 256, (1, 7)), 320, (7, 1)), 320, 3, 2, "valid"),
+    ]
+  )
   for _ in range(3):  # Inception-C.
     b3 = c(x, 384, 1)
     b4 = c(c(c(x, 384, 1), 448, (1, 3)), 512, (3, 1))
-    x = cat([c(layers.AveragePooling2D(3, 1, "same")(x), 256, 1), c(x, 256, 1),
-             c(b3, 256, (1, 3)), c(b3, 256, (3, 1)), c(b4, 256, (3, 1)), c(b4, 256, (1, 3))])
+    x = cat(
+      [
+        c(layers.AveragePooling2D(3, 1, "same")(x), 256, 1),
+        c(x, 256, 1),
+        c(b3, 256, (1, 3)),
+        c(b3, 256, (3, 1)),
+        c(b4, 256, (3, 1)),
+        c(b4, 256, (1, 3)),
+      ]
+    )
   x = layers.GlobalAveragePooling2D()(x)
   return layers.Dropout(options.dropout or 0.2)(x)
 

@@ -1,4 +1,4 @@
-"""The mutual-information estimate followed during training, and recomputed from checkpoints (Figure 6).
+"""The mutual information followed during training, and recomputed from checkpoints (Figure 6).
 
 `LogitDifferences` gives Y for fixed training examples under fresh augmentation in one
 batched forward pass; `MutualInformationCallback` estimates I(X; Y) every N steps and
@@ -22,20 +22,27 @@ from ls_keras.mutual_information.estimator import check_settings, mutual_informa
 class LogitDifferences:
   """Y for fixed examples under fresh augmentation: one batched forward pass of N*L images."""
 
-  def __init__(self, images: np.ndarray, classes: Sequence[int], copies: int, augmentation: str, seed: int = 0):
+  def __init__(
+    self, images: np.ndarray, classes: Sequence[int], copies: int, augmentation: str, seed: int = 0
+  ):
     self.images, self.classes, self.copies = images, tuple(classes), copies
     self.augmentation, self.seed = augmentation, seed
 
   def augmented(self, draw: int) -> tf.Tensor:
     """[N*L] augmented images, example-major; deterministic in (seed, draw)."""
     copies = tf.constant(np.repeat(self.images, self.copies, axis=0))
-    return data_lib.augment_batch(copies, self.augmentation, tf.constant([self.seed, draw], tf.int64))
+    return data_lib.augment_batch(
+      copies, self.augmentation, tf.constant([self.seed, draw], tf.int64)
+    )
 
   def __call__(self, model: keras.Model, draw: int) -> np.ndarray:
+    """Y [N examples, L copies] (float64): `model`'s logit difference on augmentation `draw`."""
     models.check_contract(model, f"model '{model.name}'")
     logits = model(self.augmented(draw), training=False)
     logits = np.asarray(keras.ops.convert_to_numpy(logits), np.float64)
-    return (logits[:, self.classes[0]] - logits[:, self.classes[1]]).reshape(len(self.images), self.copies)
+    return (logits[:, self.classes[0]] - logits[:, self.classes[1]]).reshape(
+      len(self.images), self.copies
+    )
 
 
 class MutualInformationCallback(keras.callbacks.Callback):
@@ -46,8 +53,15 @@ class MutualInformationCallback(keras.callbacks.Callback):
   a Distiller, its student).
   """
 
-  def __init__(self, differences: LogitDifferences, every_steps: int, series_path: str, logdir: str,
-               write: bool = True, network: keras.Model = None):
+  def __init__(
+    self,
+    differences: LogitDifferences,
+    every_steps: int,
+    series_path: str,
+    logdir: str,
+    write: bool = True,
+    network: keras.Model = None,
+  ):
     super().__init__()
     self.differences, self.every_steps, self.network = differences, every_steps, network
     self.series_path, self.logdir, self.write = series_path, logdir, write
@@ -55,32 +69,52 @@ class MutualInformationCallback(keras.callbacks.Callback):
     self.writer = None
 
   @classmethod
-  def from_config(cls, config, splits: data_lib.Splits, run: workdir_lib.Workdir, write: bool = True,
-                  network: keras.Model = None) -> "MutualInformationCallback":
+  def from_config(
+    cls,
+    config,
+    splits: data_lib.Splits,
+    run: workdir_lib.Workdir,
+    write: bool = True,
+    network: keras.Model = None,
+  ) -> "MutualInformationCallback":
     """From the run's mi_* settings; `write` is False on non-chief workers.
 
     Raises:
       UserError: classes outside the data set, or too few examples of them.
     """
     classes = tuple(config.mi_classes)
-    check_settings(classes, splits.num_classes, config.mi_examples_per_class, config.mi_augmentations)
+    check_settings(
+      classes, splits.num_classes, config.mi_examples_per_class, config.mi_augmentations
+    )
     images, _ = data_lib.class_examples(splits.train, classes, config.mi_examples_per_class)
-    differences = LogitDifferences(images, classes, config.mi_augmentations, splits.spec.augmentation, config.seed)
-    return cls(differences, config.mi_every_steps, run.file("mutual_information.json"), run.file("tb", "train"),
-               write, network)
+    differences = LogitDifferences(
+      images, classes, config.mi_augmentations, splits.spec.augmentation, config.seed
+    )
+    return cls(
+      differences,
+      config.mi_every_steps,
+      run.file("mutual_information.json"),
+      run.file("tb", "train"),
+      write,
+      network,
+    )
 
   def _step(self) -> int:
     return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
 
   def on_train_begin(self, logs=None):
+    """Keeps the estimates a resumed run's checkpoint vouches for; estimates at the start."""
     step = self._step()
     if os.path.exists(self.series_path):  # Resumed: keep what the checkpoint vouches for.
       self.series = [p for p in workdir_lib.read_json(self.series_path) if p["step"] <= step]
-    self.writer = tf.summary.create_file_writer(self.logdir) if self.write else tf.summary.create_noop_writer()
+    self.writer = (
+      tf.summary.create_file_writer(self.logdir) if self.write else tf.summary.create_noop_writer()
+    )
     if not any(p["step"] == step for p in self.series):
       self._estimate(step)
 
   def on_train_batch_end(self, batch, logs=None):
+    """Estimates at every multiple of every_steps (the loop pauses there)."""
     step = self._step()
     if step % self.every_steps == 0 and not any(p["step"] == step for p in self.series):
       self._estimate(step)
@@ -94,8 +128,9 @@ class MutualInformationCallback(keras.callbacks.Callback):
       workdir_lib.atomic_write_json(self.series_path, self.series)
 
 
-def recompute_from_checkpoints(run: workdir_lib.Workdir, config, splits: data_lib.Splits,
-                               build_model) -> list:
+def recompute_from_checkpoints(
+  run: workdir_lib.Workdir, config, splits: data_lib.Splits, build_model
+) -> list:
   """The estimate afresh at every checkpoint the run kept (training keeps the last two).
 
   Writes nothing; the caller saves the series (mutual_information_recomputed.json).
@@ -103,7 +138,9 @@ def recompute_from_checkpoints(run: workdir_lib.Workdir, config, splits: data_li
   classes = tuple(config.mi_classes)
   check_settings(classes, splits.num_classes, config.mi_examples_per_class, config.mi_augmentations)
   images, _ = data_lib.class_examples(splits.train, classes, config.mi_examples_per_class)
-  differences = LogitDifferences(images, classes, config.mi_augmentations, splits.spec.augmentation, config.seed)
+  differences = LogitDifferences(
+    images, classes, config.mi_augmentations, splits.spec.augmentation, config.seed
+  )
   state = tf.train.get_checkpoint_state(run.checkpoints)
   if state is None or not state.all_model_checkpoint_paths:
     raise UserError(f"{run.path} has no checkpoints to recompute the estimate from.")
@@ -113,7 +150,12 @@ def recompute_from_checkpoints(run: workdir_lib.Workdir, config, splits: data_li
     model.optimizer.build(model.trainable_variables)
     tf.train.Checkpoint(model=model, optimizer=model.optimizer).read(path).expect_partial()
     step = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
-    series.append({"step": step, "checkpoint": os.path.basename(path),
-                   **mutual_information(differences(model, draw=step))})
+    series.append(
+      {
+        "step": step,
+        "checkpoint": os.path.basename(path),
+        **mutual_information(differences(model, draw=step)),
+      }
+    )
   workdir_lib.atomic_write_json(run.file("mutual_information_recomputed.json"), series)
   return series

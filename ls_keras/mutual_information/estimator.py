@@ -21,7 +21,9 @@ def mutual_information(y: np.ndarray) -> Dict[str, float]:
   """The paper's estimate from y [N examples, L copies]; also returns sigma and log N."""
   y = np.asarray(y, np.float64)
   if y.ndim != 2 or y.shape[0] < 2 or y.shape[1] < 2:
-    raise UserError(f"the estimate needs N >= 2 examples with L >= 2 copies each; got shape {y.shape}.")
+    raise UserError(
+      f"the estimate needs N >= 2 examples with L >= 2 copies each; got shape {y.shape}."
+    )
   if not np.all(np.isfinite(y)):
     raise UserError("the logit differences hold NaN or infinite values.")
   n = y.shape[0]
@@ -33,15 +35,21 @@ def mutual_information(y: np.ndarray) -> Dict[str, float]:
   peak = log_density.max(1)
   log_mixture = peak + np.log(np.exp(log_density - peak[:, None]).sum(1)) - np.log(n)
   estimate = float(np.mean(own - log_mixture))
-  return {"mi": float(np.clip(estimate, 0.0, np.log(n))), "sigma": float(np.sqrt(variance)),
-          "log_n": float(np.log(n))}
+  return {
+    "mi": float(np.clip(estimate, 0.0, np.log(n))),
+    "sigma": float(np.sqrt(variance)),
+    "log_n": float(np.log(n)),
+  }
 
 
 def check_settings(classes: Sequence[int], num_classes: int, per_class: int, copies: int) -> None:
+  """Raises UserError unless the two classes exist and N >= 2, L >= 2."""
   if len(classes) != 2 or classes[0] == classes[1]:
     raise UserError(f"--mi_classes={','.join(map(str, classes))} must be two different classes.")
   if min(classes) < 0 or max(classes) >= num_classes:
     raise UserError(f"--mi_classes={','.join(map(str, classes))} must lie in 0-{num_classes - 1}.")
   if per_class < 1 or copies < 2:
-    raise UserError(f"--mi_examples_per_class={per_class} must be >= 1 and --mi_augmentations={copies} >= 2 "
-                    "(the estimate needs N >= 2 and L >= 2).")
+    raise UserError(
+      f"--mi_examples_per_class={per_class} must be >= 1 and --mi_augmentations={copies} >= 2 "
+      "(the estimate needs N >= 2 and L >= 2)."
+    )

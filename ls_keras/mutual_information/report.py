@@ -27,13 +27,20 @@ def plot_runs(workdirs: Sequence[str], output_dir: str, recompute: bool = False)
       config = config_lib.from_dict(config_lib.TrainConfig, record["config"])
       splits = training.load_data(config)
       series = mutual_information.recompute_from_checkpoints(
-          run, config, splits, lambda c=config, s=splits: training.build_classifier(
-              c, s, training.make_schedule(c, s.sizes["train"], replicas=1).total_steps))
+        run,
+        config,
+        splits,
+        lambda c=config, s=splits: training.build_classifier(
+          c, s, training.make_schedule(c, s.sizes["train"], replicas=1).total_steps
+        ),
+      )
     else:
       series_path = run.file("mutual_information.json")
       if not os.path.exists(series_path):
-        raise UserError(f"{run.path} has no mutual_information.json: train it with --mi_every_steps > 0, or "
-                        "pass --recompute to estimate from its checkpoints.")
+        raise UserError(
+          f"{run.path} has no mutual_information.json: train it with --mi_every_steps > 0, or "
+          "pass --recompute to estimate from its checkpoints."
+        )
       series = workdir_lib.read_json(series_path)
     label = f"alpha={record['config'].get('alpha', 0.0):g} ({os.path.basename(run.path)})"
     curves[label] = (np.array([p["step"] for p in series]), np.array([p["mi"] for p in series]))
@@ -41,11 +48,17 @@ def plot_runs(workdirs: Sequence[str], output_dir: str, recompute: bool = False)
     results[run.path] = series
   if recompute:  # Every run computed without error: only now write into them.
     for path, series in results.items():
-      workdir_lib.atomic_write_json(os.path.join(path, "mutual_information_recomputed.json"), series)
+      workdir_lib.atomic_write_json(
+        os.path.join(path, "mutual_information_recomputed.json"), series
+      )
   os.makedirs(output_dir, exist_ok=True)
-  fig = plots.line_plot(curves, "training step", "I(X; logit difference) [nats]",
-                        hlines={"log N": log_n, "log 2": float(np.log(2))},
-                        title="Mutual information between example index and logits")
+  fig = plots.line_plot(
+    curves,
+    "training step",
+    "I(X; logit difference) [nats]",
+    hlines={"log N": log_n, "log 2": float(np.log(2))},
+    title="Mutual information between example index and logits",
+  )
   plots.save(fig, os.path.join(output_dir, "mutual_information.png"))
   workdir_lib.atomic_write_json(os.path.join(output_dir, "mutual_information.json"), results)
   return results

@@ -1,4 +1,4 @@
-"""The paper's training recipes (Appendix A) and the embedded default: one registry of named configs.
+"""The paper's training recipes (Appendix A) and the default: one registry of named configs.
 
 RECIPES maps a name to a function returning its `TrainConfig`. Everything else comes from
 here: the flagfiles in flags/ (written by `tools/write_flagfiles.py`; a test keeps them in
@@ -8,73 +8,145 @@ shape when its length changes.
 """
 
 import dataclasses
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Tuple
 
 from ls_keras.core.config import TrainConfig
 from ls_keras.core.errors import UserError
 
 
 def fashion_mnist() -> TrainConfig:
-  """The embedded default: Fashion-MNIST (Debian's dataset-fashion-mnist, prepared offline
-  through TFDS), the small CNN, 50k train / 10k validation / 10k test, 10 epochs, the
-  learning rate divided by 10 at 60% and 80% of training."""
-  return TrainConfig(dataset="fashion_mnist", model="small_cnn", batch_size=128, epochs=10, optimizer="sgd",
-                     learning_rate=0.05, momentum=0.9, nesterov=True, lr_boundaries=(0.6, 0.8), lr_decay=0.1,
-                     weight_decay=5e-4)
+  """The embedded default: Fashion-MNIST and the small CNN.
+
+  Fashion-MNIST from Debian's dataset-fashion-mnist, prepared offline through TFDS; 50k
+  train / 10k validation / 10k test, 10 epochs, the learning rate divided by 10 at 60% and
+  80% of training.
+  """
+  return TrainConfig(
+    dataset="fashion_mnist",
+    model="small_cnn",
+    batch_size=128,
+    epochs=10,
+    optimizer="sgd",
+    learning_rate=0.05,
+    momentum=0.9,
+    nesterov=True,
+    lr_boundaries=(0.6, 0.8),
+    lr_decay=0.1,
+    weight_decay=5e-4,
+  )
 
 
 def cifar10_alexnet() -> TrainConfig:
   """Paper Appendix A: CIFAR-10 "AlexNet" (the TF CIFAR-10 tutorial network), Table 2 row 1.
+
   40k train / 10k validation carved from the CIFAR training set; batch 128; 390k plain SGD
   steps; lr 0.1 divided by 10 every 130k steps; cross-entropy x3; weight decay on the two
-  dense layers (the tutorial's 0.004 with tf.nn.l2_loss, i.e. lambda/2 ||w||^2)."""
-  return TrainConfig(dataset="cifar10", model="alexnet", validation_size=10000, batch_size=128, train_steps=390000,
-                     optimizer="sgd", momentum=0.0, nesterov=False, learning_rate=0.1, lr_boundaries=(1 / 3, 2 / 3),
-                     lr_decay=0.1, loss_scale=3.0, weight_decay=0.004)
+  dense layers (the tutorial's 0.004 with tf.nn.l2_loss, i.e. lambda/2 ||w||^2).
+  """
+  return TrainConfig(
+    dataset="cifar10",
+    model="alexnet",
+    validation_size=10000,
+    batch_size=128,
+    train_steps=390000,
+    optimizer="sgd",
+    momentum=0.0,
+    nesterov=False,
+    learning_rate=0.1,
+    lr_boundaries=(1 / 3, 2 / 3),
+    lr_decay=0.1,
+    loss_scale=3.0,
+    weight_decay=0.004,
+  )
 
 
 def cifar100_resnet56() -> TrainConfig:
-  """Paper Appendix A: CIFAR-100 ResNet-56, Table 2 row 2 and Table 3 row 1. Batch 128, 64k
-  steps, SGD Nesterov momentum 0.9, lr 0.1 divided by 10 at 32k and 48k, cross-entropy x3,
-  weight decay 1e-4, gradient clipping 1.0; pad-40 / crop-32 / flip."""
-  return TrainConfig(dataset="cifar100", model="resnet56", validation_size=10000, batch_size=128, train_steps=64000,
-                     optimizer="sgd", momentum=0.9, nesterov=True, learning_rate=0.1, lr_boundaries=(0.5, 0.75),
-                     lr_decay=0.1, loss_scale=3.0, weight_decay=1e-4, grad_clip_norm=1.0)
+  """Paper Appendix A: CIFAR-100 ResNet-56, Table 2 row 2 and Table 3 row 1.
+
+  Batch 128, 64k steps, SGD Nesterov momentum 0.9, lr 0.1 divided by 10 at 32k and 48k,
+  cross-entropy x3, weight decay 1e-4, gradient clipping 1.0; pad-40 / crop-32 / flip.
+  """
+  return TrainConfig(
+    dataset="cifar100",
+    model="resnet56",
+    validation_size=10000,
+    batch_size=128,
+    train_steps=64000,
+    optimizer="sgd",
+    momentum=0.9,
+    nesterov=True,
+    learning_rate=0.1,
+    lr_boundaries=(0.5, 0.75),
+    lr_decay=0.1,
+    loss_scale=3.0,
+    weight_decay=1e-4,
+    grad_clip_norm=1.0,
+  )
 
 
 def imagenet_inception_v4() -> TrainConfig:
-  """Paper Appendix A: ImageNet Inception-v4, Table 2 row 3 and Table 3 row 2. Given by the
-  paper: batch 4096, Nesterov momentum 0.9, weight decay 8e-5 (EMA 0.9999 of the weights is
-  not implemented here). Not given, chosen here: lr 1.6 (0.1 per 256 images), 90 epochs of
-  the 1.27M training images left after a 10k validation hold-out (28k steps), divided by 10
-  at epochs 30, 60, 80. Needs prepared imagenet2012 and many GPUs."""
-  return TrainConfig(dataset="imagenet2012", model="inception_v4", validation_size=10000, batch_size=4096,
-                     train_steps=28000, optimizer="sgd", momentum=0.9, nesterov=True, learning_rate=1.6,
-                     lr_boundaries=(1 / 3, 2 / 3, 8 / 9), lr_decay=0.1, weight_decay=8e-5, dropout=0.2)
+  """Paper Appendix A: ImageNet Inception-v4, Table 2 row 3 and Table 3 row 2.
+
+  Given by the paper: batch 4096, Nesterov momentum 0.9, weight decay 8e-5 (EMA 0.9999 of the
+  weights is not implemented here). Not given, chosen here: lr 1.6 (0.1 per 256 images), 90
+  epochs of the 1.27M training images left after a 10k validation hold-out (28k steps), divided
+  by 10 at epochs 30, 60, 80. Needs prepared imagenet2012 and many GPUs.
+  """
+  return TrainConfig(
+    dataset="imagenet2012",
+    model="inception_v4",
+    validation_size=10000,
+    batch_size=4096,
+    train_steps=28000,
+    optimizer="sgd",
+    momentum=0.9,
+    nesterov=True,
+    learning_rate=1.6,
+    lr_boundaries=(1 / 3, 2 / 3, 8 / 9),
+    lr_decay=0.1,
+    weight_decay=8e-5,
+    dropout=0.2,
+  )
 
 
 def mnist_fc_teacher() -> TrainConfig:
-  """Paper Section 4 anecdote: fully connected MNIST teacher, 2 hidden layers of 1200 units,
-  regularised with dropout (the paper: 0.67% error). Its LS counterpart adds --alpha=0.1
-  --dropout=0. The paper gives no optimiser settings; these are Hinton et al.'s spirit."""
-  return TrainConfig(dataset="mnist", model="mlp", hidden_units=(1200, 1200), dropout=0.5, validation_size=10000,
-                     batch_size=128, epochs=60, optimizer="sgd", learning_rate=0.1, momentum=0.9, nesterov=True,
-                     lr_boundaries=(0.6, 5 / 6), lr_decay=0.1)
+  """Paper Section 4 anecdote: a fully connected MNIST teacher, regularised with dropout.
+
+  2 hidden layers of 1200 units (the paper: 0.67% error). Its LS counterpart adds --alpha=0.1
+  --dropout=0. The paper gives no optimiser settings; these are Hinton et al.'s spirit.
+  """
+  return TrainConfig(
+    dataset="mnist",
+    model="mlp",
+    hidden_units=(1200, 1200),
+    dropout=0.5,
+    validation_size=10000,
+    batch_size=128,
+    epochs=60,
+    optimizer="sgd",
+    learning_rate=0.1,
+    momentum=0.9,
+    nesterov=True,
+    lr_boundaries=(0.6, 5 / 6),
+    lr_decay=0.1,
+  )
 
 
 def mnist_fc_student() -> TrainConfig:
-  """Paper Section 4 anecdote: fully connected MNIST student, 2 hidden layers of 800 units, no
-  regularisation; trained directly, or distilled from a mnist_fc_teacher run."""
+  """Paper Section 4 anecdote: a fully connected MNIST student, without regularisation.
+
+  2 hidden layers of 800 units; trained directly, or distilled from a mnist_fc_teacher run.
+  """
   return dataclasses.replace(mnist_fc_teacher(), hidden_units=(800, 800), dropout=0.0)
 
 
 RECIPES: Dict[str, Callable[[], TrainConfig]] = {
-    "fashion_mnist": fashion_mnist,
-    "cifar10_alexnet": cifar10_alexnet,
-    "cifar100_resnet56": cifar100_resnet56,
-    "imagenet_inception_v4": imagenet_inception_v4,
-    "mnist_fc_teacher": mnist_fc_teacher,
-    "mnist_fc_student": mnist_fc_student,
+  "fashion_mnist": fashion_mnist,
+  "cifar10_alexnet": cifar10_alexnet,
+  "cifar100_resnet56": cifar100_resnet56,
+  "imagenet_inception_v4": imagenet_inception_v4,
+  "mnist_fc_teacher": mnist_fc_teacher,
+  "mnist_fc_student": mnist_fc_student,
 }
 # Always written to a flagfile, even at their default values: they define the experiment.
 _ALWAYS = ("dataset", "model", "batch_size", "optimizer", "learning_rate")
@@ -92,8 +164,10 @@ def flagfile(name: str) -> str:
   """The text of flags/<name>.flags: the recipe's docstring as comments, then its flags."""
   recipe = RECIPES[name]
   config, default = recipe(), TrainConfig()
-  lines: List[str] = [f"# {line.strip()}" for line in recipe.__doc__.splitlines()]
-  lines.append(f"# Generated from ls_keras.paper.recipes.{name} by tools/write_flagfiles.py; edit the recipe.")
+  lines: List[str] = [f"# {line.strip()}".rstrip() for line in recipe.__doc__.strip().splitlines()]
+  lines.append(
+    f"# Generated from ls_keras.paper.recipes.{name} by tools/write_flagfiles.py; edit the recipe."
+  )
   for field in dataclasses.fields(TrainConfig):
     value = getattr(config, field.name)
     if field.name in _ALWAYS or value != getattr(default, field.name):
@@ -108,99 +182,285 @@ def flagfile(name: str) -> str:
 @dataclasses.dataclass(frozen=True)
 class SweepPreset:
   """The grid of one distillation sweep (Figure 5) and the Section 4 anecdote."""
+
   teacher: TrainConfig
   student: TrainConfig
   teacher_alphas: Tuple[float, ...]
   temperatures: Tuple[float, ...]
   seeds: Tuple[int, ...]
+  direct_alphas: Tuple[
+    float, ...
+  ] = ()  # Students trained directly with LS (default: teacher_alphas).
+  ls_temperatures: Tuple[float, ...] = (1.0,)  # Temperatures at which LS teachers are distilled...
+  hot_ls_alphas: Tuple[
+    float, ...
+  ] = ()  # ... above T = 1, only these teachers (default: every LS teacher).
+  t_squared_temperatures: Tuple[float, ...] = ()  # Hard-teacher students with the T^2 factor too.
+  anecdote: bool = True
   anecdote_dropout: float = 0.5
   anecdote_alpha: float = 0.1
   anecdote_temperature: float = 4.0
 
 
 def _fashion_mlp(hidden, epochs, **extra) -> TrainConfig:
-  return TrainConfig(dataset="fashion_mnist", model="mlp", hidden_units=hidden, epochs=epochs, augment=False,
-                     optimizer="sgd", learning_rate=0.05, momentum=0.9, nesterov=True, **extra)
+  return TrainConfig(
+    dataset="fashion_mnist",
+    model="mlp",
+    hidden_units=hidden,
+    epochs=epochs,
+    augment=False,
+    optimizer="sgd",
+    learning_rate=0.05,
+    momentum=0.9,
+    nesterov=True,
+    **extra,
+  )
 
 
 def _sweep_fashion_mnist(data) -> SweepPreset:
   """The paper's 1200-1200 and 800-800 MLPs on Fashion-MNIST (about 15 min on 2 CPU cores)."""
-  return SweepPreset(_fashion_mlp((1200, 1200), 3, **data), _fashion_mlp((800, 800), 3, **data),
-                     (0.0, 0.15, 0.3, 0.45, 0.6), (1.0, 2.0, 4.0, 8.0, 16.0), (0, 1))
+  return SweepPreset(
+    _fashion_mlp((1200, 1200), 3, **data),
+    _fashion_mlp((800, 800), 3, **data),
+    (0.0, 0.15, 0.3, 0.45, 0.6),
+    (1.0, 2.0, 4.0, 8.0, 16.0),
+    (0, 1),
+  )
 
 
 def _sweep_quick(data) -> SweepPreset:
   """A reduced fashion_mnist grid."""
-  return SweepPreset(_fashion_mlp((1200, 1200), 2, **data), _fashion_mlp((800, 800), 2, **data),
-                     (0.0, 0.3, 0.6), (1.0, 4.0, 16.0), (0,))
+  return SweepPreset(
+    _fashion_mlp((1200, 1200), 2, **data),
+    _fashion_mlp((800, 800), 2, **data),
+    (0.0, 0.3, 0.6),
+    (1.0, 4.0, 16.0),
+    (0,),
+  )
 
 
 def _sweep_tiny(data) -> SweepPreset:
   """Seconds, for tests (float32)."""
   small = dict(train_examples=1024, eval_examples=500, precision="float32", **data)
-  return SweepPreset(_fashion_mlp((32,), 1, **small), _fashion_mlp((16,), 1, **small), (0.0, 0.3), (1.0, 4.0), (0,),
-                     anecdote_temperature=2.0)
+  return SweepPreset(
+    _fashion_mlp((32,), 1, **small),
+    _fashion_mlp((16,), 1, **small),
+    (0.0, 0.3),
+    (1.0, 4.0),
+    (0,),
+    anecdote_temperature=2.0,
+  )
 
 
 def _sweep_cifar10(data) -> SweepPreset:
   """The paper's: ResNet-56 teacher, AlexNet student on CIFAR-10 (GPUs, prepared data)."""
   teacher = dataclasses.replace(cifar100_resnet56(), dataset="cifar10", **data)
-  return SweepPreset(teacher, dataclasses.replace(cifar10_alexnet(), **data), (0.0, 0.15, 0.3, 0.45, 0.6, 0.75),
-                     (1.0, 2.0, 3.0, 4.0, 8.0, 12.0, 16.0), (0, 1, 2, 3, 4))
+  return SweepPreset(
+    teacher,
+    dataclasses.replace(cifar10_alexnet(), **data),
+    (0.0, 0.15, 0.3, 0.45, 0.6, 0.75),
+    (1.0, 2.0, 3.0, 4.0, 8.0, 12.0, 16.0),
+    (0, 1, 2, 3, 4),
+  )
 
 
 SWEEPS: Dict[str, Callable[[dict], SweepPreset]] = {
-    "fashion_mnist": _sweep_fashion_mnist, "quick": _sweep_quick, "cifar10": _sweep_cifar10, "tiny": _sweep_tiny}
+  "fashion_mnist": _sweep_fashion_mnist,
+  "quick": _sweep_quick,
+  "cifar10": _sweep_cifar10,
+  "tiny": _sweep_tiny,
+}
 
 
 @dataclasses.dataclass(frozen=True)
 class ReproducePreset:
-  """The plan of the main job: runs for Tables 2 and 3, Figures 1 and 6, and a sweep for Figure 5."""
-  base: TrainConfig
-  seeds: Sequence[int]
-  table2_alphas: Sequence[float]  # Trained with every seed.
-  extra_alphas: Sequence[float]  # Seed 0 only, for the Table 3 alpha grid.
-  sweep: str  # A key of SWEEPS.
-  mi_every_steps: int
-  mi_classes: Sequence[int]
+  """The plan of the main job: every claim tested in the regime the paper studies.
+
+  `sweep.teacher` is the regime of claims 1-3 and of the "when" figure: it is trained over
+  the LS grid `sweep.teacher_alphas` with every seed (these runs are also the teachers of
+  claim 4), recording test calibration after every epoch. `mi` is claim 5's regime,
+  trained at alpha 0 and `accuracy_alpha` with every seed.
+  """
+
+  sweep: SweepPreset
+  why: str  # Why this regime: shown in the report beside the paper's.
+  mi: TrainConfig
+  mi_why: str
+  accuracy_alpha: float = 0.1  # Table 2's comparison.
+  projection_examples: int = 100  # Per class and panel (the paper: 100).
 
 
-def _reproduce_fashion_mnist(data, tiny: bool = False) -> ReproducePreset:
-  """Every claim at Fashion-MNIST scale on 2 CPU cores."""
-  base = dataclasses.replace(
-      fashion_mnist(), epochs=1 if tiny else 5, lr_boundaries=() if tiny else (0.6, 0.8),
-      mi_examples_per_class=20 if tiny else 300, mi_augmentations=3 if tiny else 5,
-      train_examples=1024 if tiny else 0, eval_examples=500 if tiny else 0,
-      **({"precision": "float32"} if tiny else {}), **data)
-  return ReproducePreset(base, (0, 1) if tiny else (0, 1, 2), (0.0, 0.1), (0.05,) if tiny else (0.05, 0.2),
-                         "tiny" if tiny else "quick", 4 if tiny else 195, (2, 4))
+def _fashion_regime(examples: int, epochs: int, hidden=(256, 256), **extra) -> TrainConfig:
+  """An MLP trained with Adam until it fits its subset: no weight decay (nor augmentation)."""
+  settings = dict(
+    dataset="fashion_mnist",
+    model="mlp",
+    hidden_units=hidden,
+    train_examples=examples,
+    eval_examples=5000,
+    epochs=epochs,
+    batch_size=128,
+    optimizer="adam",
+    learning_rate=1e-3,
+    lr_boundaries=(),
+    weight_decay=0.0,
+    augment=False,
+  )
+  return TrainConfig(**{**settings, **extra})
+
+
+FASHION_WHY = (
+  "The paper's claims are about networks trained until they fit their training data (CIFAR-100 "
+  "ResNet-56, 64k steps: baseline ECE 0.150, T = 1.9). This is the cheapest way we found to get "
+  "there on 2 CPU cores: a small network on a training subset, trained without weight decay or "
+  "augmentation until it fits the subset, so that the hard-target baseline grows over-confident "
+  "(whether it did is measured above). Measured alternatives: the small CNN on 10k images for 30 "
+  "epochs reaches it too (T = 3.56), at over 10x the cost per run; with weight decay, "
+  "augmentation and 5 epochs (the previous preset) the baseline stays calibrated (T = 1.00) and "
+  "there is nothing for LS to fix. Adam also trains the distillation students to convergence at "
+  "every T: it is invariant to the 1/T^2 scale of the paper's soft loss, which under-trains "
+  "high-T students with plain SGD."
+)
+MI_WHY = (
+  "The estimate follows training examples under random shifts (±2 px), so this network is trained "
+  "with that "
+  "augmentation, on a subset small enough to (nearly) fit within the budget, estimating every "
+  "{every} steps "
+  "(N = {n} examples of classes 2 and 4, pullover and coat; L = 5 copies). The paper measured "
+  "every 4k steps "
+  "over AlexNet's CIFAR-10 training (airplane and dog, N = 600)."
+)
+
+
+def _reproduce_fashion_mnist(
+  data,
+  seeds=(0, 1, 2),
+  examples=5000,
+  epochs=25,
+  mi_examples=1000,
+  mi_epochs=150,
+  mi_per_class=80,
+  mi_every_epochs=5,
+  **extra,
+) -> ReproducePreset:
+  """Every claim in the paper's regime on 2 CPU cores (about 25 minutes on an AVX2-only CPU)."""
+  teacher = _fashion_regime(examples, epochs, track_test=True, eval_every_epochs=2, **extra, **data)
+  student = _fashion_regime(
+    examples, epochs, hidden=(128, 128), eval_every_epochs=5, **extra, **data
+  )
+  every = mi_every_epochs * (mi_examples // 128)
+  mi = _fashion_regime(
+    mi_examples,
+    mi_epochs,
+    augment=True,
+    eval_every_epochs=25,
+    mi_every_steps=every,
+    mi_classes=(2, 4),
+    mi_examples_per_class=mi_per_class,
+    mi_augmentations=5,
+    **extra,
+    **data,
+  )
+  sweep = SweepPreset(
+    teacher,
+    student,
+    teacher_alphas=(0.0, 0.02, 0.05, 0.1),
+    temperatures=(1.0, 2.0, 4.0, 8.0),
+    seeds=tuple(seeds),
+    direct_alphas=(0.0, 0.05, 0.1),
+    ls_temperatures=(1.0, 4.0),
+    hot_ls_alphas=(0.1,),
+    t_squared_temperatures=(4.0,),
+    anecdote=False,
+  )
+  return ReproducePreset(sweep, FASHION_WHY, mi, MI_WHY.format(every=every, n=2 * mi_per_class))
+
+
+def _reproduce_fashion_mnist_long(data) -> ReproducePreset:
+  """The same on 5 seeds and 10k images (about 3x longer), for narrower intervals."""
+  return _reproduce_fashion_mnist(
+    data,
+    seeds=(0, 1, 2, 3, 4),
+    examples=10000,
+    epochs=25,
+    mi_examples=2000,
+    mi_epochs=120,
+    mi_per_class=150,
+  )
 
 
 def _reproduce_tiny(data) -> ReproducePreset:
-  """Seconds, for tests."""
-  return _reproduce_fashion_mnist(data, tiny=True)
+  """Seconds, for tests (float32, 2 seeds: verdicts say inconclusive)."""
+  preset = _reproduce_fashion_mnist(
+    data,
+    seeds=(0, 1),
+    examples=1024,
+    epochs=2,
+    mi_examples=512,
+    mi_epochs=2,
+    mi_per_class=20,
+    mi_every_epochs=1,
+    precision="float32",
+  )
+  sweep = dataclasses.replace(
+    preset.sweep,
+    teacher=preset.sweep.teacher.replace(eval_every_epochs=1),
+    teacher_alphas=(0.0, 0.1),
+    temperatures=(1.0, 4.0),
+    direct_alphas=(0.0, 0.1),
+  )
+  return dataclasses.replace(preset, sweep=sweep, projection_examples=20)
+
+
+def _reproduce_cifar(data, dataset: str) -> ReproducePreset:
+  teacher = dataclasses.replace(cifar100_resnet56(), dataset=dataset, track_test=True, **data)
+  student = dataclasses.replace(cifar10_alexnet(), dataset=dataset, **data)
+  mi = dataclasses.replace(
+    cifar10_alexnet(), dataset=dataset, mi_every_steps=4000, mi_classes=(0, 5), **data
+  )
+  sweep = SweepPreset(
+    teacher,
+    student,
+    teacher_alphas=(0.0, 0.05, 0.1, 0.2),
+    temperatures=(1.0, 2.0, 4.0, 8.0, 16.0),
+    seeds=(0, 1, 2),
+    direct_alphas=(0.0, 0.1),
+    ls_temperatures=(1.0,),
+    anecdote=False,
+  )
+  return ReproducePreset(
+    sweep,
+    "The paper's own recipes (Appendix A): ResNet-56 for claims 1-4 (its distillation "
+    "teacher), AlexNet as the student and for the mutual information.",
+    mi,
+    "AlexNet on CIFAR-10, estimated every 4k steps as in the paper (airplane and dog).",
+  )
 
 
 def _reproduce_cifar10(data) -> ReproducePreset:
-  """The paper's CIFAR-10 AlexNet recipe (GPUs, prepared data)."""
-  return ReproducePreset(dataclasses.replace(cifar10_alexnet(), **data), (0, 1, 2), (0.0, 0.1), (0.05, 0.2),
-                         "cifar10", 4000, (0, 5))
+  """The paper's CIFAR-10 recipes: ResNet-56 teacher, AlexNet student (GPUs, prepared data)."""
+  return _reproduce_cifar(data, "cifar10")
 
 
 def _reproduce_cifar100(data) -> ReproducePreset:
-  """The paper's CIFAR-100 ResNet-56 recipe (GPUs, prepared data)."""
-  return ReproducePreset(dataclasses.replace(cifar100_resnet56(), **data), (0, 1, 2), (0.0, 0.1), (0.05, 0.2),
-                         "cifar10", 4000, (0, 1))
+  """The paper's recipes on CIFAR-100 (GPUs, prepared data)."""
+  return _reproduce_cifar(data, "cifar100")
 
 
 REPRODUCTIONS: Dict[str, Callable[[dict], ReproducePreset]] = {
-    "fashion_mnist": _reproduce_fashion_mnist, "cifar10": _reproduce_cifar10, "cifar100": _reproduce_cifar100,
-    "tiny": _reproduce_tiny}
+  "fashion_mnist": _reproduce_fashion_mnist,
+  "fashion_mnist_long": _reproduce_fashion_mnist_long,
+  "cifar10": _reproduce_cifar10,
+  "cifar100": _reproduce_cifar100,
+  "tiny": _reproduce_tiny,
+}
 
 
 def describe(registry: Dict[str, Callable]) -> str:
   """'name: first line of its docstring; ...' for a flag's help."""
-  return "; ".join(f"{name}: {fn.__doc__.splitlines()[0].rstrip('.')}" for name, fn in registry.items())
+  return "; ".join(
+    f"{name}: {fn.__doc__.splitlines()[0].rstrip('.')}" for name, fn in registry.items()
+  )
 
 
 def lookup(registry: Dict[str, Callable], name: str, flag: str = "--preset"):
@@ -211,4 +471,5 @@ def lookup(registry: Dict[str, Callable], name: str, flag: str = "--preset"):
 
 
 def preset_data(data_dir: str = "", fashion_mnist_source: str = "") -> dict:
+  """The data settings a preset function applies to every config it builds."""
   return {"data_dir": data_dir, "fashion_mnist_source": fashion_mnist_source}

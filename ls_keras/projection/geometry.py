@@ -29,8 +29,12 @@ def extract(model: keras.Model) -> Tuple[keras.Model, np.ndarray]:
   """
   models.check_contract(model, f"model '{model.name}'")
   logits = model.get_layer(models.LOGITS)
-  features = keras.Model(model.inputs, model.get_layer(models.PENULTIMATE).output, name="penultimate_features")
-  kernel, bias = (np.asarray(keras.ops.convert_to_numpy(v), np.float64) for v in (logits.kernel, logits.bias))
+  features = keras.Model(
+    model.inputs, model.get_layer(models.PENULTIMATE).output, name="penultimate_features"
+  )
+  kernel, bias = (
+    np.asarray(keras.ops.convert_to_numpy(v), np.float64) for v in (logits.kernel, logits.bias)
+  )
   return features, np.concatenate([kernel, bias[None, :]], axis=0).T
 
 
@@ -79,16 +83,28 @@ def tightness(points: np.ndarray, labels: np.ndarray) -> Dict[str, float]:
   points = np.asarray(points, np.float64)
   labels = checks.class_indices(labels)
   if points.ndim != 2 or len(points) != len(labels):
-    raise UserError(f"points of shape {points.shape} and {len(labels)} labels do not match: give [N, D] and [N].")
+    raise UserError(
+      f"points of shape {points.shape} and {len(labels)} labels do not match: give [N, D] and [N]."
+    )
   classes = np.unique(labels)
   if len(classes) < 2:
     raise UserError(f"tightness needs points of at least 2 classes; got {len(classes)}.")
   centroids = np.stack([points[labels == c].mean(0) for c in classes])
-  spread = float(np.mean([np.sqrt(np.mean(np.sum((points[labels == c] - m) ** 2, -1)))
-                          for c, m in zip(classes, centroids)]))
+  spread = float(
+    np.mean(
+      [
+        np.sqrt(np.mean(np.sum((points[labels == c] - m) ** 2, -1)))
+        for c, m in zip(classes, centroids)
+      ]
+    )
+  )
   distances = np.array([np.linalg.norm(a - b) for a, b in itertools.combinations(centroids, 2)])
-  return {"spread": spread, "separation": float(distances.mean()), "ratio": spread / float(distances.mean()),
-          "equidistance_cv": float(distances.std() / distances.mean())}
+  return {
+    "spread": spread,
+    "separation": float(distances.mean()),
+    "ratio": spread / float(distances.mean()),
+    "equidistance_cv": float(distances.std() / distances.mean()),
+  }
 
 
 def confusion_matrix(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -110,14 +126,24 @@ def confusion_matrix(logits: np.ndarray, labels: np.ndarray, num_classes: int) -
   return counts
 
 
-def choose_classes(spec: str, class_names: Sequence[str], confusion: np.ndarray = None) -> Tuple[int, int, int]:
-  """Three class indices from names or indices ("0,2,4", "Shirt,T-shirt/top,Trouser"),
-  `similar` (the most confused pair plus the class least confused with either, as the
-  paper's poodle/poodle/tench row) or `dissimilar` (the least mutually confused triple)."""
+def choose_classes(
+  spec: str, class_names: Sequence[str], confusion: np.ndarray = None
+) -> Tuple[int, int, int]:
+  """Three class indices for a projection row (paper Figure 1).
+
+  `spec` is names or indices ("0,2,4", "Shirt,T-shirt/top,Trouser"), `similar` (the most
+  confused pair plus the class least confused with either, as the paper's
+  poodle/poodle/tench row) or `dissimilar` (the least mutually confused triple).
+
+  Raises:
+    UserError: unknown classes, not exactly 3 distinct, or similar/dissimilar without confusions.
+  """
   k = len(class_names)
   if spec in ("similar", "dissimilar"):
     if confusion is None:
-      raise UserError(f"--classes={spec} needs a confusion matrix from the baseline's validation logits.")
+      raise UserError(
+        f"--classes={spec} needs a confusion matrix from the baseline's validation logits."
+      )
     sym = (confusion + confusion.T).astype(np.float64)
     np.fill_diagonal(sym, 0)
     if spec == "similar":
@@ -134,20 +160,24 @@ def choose_classes(spec: str, class_names: Sequence[str], confusion: np.ndarray 
     elif part in class_names:
       chosen.append(list(class_names).index(part))
     else:
-      raise UserError(f"unknown class '{part}' in --classes={spec}; valid classes are 0-{k - 1} or the names "
-                      f"{', '.join(class_names)}; or use 'similar' / 'dissimilar'.")
+      raise UserError(
+        f"unknown class '{part}' in --classes={spec}; valid classes are 0-{k - 1} or the names "
+        f"{', '.join(class_names)}; or use 'similar' / 'dissimilar'."
+      )
   if len(set(chosen)) != 3 or len(chosen) != 3:
-    raise UserError(f"--classes={spec} must name exactly 3 distinct classes (got {len(set(chosen))} distinct).")
+    raise UserError(
+      f"--classes={spec} must name exactly 3 distinct classes (got {len(set(chosen))} distinct)."
+    )
   return tuple(chosen)
 
 
 def _least_confused_triple(sym: np.ndarray) -> Tuple[int, int, int]:
-  """Exhaustive over all triples for up to 100 classes; greedy from the least confused pair beyond."""
+  """Exhaustive over all triples up to 100 classes; greedy from the least confused pair beyond."""
   k = len(sym)
   if k <= 100:
     total = sym[:, :, None] + sym[:, None, :] + sym[None, :, :]
-    i, j, l = np.indices((k, k, k))
-    total = np.where((i < j) & (j < l), total, np.inf)
+    i, j, m = np.indices((k, k, k))
+    total = np.where((i < j) & (j < m), total, np.inf)
     return tuple(int(v) for v in np.unravel_index(np.argmin(total), total.shape))
   masked = sym + np.diag(np.full(k, np.inf))
   a, b = np.unravel_index(np.argmin(masked), masked.shape)
@@ -155,21 +185,49 @@ def _least_confused_triple(sym: np.ndarray) -> Tuple[int, int, int]:
   return tuple(sorted((int(a), int(b), int(c))))
 
 
-def project_examples(features: keras.Model, templates: np.ndarray, classes: Sequence[int],
-                     images: np.ndarray, labels: np.ndarray) -> Dict[str, object]:
+def penultimate(features: keras.Model, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
+  """Penultimate activations [N, D] (float64) of float32 images [N, H, W, C], in batches.
+
+  A direct call rather than `Model.predict`, which traces a new function for every model of
+  a sweep (and warns about retracing).
+  """
+  parts = [
+    keras.ops.convert_to_numpy(features(images[i : i + batch_size], training=False))
+    for i in range(0, len(images), batch_size)
+  ]
+  return np.concatenate(parts).astype(np.float64)
+
+
+def project_examples(
+  features: keras.Model,
+  templates: np.ndarray,
+  classes: Sequence[int],
+  images: np.ndarray,
+  labels: np.ndarray,
+) -> Dict[str, object]:
   """Projects the examples of one triple onto the plane of that triple's templates."""
-  activations = np.asarray(features.predict(images, batch_size=256, verbose=0), np.float64)
+  activations = penultimate(features, images)
   origin, basis = plane_basis(templates[list(classes)])
   points = project(augment(activations), origin, basis)
-  return {"points": points, "labels": labels, "templates": project(templates[list(classes)], origin, basis),
-          "tightness_plane": tightness(points, labels),
-          "tightness_full": tightness(augment(activations), labels)}
+  return {
+    "points": points,
+    "labels": labels,
+    "templates": project(templates[list(classes)], origin, basis),
+    "tightness_plane": tightness(points, labels),
+    "tightness_full": tightness(augment(activations), labels),
+  }
 
 
-def write_projector(logdir: str, embeddings: np.ndarray, images: np.ndarray, metadata: List[Tuple[str, ...]],
-                    header: Tuple[str, ...]) -> None:
+def write_projector(
+  logdir: str,
+  embeddings: np.ndarray,
+  images: np.ndarray,
+  metadata: List[Tuple[str, ...]],
+  header: Tuple[str, ...],
+) -> None:
   """Writes a TensorBoard projector run: checkpointed embeddings, metadata.tsv and a sprite."""
   from tensorboard.plugins import projector
+
   os.makedirs(logdir, exist_ok=True)
   lines = ["\t".join(header)] + ["\t".join(str(v) for v in row) for row in metadata]
   atomic_write_bytes(os.path.join(logdir, "metadata.tsv"), ("\n".join(lines) + "\n").encode())
@@ -181,7 +239,7 @@ def write_projector(logdir: str, embeddings: np.ndarray, images: np.ndarray, met
     rgb = np.repeat(rgb, 3, axis=-1)
   for i, image in enumerate(rgb):
     r, c = divmod(i, side)
-    sprite[r * h:(r + 1) * h, c * w:(c + 1) * w] = image
+    sprite[r * h : (r + 1) * h, c * w : (c + 1) * w] = image
   atomic_write_bytes(os.path.join(logdir, "sprite.png"), tf.image.encode_png(sprite).numpy())
   checkpoint = tf.train.Checkpoint(embedding=tf.Variable(np.asarray(embeddings, np.float32)))
   checkpoint.save(os.path.join(logdir, "embedding.ckpt"))
@@ -196,4 +254,8 @@ def write_projector(logdir: str, embeddings: np.ndarray, images: np.ndarray, met
   # one summary makes `tensorboard --logdir=RUN/tb` (or any folder above) show the embeddings.
   if not any(name.startswith("events.out.tfevents") for name in os.listdir(logdir)):
     with tf.summary.create_file_writer(logdir).as_default():
-      tf.summary.text("projector", f"{len(embeddings)} penultimate-layer embeddings; see the Projector tab.", step=0)
+      tf.summary.text(
+        "projector",
+        f"{len(embeddings)} penultimate-layer embeddings; see the Projector tab.",
+        step=0,
+      )

@@ -39,7 +39,9 @@ def manager(checkpoint: tf.train.Checkpoint, directory: str) -> tf.train.Checkpo
 
 def save(checkpoints: tf.train.CheckpointManager, epoch: int) -> str:
   """Writes the checkpoint of `epoch` (files first, then the index); returns its path."""
-  options = tf.train.CheckpointOptions(experimental_write_callbacks=[lambda: pause_point("checkpoint", epoch)])
+  options = tf.train.CheckpointOptions(
+    experimental_write_callbacks=[lambda: pause_point("checkpoint", epoch)]
+  )
   return checkpoints.save(checkpoint_number=epoch, options=options)
 
 
@@ -53,9 +55,13 @@ def restore_latest(checkpoint: tf.train.Checkpoint, directory: str) -> Optional[
   if path is None:
     return None
   try:
-    checkpoint.read(path).assert_existing_objects_matched()  # read() pairs with the manager's write.
+    checkpoint.read(
+      path
+    ).assert_existing_objects_matched()  # read() pairs with the manager's write.
   except (tf.errors.OpError, AssertionError, ValueError, IndexError, KeyError) as e:
-    raise WorkdirError(f"the checkpoint {path} cannot be restored ({type(e).__name__}: {str(e)[:160]}); it is "
-                       "truncated or belongs to another model. Delete its files to fall back to the previous "
-                       "checkpoint, or rerun with --overwrite to start afresh.") from e
+    raise WorkdirError(
+      f"the checkpoint {path} cannot be restored ({type(e).__name__}: {str(e)[:160]}); it is "
+      "truncated or belongs to another model. Delete its files to fall back to the previous "
+      "checkpoint, or rerun with --overwrite to start afresh."
+    ) from e
   return path

@@ -32,8 +32,10 @@ def load_keras_model(path: str) -> keras.Model:
   try:
     model = keras.saving.load_model(path, compile=False, safe_mode=True)
   except Exception as e:  # pylint: disable=broad-except  # Keras raises many types for bad files.
-    raise WorkdirError(f"{path} cannot be loaded ({type(e).__name__}: {str(e)[:200]}); the file is "
-                       "truncated, corrupt or not a Keras model. Re-export it by rerunning the training.") from e
+    raise WorkdirError(
+      f"{path} cannot be loaded ({type(e).__name__}: {str(e)[:200]}); the file is "
+      "truncated, corrupt or not a Keras model. Re-export it by rerunning the training."
+    ) from e
   models.check_contract(model, path)
   return model
 
@@ -43,5 +45,7 @@ def load_saved_model(path: str):
   try:
     return tf.saved_model.load(path)
   except Exception as e:  # pylint: disable=broad-except
-    raise WorkdirError(f"{path} cannot be loaded as a SavedModel ({type(e).__name__}); it is truncated or "
-                       "corrupt. Re-export it by rerunning the training.") from e
+    raise WorkdirError(
+      f"{path} cannot be loaded as a SavedModel ({type(e).__name__}); it is truncated or "
+      "corrupt. Re-export it by rerunning the training."
+    ) from e

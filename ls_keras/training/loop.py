@@ -14,7 +14,6 @@ import sys
 from typing import Callable, Dict, List, Sequence, Tuple
 
 import keras
-import numpy as np
 import tensorflow as tf
 from absl import logging
 
@@ -37,8 +36,13 @@ class NonFiniteLoss(Exception):
 class Loop:
   """Compiled train and predict functions of one model under one strategy."""
 
-  def __init__(self, model: keras.Model, strategy: tf.distribute.Strategy, jit_compile: bool = False,
-               clip_norm: float = 0.0):
+  def __init__(
+    self,
+    model: keras.Model,
+    strategy: tf.distribute.Strategy,
+    jit_compile: bool = False,
+    clip_norm: float = 0.0,
+  ):
     self.model, self.strategy, self.clip_norm = model, strategy, clip_norm
     step = tf.function(self._train_step, jit_compile=True) if jit_compile else self._train_step
 
@@ -49,18 +53,33 @@ class Loop:
       for _ in tf.range(num_steps):
         per_replica = strategy.run(step, args=(next(iterator),))
         loss, c, n = (strategy.reduce("SUM", v, axis=None) for v in per_replica)
-        if not (tf.math.is_finite(loss) and loss < DIVERGED_LOSS):  # Stop at once: the weights are spoiled.
+        if not (
+          tf.math.is_finite(loss) and loss < DIVERGED_LOSS
+        ):  # Stop at once: the weights are spoiled.
           finite = tf.constant(False)
           break
         loss_sum, correct, count, done = loss_sum + loss, correct + c, count + n, done + 1
-      return loss_sum / tf.cast(tf.maximum(done, 1), tf.float32), correct / tf.maximum(count, 1.0), done, finite
+      return (
+        loss_sum / tf.cast(tf.maximum(done, 1), tf.float32),
+        correct / tf.maximum(count, 1.0),
+        done,
+        finite,
+      )
 
     @tf.function
-    def predict_step(iterator):
-      outputs = strategy.run(self._predict_step, args=(next(iterator),))
-      return tuple(strategy.gather(v, axis=0) for v in outputs)
+    def predict_all(iterator, num_batches):
+      # One call per split: the whole pass runs inside the function, not a call per batch.
+      outputs = [
+        tf.TensorArray(dtype, size=num_batches, infer_shape=False)
+        for dtype in (tf.float32, tf.int64, tf.float32)
+      ]
+      for i in tf.range(num_batches):
+        per_replica = strategy.run(self._predict_step, args=(next(iterator),))
+        gathered = [strategy.gather(v, axis=0) for v in per_replica]
+        outputs = [array.write(i, value) for array, value in zip(outputs, gathered)]
+      return tuple(array.concat() for array in outputs)
 
-    self._train_steps, self._predict_step_fn = train_steps, predict_step
+    self._train_steps, self._predict_all = train_steps, predict_all
 
   def _train_step(self, batch):
     x, y = batch
@@ -95,8 +114,10 @@ class Loop:
     return tf.cast(self.model(x, training=False), tf.float32), tf.argmax(y, -1), mask
 
   def train(self, iterator, num_steps: int) -> Dict[str, float]:
-    """Runs `num_steps` steps; returns their mean loss and accuracy, and the model's own
-    metrics (`model.metrics` other than Keras' loss tracker: the Distiller's loss terms).
+    """Runs `num_steps` steps; returns their mean loss and accuracy, and the model's metrics.
+
+    The model's metrics are `model.metrics` other than Keras' loss tracker (the Distiller's
+    loss terms).
 
     Raises:
       NonFiniteLoss: a step's loss was NaN or infinite; the steps after it did not run.
@@ -115,29 +136,38 @@ class Loop:
     """(logits, labels) over a padded, masked eval dataset (see data.eval_batches)."""
     num_batches = int(dataset_fn(None).cardinality())
     iterator = iter(self.strategy.distribute_datasets_from_function(dataset_fn))
-    outputs = [[t.numpy() for t in self._predict_step_fn(iterator)] for _ in range(num_batches)]
-    logits, labels, masks = (np.concatenate(parts) for parts in zip(*outputs))
+    logits, labels, masks = (
+      t.numpy() for t in self._predict_all(iterator, tf.constant(num_batches))
+    )
     keep = masks > 0
     return logits[keep], labels[keep]
 
 
 class Progress:
-  """A Keras progress bar on a terminal, and one log line per epoch."""
+  """A Keras progress bar on a terminal, and one log line per epoch.
 
-  def __init__(self, total_epochs: int):
-    self.total_epochs, self.tty = total_epochs, sys.stdout.isatty()
+  Neither when not `verbose`: sweeps show their own progress over many runs.
+  """
+
+  def __init__(self, total_epochs: int, verbose: bool = True):
+    self.total_epochs, self.tty, self.verbose = total_epochs, sys.stdout.isatty(), verbose
     self.bar = None
 
   def start_epoch(self, epoch: int, steps: int) -> None:
-    if self.tty:
+    """Opens a progress bar for the epoch's `steps` steps (on a terminal)."""
+    if self.tty and self.verbose:
       print(f"Epoch {epoch + 1}/{self.total_epochs}")
       self.bar = keras.utils.Progbar(steps, stateful_metrics=["loss", "accuracy"])
 
   def update(self, step: int, logs: Dict[str, float]) -> None:
+    """Moves the bar to `step` with the latest logs."""
     if self.bar is not None:
       self.bar.update(step, list(logs.items()))
 
   def end_epoch(self, epoch: int, logs: Dict[str, float], seconds: float) -> None:
+    """Logs the epoch's line: its metrics and time."""
+    if not self.verbose:
+      return
     line = " ".join(f"{k}={v:.4f}" for k, v in logs.items())
     logging.info("epoch %d/%d: %s (%.1fs)", epoch + 1, self.total_epochs, line, seconds)
 
@@ -145,6 +175,7 @@ class Progress:
 @dataclasses.dataclass(frozen=True)
 class Schedule:
   """How many steps, in which epochs, and where the loop pauses (MI estimates, logging)."""
+
   steps_per_epoch: int
   total_steps: int
   steps_per_execution: int
@@ -152,9 +183,11 @@ class Schedule:
 
   @property
   def epochs(self) -> int:
+    """Epochs in the run, the last possibly partial."""
     return math.ceil(self.total_steps / self.steps_per_epoch)
 
   def epoch_steps(self, epoch: int) -> int:
+    """Steps in `epoch` (fewer in a partial last epoch)."""
     return min(self.steps_per_epoch, self.total_steps - epoch * self.steps_per_epoch)
 
   def chunks(self, epoch: int) -> List[int]:
@@ -162,14 +195,17 @@ class Schedule:
     step, end = epoch * self.steps_per_epoch, epoch * self.steps_per_epoch + self.epoch_steps(epoch)
     sizes = []
     while step < end:
-      nxt = min([end, step + self.steps_per_execution] + [(step // p + 1) * p for p in self.pause_every])
+      nxt = min(
+        [end, step + self.steps_per_execution] + [(step // p + 1) * p for p in self.pause_every]
+      )
       sizes.append(nxt - step)
       step = nxt
     return sizes
 
 
-def make_schedule(config, train_size: int, replicas: int, callbacks: Sequence[keras.callbacks.Callback] = ()
-                  ) -> Schedule:
+def make_schedule(
+  config, train_size: int, replicas: int, callbacks: Sequence[keras.callbacks.Callback] = ()
+) -> Schedule:
   """The run's schedule; callbacks that must see certain steps declare `every_steps`.
 
   Raises:
@@ -177,18 +213,27 @@ def make_schedule(config, train_size: int, replicas: int, callbacks: Sequence[ke
       training set.
   """
   if config.batch_size % replicas:
-    raise UserError(f"--batch_size={config.batch_size} is not allowed with {replicas} replicas: the global "
-                    f"batch must be a multiple of {replicas}.")
+    raise UserError(
+      f"--batch_size={config.batch_size} is not allowed with {replicas} replicas: the global "
+      f"batch must be a multiple of {replicas}."
+    )
   steps_per_epoch = train_size // config.batch_size
   if steps_per_epoch == 0:
-    raise UserError(f"--batch_size={config.batch_size} exceeds the {train_size} training examples; use a "
-                    "smaller batch or more examples.")
+    raise UserError(
+      f"--batch_size={config.batch_size} exceeds the {train_size} training examples; use a "
+      "smaller batch or more examples."
+    )
   pauses = tuple(sorted({cb.every_steps for cb in callbacks if getattr(cb, "every_steps", 0)}))
-  return Schedule(steps_per_epoch, config.train_steps or config.epochs * steps_per_epoch,
-                  config.steps_per_execution, pauses)
+  return Schedule(
+    steps_per_epoch,
+    config.train_steps or config.epochs * steps_per_epoch,
+    config.steps_per_execution,
+    pauses,
+  )
 
 
 def evaluate_split(loop: Loop, ds: tf.data.Dataset, num_classes: int, batch_size: int):
   """Logits and labels of a whole split, in its original order."""
-  return loop.predict(lambda ctx: data_lib.eval_batches(ds, num_classes, batch_size=batch_size,
-                                                        input_context=ctx))
+  return loop.predict(
+    lambda ctx: data_lib.eval_batches(ds, num_classes, batch_size=batch_size, input_context=ctx)
+  )

@@ -1,4 +1,4 @@
-"""Label smoothing as pure functions, and the Keras loss that training compiles (paper Section 2)."""
+"""Label smoothing as pure functions, and the Keras loss that training compiles (Section 2)."""
 
 import keras
 import tensorflow as tf
@@ -16,7 +16,9 @@ def one_hot_targets(labels, num_classes: int) -> tf.Tensor:
   """
   labels = tf.convert_to_tensor(labels)
   if labels.dtype.is_integer:
-    if labels.shape.rank not in (None, 1) and not (labels.shape.rank == 2 and labels.shape[-1] == 1):
+    if labels.shape.rank not in (None, 1) and not (
+      labels.shape.rank == 2 and labels.shape[-1] == 1
+    ):
       raise UserError(f"integer labels must have shape (N,) or (N, 1); got {labels.shape}.")
     return tf.one_hot(tf.reshape(labels, [-1]), num_classes, dtype=tf.float32)
   if labels.shape.rank != 2 or labels.shape[-1] not in (None, num_classes):
@@ -51,7 +53,7 @@ def cross_entropy(targets, logits) -> tf.Tensor:
   """Per-example H(targets, softmax(logits)) in nats, [N] float32, computed stably from logits.
 
   Args:
-    targets: distributions [N, K] (one-hot, smoothed or a teacher's), or integer labels [N] / [N, 1].
+    targets: distributions [N, K] (one-hot, smoothed, a teacher's), or integer labels [N] / [N, 1].
     logits: raw scores [N, K].
   """
   logits = tf.cast(logits, tf.float32)
@@ -70,7 +72,9 @@ def label_smoothing_loss(alpha: float) -> keras.losses.Loss:
 
 
 def scale_for_replicas(loss: tf.Tensor) -> tf.Tensor:
-  """Divides a per-replica mean by the replica count, as Keras' own losses do under tf.distribute,
-  so that the replicas' summed gradients are those of the global-batch mean."""
+  """Divides a per-replica mean by the replica count, as Keras' own losses do under tf.distribute.
+
+  The replicas' summed gradients are then those of the global-batch mean.
+  """
   replicas = tf.distribute.get_strategy().num_replicas_in_sync
   return loss / replicas if replicas > 1 else loss

@@ -31,12 +31,21 @@ from ls_keras.training import strategy as strategy_lib
 from ls_keras.core.errors import TrainingDivergedError, UserError
 from ls_keras.core import workdir as workdir_lib
 from ls_keras.core.workdir import Workdir
-from ls_keras.training.loop import DIVERGED_LOSS, Loop, NonFiniteLoss, Progress, Schedule, evaluate_split, make_schedule
+from ls_keras.training.loop import (
+  DIVERGED_LOSS,
+  Loop,
+  NonFiniteLoss,
+  Progress,
+  Schedule,
+  evaluate_split,
+  make_schedule,
+)
 
 
 def make_optimizer(config, total_steps: int) -> keras.optimizers.Optimizer:
-  """SGD (momentum, Nesterov) or Adam, with the learning rate multiplied by lr_decay at each
-  boundary (fractions of `total_steps`).
+  """SGD (momentum, Nesterov) or Adam, with a piecewise-constant learning rate.
+
+  The rate is multiplied by lr_decay at each boundary (fractions of `total_steps`).
 
   Gradient clipping is the Loop's job, not the optimizer's: Keras' `global_clipnorm`
   clips each replica's partial gradient before the all-reduce, so its result would
@@ -49,10 +58,14 @@ def make_optimizer(config, total_steps: int) -> keras.optimizers.Optimizer:
   if config.lr_boundaries:
     steps = [int(round(fraction * total_steps)) for fraction in config.lr_boundaries]
     if steps != sorted(set(steps)) or steps[0] < 1 or steps[-1] >= total_steps:
-      raise UserError(f"--lr_boundaries={','.join(f'{b:g}' for b in config.lr_boundaries)} fall on steps {steps} of "
-                      f"a run of {total_steps} steps: they must be distinct steps inside it. Train longer, or pass "
-                      "fewer boundaries (--lr_boundaries= for none).")
-    values = [config.learning_rate * config.lr_decay ** i for i in range(len(steps) + 1)]
+      raise UserError(
+        f"--lr_boundaries={','.join(f'{b:g}' for b in config.lr_boundaries)} fall on steps {steps} "
+        "of "
+        f"a run of {total_steps} steps: they must be distinct steps inside it. Train longer, or "
+        "pass "
+        "fewer boundaries (--lr_boundaries= for none)."
+      )
+    values = [config.learning_rate * config.lr_decay**i for i in range(len(steps) + 1)]
     learning_rate = keras.optimizers.schedules.PiecewiseConstantDecay(steps, values)
   if config.optimizer == "sgd":
     return keras.optimizers.SGD(learning_rate, momentum=config.momentum, nesterov=config.nesterov)
@@ -67,23 +80,36 @@ def build_network(config, splits: data_lib.Splits) -> keras.Model:
   a teacher, another run of a sweep) cannot change them.
   """
   keras.utils.set_random_seed(config.seed)
-  options = models.ModelOptions(weight_decay=config.weight_decay, dropout=config.dropout,
-                                hidden_units=tuple(config.hidden_units))
-  return models.build_model(config.model, splits.spec.image_shape, splits.num_classes,
-                            mean=splits.spec.mean, std=splits.spec.std, options=options)
+  options = models.ModelOptions(
+    weight_decay=config.weight_decay,
+    dropout=config.dropout,
+    hidden_units=tuple(config.hidden_units),
+  )
+  return models.build_model(
+    config.model,
+    splits.spec.image_shape,
+    splits.num_classes,
+    mean=splits.spec.mean,
+    std=splits.spec.std,
+    options=options,
+  )
 
 
 def build_classifier(config, splits: data_lib.Splits, total_steps: int) -> keras.Model:
-  """The configured model, compiled with CategoricalCrossentropy(label_smoothing=alpha) (paper Section 2)."""
+  """The configured model, compiled with CategoricalCrossentropy(label_smoothing=alpha) (Sec. 2)."""
   model = build_network(config, splits)
-  model.compile(optimizer=make_optimizer(config, total_steps), loss=losses.label_smoothing_loss(config.alpha),
-                loss_weights=config.loss_scale)
+  model.compile(
+    optimizer=make_optimizer(config, total_steps),
+    loss=losses.label_smoothing_loss(config.alpha),
+    loss_weights=config.loss_scale,
+  )
   return model
 
 
 @dataclasses.dataclass
 class Job:
   """Everything one training run needs, built and checked before the workdir is claimed."""
+
   config: Any
   kind: str  # "train" or "distill": the run kind recorded in config.json.
   model: keras.Model  # What trains (a classifier, or a Distiller).
@@ -94,16 +120,28 @@ class Job:
   extra_metrics: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def prepare_job(config, kind: str, model: keras.Model, exported: keras.Model, rt: "Runtime", schedule: Schedule,
-                callbacks: Sequence[keras.callbacks.Callback] = (), extra_metrics: Optional[dict] = None) -> Job:
-  """Builds the optimizer state; with `make_schedule` before it, every refusal happens before
-  anything is written."""
+def prepare_job(
+  config,
+  kind: str,
+  model: keras.Model,
+  exported: keras.Model,
+  rt: "Runtime",
+  schedule: Schedule,
+  callbacks: Sequence[keras.callbacks.Callback] = (),
+  extra_metrics: Optional[dict] = None,
+) -> Job:
+  """Builds the optimizer state; the Job that `run_job` trains.
+
+  With `make_schedule` before it, every refusal happens before anything is written.
+  """
   with rt.strategy.scope():
     model.optimizer.build(model.trainable_variables)
-  return Job(config, kind, model, exported, rt, schedule, tuple(callbacks), dict(extra_metrics or {}))
+  return Job(
+    config, kind, model, exported, rt, schedule, tuple(callbacks), dict(extra_metrics or {})
+  )
 
 
-def run_job(job: Job, workdir: Workdir, overwrite: bool = False) -> dict:
+def run_job(job: Job, workdir: Workdir, overwrite: bool = False, verbose: bool = True) -> dict:
   """Claims the workdir, trains (resuming from its checkpoint), evaluates, exports; returns metrics.
 
   Writes TensorBoard logs, per-epoch checkpoints, history.json, logits, the exported model
@@ -114,9 +152,12 @@ def run_job(job: Job, workdir: Workdir, overwrite: bool = False) -> dict:
   """
   strategy, config = job.runtime.strategy, job.config
   chief = strategy_lib.is_chief(strategy)
+  session_start = time.time()
   epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")  # Host-side loop state.
   checkpoint = tf.train.Checkpoint(model=job.model, optimizer=job.model.optimizer, epoch=epoch_var)
-  resuming = workdir.check(config, job.kind, overwrite)  # Read-only, like the restore: both may refuse.
+  resuming = workdir.check(
+    config, job.kind, overwrite
+  )  # Read-only, like the restore: both may refuse.
   restored = checkpoints.restore_latest(checkpoint, workdir.checkpoints) if resuming else None
   start_epoch = int(epoch_var.numpy())
   if chief:
@@ -127,25 +168,40 @@ def run_job(job: Job, workdir: Workdir, overwrite: bool = False) -> dict:
   # chief into the workdir, the others into a scratch folder removed at the end.
   ckpt_dir = workdir.checkpoints if chief else tempfile.mkdtemp(prefix="ls_keras_worker_ckpt_")
   epoch_checkpoints = checkpoints.manager(checkpoint, ckpt_dir)
-  writers = {name: (tf.summary.create_file_writer(workdir.file("tb", name)) if chief
-                    else tf.summary.create_noop_writer()) for name in ("train", "validation")}
+  writers = {
+    name: (
+      tf.summary.create_file_writer(workdir.file("tb", name))
+      if chief
+      else tf.summary.create_noop_writer()
+    )
+    for name in ("train", "validation")
+  }
   loop = Loop(job.model, strategy, config.jit_compile, config.grad_clip_norm)
   history = _read_history(workdir.file("history.json"), start_epoch)
   callbacks = keras.callbacks.CallbackList(list(job.callbacks), model=job.model)
-  progress = Progress(job.schedule.epochs)
-  validation = None
+  progress = Progress(job.schedule.epochs, verbose)
+  evaluated = {}
   callbacks.on_train_begin()
   for epoch in range(start_epoch, job.schedule.epochs):
     started = time.time()
     callbacks.on_epoch_begin(epoch)
-    logs = _train_epoch(job, loop, epoch, writers["train"], callbacks, progress)
-    validation = _evaluate(job, loop, "validation")  # The final weights' validation logits, reused below.
-    val = calibration.summary(validation[1], logits=validation[0])
+    epoch_logs = _train_epoch(job, loop, epoch, writers["train"], callbacks, progress)
+    if (epoch + 1) % config.eval_every_epochs and epoch + 1 < job.schedule.epochs:
+      callbacks.on_epoch_end(epoch, epoch_logs)
+      progress.end_epoch(epoch, epoch_logs, time.time() - started)
+      continue
+    evaluated = {
+      "validation": _evaluate(job, loop, "validation")
+    }  # The final weights' logits, reused below.
+    val = calibration.summary(evaluated["validation"][1], logits=evaluated["validation"][0])
     step = int(job.model.optimizer.iterations.numpy())
     with writers["validation"].as_default(step=step):
       for name in ("accuracy", "nll", "ece"):
         tf.summary.scalar(name, val[name])
-    epoch_logs = {**logs, **{f"val_{k}": val[k] for k in ("accuracy", "nll", "ece")}}
+    epoch_logs.update({f"val_{k}": val[k] for k in ("accuracy", "nll", "ece")})
+    if config.track_test:
+      evaluated["test"] = _evaluate(job, loop, "test")
+      epoch_logs.update(_test_calibration(evaluated["validation"], evaluated["test"]))
     history.append({"epoch": epoch + 1, "step": step, **epoch_logs})
     callbacks.on_epoch_end(epoch, epoch_logs)
     epoch_var.assign(epoch + 1)
@@ -158,16 +214,28 @@ def run_job(job: Job, workdir: Workdir, overwrite: bool = False) -> dict:
     writer.flush()
   if not chief:
     shutil.rmtree(ckpt_dir, ignore_errors=True)
-  return _finish(job, loop, workdir, chief, validation)
+  metrics = _finish(job, loop, workdir, chief, evaluated)
+  if chief:
+    workdir.end_session(time.time() - session_start)
+  return metrics
 
 
-def _train_epoch(job: Job, loop: Loop, epoch: int, writer, callbacks, progress: Progress) -> Dict[str, float]:
+def _train_epoch(
+  job: Job, loop: Loop, epoch: int, writer, callbacks, progress: Progress
+) -> Dict[str, float]:
   """Trains one epoch in chunks, logging each chunk; stops at the first non-finite loss."""
   config, model, strategy = job.config, job.model, job.runtime.strategy
   progress.start_epoch(epoch, job.schedule.epoch_steps(epoch))
   train_ds = strategy.distribute_datasets_from_function(
-      lambda ctx: data_lib.train_batches(job.runtime.splits, batch_size=config.batch_size, seed=config.seed,
-                                         epoch=epoch, augment=config.augment, input_context=ctx))
+    lambda ctx: data_lib.train_batches(
+      job.runtime.splits,
+      batch_size=config.batch_size,
+      seed=config.seed,
+      epoch=epoch,
+      augment=config.augment,
+      input_context=ctx,
+    )
+  )
   iterator, done, logs = iter(train_ds), 0, {}
   for chunk in job.schedule.chunks(epoch):
     first_step = int(model.optimizer.iterations.numpy())
@@ -180,7 +248,9 @@ def _train_epoch(job: Job, loop: Loop, epoch: int, writer, callbacks, progress: 
     with writer.as_default(step=step):
       for name, value in logs.items():
         tf.summary.scalar(name, value)
-      tf.summary.scalar("learning_rate", float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)))
+      tf.summary.scalar(
+        "learning_rate", float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+      )
     progress.update(done, logs)
     callbacks.on_train_batch_end(step, logs)
     checkpoints.pause_point("step", step)
@@ -189,25 +259,56 @@ def _train_epoch(job: Job, loop: Loop, epoch: int, writer, callbacks, progress: 
 
 def _diverged(job: Job, epoch: int, step: int) -> TrainingDivergedError:
   config = job.config
-  kept = f"the checkpoint of epoch {epoch}" if epoch else "no checkpoint (it diverged in the first epoch)"
+  kept = (
+    f"the checkpoint of epoch {epoch}"
+    if epoch
+    else "no checkpoint (it diverged in the first epoch)"
+  )
   return TrainingDivergedError(
-      f"training diverged: the loss became NaN, infinite or above {DIVERGED_LOSS:g} at step {step} (epoch "
-      f"{epoch + 1}). The run stopped; "
-      f"the workdir keeps {kept}. The usual cause is a learning rate too high for this model "
-      f"(--learning_rate={config.learning_rate:g}); lower it, or clip gradients with --grad_clip_norm=1, then "
-      "rerun with --overwrite or a new --workdir.")
+    f"training diverged: the loss became NaN, infinite or above {DIVERGED_LOSS:g} at step {step} "
+    "(epoch "
+    f"{epoch + 1}). The run stopped; "
+    f"the workdir keeps {kept}. The usual cause is a learning rate too high for this model "
+    f"(--learning_rate={config.learning_rate:g}); lower it, or clip gradients with "
+    "--grad_clip_norm=1, then "
+    "rerun with --overwrite or a new --workdir."
+  )
 
 
 def _evaluate(job: Job, loop: Loop, split: str):
-  return evaluate_split(loop, getattr(job.runtime.splits, split), job.runtime.splits.num_classes,
-                        job.config.batch_size * 2)
+  return evaluate_split(
+    loop,
+    getattr(job.runtime.splits, split),
+    job.runtime.splits.num_classes,
+    job.config.batch_size * 2,
+  )
 
 
-def _finish(job: Job, loop: Loop, workdir: Workdir, chief: bool, validation) -> dict:
-  """Final metrics on every split, logits for analysis, the exported model, then metrics.json."""
+def _test_calibration(validation, test) -> Dict[str, float]:
+  """The test split's calibration now, before and after temperature scaling."""
+  scaling = calibration.temperature_scale(validation[1], validation[0], test[1], test[0])
+  return {
+    "test_accuracy": scaling.before["accuracy"],
+    "test_nll": scaling.before["nll"],
+    "test_ece": scaling.before["ece"],
+    "test_ece_temperature_scaled": scaling.after["ece"],
+    "temperature": scaling.temperature,
+  }
+
+
+def _finish(
+  job: Job, loop: Loop, workdir: Workdir, chief: bool, evaluated: Dict[str, tuple]
+) -> dict:
+  """Final metrics on every split, logits for analysis, the exported model, then metrics.json.
+
+  The last epoch's validation (and test) logits are reused, not recomputed.
+  """
   model = job.model
-  metrics = {"epochs": job.schedule.epochs, "steps": int(model.optimizer.iterations.numpy()), **job.extra_metrics}
-  evaluated = {"validation": validation} if validation is not None else {}
+  metrics = {
+    "epochs": job.schedule.epochs,
+    "steps": int(model.optimizer.iterations.numpy()),
+    **job.extra_metrics,
+  }
   for split in ("train", "validation", "test"):
     logits, labels = evaluated.get(split) or _evaluate(job, loop, split)
     metrics[split] = calibration.summary(labels, logits=logits)
@@ -229,6 +330,7 @@ def _read_history(path: str, epochs_done: int) -> list:
 @dataclasses.dataclass(frozen=True)
 class Runtime:
   """The devices, strategy, precision and data one run uses."""
+
   strategy: tf.distribute.Strategy
   splits: data_lib.Splits
   precision: str
@@ -237,9 +339,13 @@ class Runtime:
 
   def session(self, start_epoch: int) -> dict:
     """What config.json records about this (re)start: when, where, at which precision."""
-    return {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "start_epoch": start_epoch,
-            "precision": self.precision, "precision_reason": self.precision_reason,
-            "hardware": self.hardware.to_dict()}
+    return {
+      "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+      "start_epoch": start_epoch,
+      "precision": self.precision,
+      "precision_reason": self.precision_reason,
+      "hardware": self.hardware.to_dict(),
+    }
 
 
 @contextlib.contextmanager
@@ -257,7 +363,7 @@ def runtime(config):
     machine = hardware_lib.detect()
     precision, reason = hardware_lib.resolve_precision(config.precision, machine)
     if config.precision == hardware_lib.AUTO:
-      logging.info("precision auto -> %s: %s.", precision, reason)
+      logging.log_first_n(logging.INFO, "precision auto -> %s: %s.", 1, precision, reason)
     keras.config.set_dtype_policy(precision)
     if config.deterministic:
       tf.config.experimental.enable_op_determinism()
@@ -269,13 +375,20 @@ def runtime(config):
 
 
 def load_data(config) -> data_lib.Splits:
-  return data_lib.load_splits(config.dataset, data_dir=config.data_dir,
-                              fashion_mnist_source=config.fashion_mnist_source,
-                              validation_size=config.validation_size, train_examples=config.train_examples,
-                              eval_examples=config.eval_examples)
+  """The splits `config` reads (memoised per process; see data.load_splits)."""
+  return data_lib.load_splits(
+    config.dataset,
+    data_dir=config.data_dir,
+    fashion_mnist_source=config.fashion_mnist_source,
+    validation_size=config.validation_size,
+    train_examples=config.train_examples,
+    eval_examples=config.eval_examples,
+  )
 
 
-def train_and_evaluate(config: config_lib.TrainConfig, workdir: str, overwrite: bool = False) -> dict:
+def train_and_evaluate(
+  config: config_lib.TrainConfig, workdir: str, overwrite: bool = False, verbose: bool = True
+) -> dict:
   """Trains one model with label smoothing `config.alpha` into `workdir`; returns its metrics.
 
   A finished workdir with the same config returns its metrics without training; an
@@ -293,10 +406,15 @@ def train_and_evaluate(config: config_lib.TrainConfig, workdir: str, overwrite: 
   with runtime(config) as rt:
     callbacks = []
     if config.mi_every_steps:
-      callbacks.append(mutual_information.MutualInformationCallback.from_config(
-          config, rt.splits, run_dir, write=strategy_lib.is_chief(rt.strategy)))
-    schedule = make_schedule(config, rt.splits.sizes["train"], rt.strategy.num_replicas_in_sync, callbacks)
+      callbacks.append(
+        mutual_information.MutualInformationCallback.from_config(
+          config, rt.splits, run_dir, write=strategy_lib.is_chief(rt.strategy)
+        )
+      )
+    schedule = make_schedule(
+      config, rt.splits.sizes["train"], rt.strategy.num_replicas_in_sync, callbacks
+    )
     with rt.strategy.scope():
       model = build_classifier(config, rt.splits, schedule.total_steps)
     job = prepare_job(config, "train", model, model, rt, schedule, callbacks)
-    return run_job(job, run_dir, overwrite)
+    return run_job(job, run_dir, overwrite, verbose)

@@ -15,17 +15,20 @@ def split_cpu(num_devices: int) -> None:
   cpus = tf.config.list_physical_devices("CPU")
   try:
     tf.config.set_logical_device_configuration(
-        cpus[0], [tf.config.LogicalDeviceConfiguration()] * num_devices)
+      cpus[0], [tf.config.LogicalDeviceConfiguration()] * num_devices
+    )
   except RuntimeError as e:
     if len(tf.config.list_logical_devices("CPU")) != num_devices:
-      raise UserError(f"cannot split the CPU into {num_devices} devices after TensorFlow started: {e}") from e
+      raise UserError(
+        f"cannot split the CPU into {num_devices} devices after TensorFlow started: {e}"
+      ) from e
 
 
 _STRATEGIES = {}
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
-  """auto: MirroredStrategy over all GPUs if several, else over logical CPUs if several, else default.
+  """auto: MirroredStrategy over several GPUs, else over several logical CPUs, else the default.
 
   One strategy per set of devices per process: sweeps train many models in one process,
   and separate MirroredStrategy objects over the same devices reuse collective instance
@@ -46,15 +49,19 @@ def _resolve(name: str) -> tuple:
   """(kind, devices) that `name` means on this machine."""
   if name == "multi_worker":  # First: collectives must be configured before TF initialises devices.
     if "TF_CONFIG" not in os.environ:
-      raise UserError("--strategy=multi_worker needs the TF_CONFIG environment variable describing the "
-                      "cluster and this worker's task (see the README's multi-worker section).")
+      raise UserError(
+        "--strategy=multi_worker needs the TF_CONFIG environment variable describing the "
+        "cluster and this worker's task (see the README's multi-worker section)."
+      )
     try:
       json.loads(os.environ["TF_CONFIG"])
     except ValueError as e:
       raise UserError(f"TF_CONFIG is not valid JSON: {e}") from e
     return ("multi_worker", ())
   if name not in ("auto", "mirrored", "one_device"):
-    raise UserError(f"--strategy={name} is not allowed: choose one of auto, mirrored, multi_worker, one_device.")
+    raise UserError(
+      f"--strategy={name} is not allowed: choose one of auto, mirrored, multi_worker, one_device."
+    )
   gpus = tuple(d.name for d in tf.config.list_logical_devices("GPU"))
   cpus = tuple(d.name for d in tf.config.list_logical_devices("CPU"))
   if name == "one_device":
@@ -82,4 +89,8 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return True
   if resolver.task_type == "chief":
     return True
-  return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
+  return (
+    resolver.task_type == "worker"
+    and resolver.task_id == 0
+    and "chief" not in resolver.cluster_spec().as_dict()
+  )

@@ -1,0 +1,125 @@
+"""Plans of many runs (sweeps, the main job): run or reuse each, with one progress line and an ETA.
+
+A plan is a list of `Job`s, each a train or distill run in its own workdir under a root.
+Running it reuses finished runs and resumes an interrupted one, so the plan itself is
+resumable; results are read back from the workdirs.
+"""
+
+import collections
+import dataclasses
+import os
+import time
+from typing import Callable, Dict, List, Optional
+
+from absl import logging
+
+from ls_keras.core import config as config_lib
+from ls_keras.core import workdir as workdir_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+  """One run of a plan: its workdir name, kind ("train" or "distill") and config.
+
+  `curve` and `key` say where its result goes: a curve or group name, and the key on that
+  curve (alpha, or T).
+  """
+
+  name: str
+  kind: str
+  config: config_lib.TrainConfig
+  curve: str
+  key: float
+
+
+def _group(job: Job) -> tuple:
+  """Runs that cost about the same: the same network, data size and length."""
+  c = job.config
+  return (
+    job.kind,
+    c.model,
+    tuple(c.hidden_units) if c.model == "mlp" else (),
+    c.train_examples,
+    c.epochs,
+    c.train_steps,
+  )
+
+
+class Progress:
+  """One progress line per run: how many are done, time so far, and an estimate of the time left.
+
+  The estimate is, for each remaining run, the mean time of the finished runs of its group
+  (same network, data and length; otherwise of all runs), so it sharpens as the plan goes.
+  """
+
+  def __init__(
+    self, jobs: List[Job], log: Callable[[str], None] = logging.info, extra_steps: int = 0
+  ):
+    self.jobs, self.log, self.extra_steps = jobs, log, extra_steps
+    self.done, self.start = 0, time.time()
+    self.seconds: Dict[tuple, List[float]] = collections.defaultdict(list)
+
+  @property
+  def total(self) -> int:
+    """Steps on the bar: the runs and the extra (analysis) steps."""
+    return len(self.jobs) + self.extra_steps
+
+  def remaining_seconds(self) -> Optional[float]:
+    """The estimate of the time left, or None before any run was timed."""
+    measured = [s for times in self.seconds.values() for s in times]
+    if not measured:
+      return None
+    overall = sum(measured) / len(measured)
+    left = self.jobs[self.done :] if self.done < len(self.jobs) else []
+    return sum(
+      sum(self.seconds[_group(j)]) / len(self.seconds[_group(j)])
+      if self.seconds[_group(j)]
+      else overall
+      for j in left
+    )
+
+  def step(self, what: str, seconds: Optional[float] = None, job: Optional[Job] = None) -> None:
+    """Records one finished step (a run, with its time unless reused; or an analysis)."""
+    self.done += 1
+    if job is not None and seconds is not None:
+      self.seconds[_group(job)].append(seconds)
+    width = 30
+    filled = int(width * self.done / max(self.total, 1))
+    elapsed = time.time() - self.start
+    left = self.remaining_seconds()
+    eta = f", about {_clock(left)} left" if left is not None and self.done < self.total else ""
+    self.log(
+      f"[{'=' * filled}{' ' * (width - filled)}] {self.done}/{self.total} {what} "
+      f"({_clock(elapsed)} so far{eta})"
+    )
+
+
+def _clock(seconds: float) -> str:
+  minutes, secs = divmod(int(round(seconds)), 60)
+  return f"{minutes}:{secs:02d}"
+
+
+def run(job: Job, root: str) -> dict:
+  """Runs (or reuses, or resumes) one job in root/<job.name>; returns its metrics."""
+  from ls_keras import training  # Imported here: planning needs no TensorFlow.
+  from ls_keras.distillation import run as distillation_run
+
+  workdir = os.path.join(root, job.name)
+  if job.kind == "train":
+    return training.train_and_evaluate(job.config, workdir, verbose=False)
+  return distillation_run.distill_and_evaluate(job.config, workdir, verbose=False)
+
+
+def run_all(jobs: List[Job], root: str, progress: Progress) -> Dict[str, dict]:
+  """Runs each job unless finished (an interrupted one resumes); returns metrics by job name."""
+  results = {}
+  for job in jobs:
+    reused = workdir_lib.Workdir(os.path.join(root, job.name)).is_finished()
+    started = time.time()
+    results[job.name] = run(job, root)
+    accuracy = results[job.name]["test"]["accuracy"]
+    if reused:
+      progress.step(f"{job.name}: finished earlier, reused (test accuracy {accuracy:.4f})")
+    else:
+      progress.step(f"{job.name}: test accuracy {accuracy:.4f}", time.time() - started, job)
+  return results
