@@ -69,6 +69,40 @@ def _validator(name, kind):
   return check
 
 
+def define_workdir_flags(flag_values: flags.FlagValues, default: str, what: str) -> None:
+  """--workdir (default `default`, holding everything `what` writes) and --overwrite."""
+  flags.DEFINE_string(
+    "workdir", default, f"Folder for everything {what} writes.", flag_values=flag_values
+  )
+  flags.DEFINE_bool(
+    "overwrite",
+    False,
+    "Delete the ls_keras workdir at --workdir (a different or broken run) and start afresh. "
+    "Never deletes a folder that is not an ls_keras workdir.",
+    flag_values=flag_values,
+  )
+
+
+def define_plan_flags(
+  flag_values: flags.FlagValues, registry, default_root: str, what: str
+) -> None:
+  """--preset (a key of `registry`), --root (where `what` goes), and the data flags."""
+  fv = {"flag_values": flag_values}
+  flags.DEFINE_enum("preset", next(iter(registry)), list(registry), _describe(registry), **fv)
+  flags.DEFINE_string("root", default_root, f"Folder for {what}.", **fv)
+  flags.DEFINE_string("data_dir", "", "TFDS data directory (empty: TFDS' default).", **fv)
+  flags.DEFINE_string(
+    "fashion_mnist_source", "", "Folder with the Fashion-MNIST IDX files (empty: Debian's).", **fv
+  )
+
+
+def _describe(registry) -> str:
+  """'name: first line of its docstring; ...' for a --preset help."""
+  return "; ".join(
+    f"{name}: {fn.__doc__.splitlines()[0].rstrip('.')}" for name, fn in registry.items()
+  )
+
+
 def config_from_flags(cls, flag_values: flags.FlagValues, **overrides):
   """The frozen, validated config built from the parsed flags (plus `overrides`)."""
   hints = typing.get_type_hints(cls)

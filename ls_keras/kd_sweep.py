@@ -16,16 +16,8 @@ from ls_keras.paper import recipes
 
 def define_flags(flag_values: flags.FlagValues) -> None:
   """Defines this command's flags on `flag_values` (by cli.run and cli.invoke, not at import)."""
-  fv = {"flag_values": flag_values}
-  flags.DEFINE_enum(
-    "preset", "fashion_mnist", list(recipes.SWEEPS), recipes.describe(recipes.SWEEPS), **fv
-  )
-  flags.DEFINE_string(
-    "root", "workdirs/kd_sweep", "Folder holding one workdir per run, and the results.", **fv
-  )
-  flags.DEFINE_string("data_dir", "", "TFDS data directory (empty: TFDS' default).", **fv)
-  flags.DEFINE_string(
-    "fashion_mnist_source", "", "Folder with the Fashion-MNIST IDX files (empty: Debian's).", **fv
+  cli.define_plan_flags(
+    flag_values, recipes.SWEEPS, "workdirs/kd_sweep", "one workdir per run, and the results"
   )
 
 

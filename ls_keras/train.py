@@ -16,16 +16,7 @@ from ls_keras.core import config as config_lib
 def define_flags(flag_values: flags.FlagValues) -> None:
   """Defines this command's flags on `flag_values` (by cli.run and cli.invoke, not at import)."""
   cli.define_config_flags(config_lib.TrainConfig, flag_values)
-  flags.DEFINE_string(
-    "workdir", "workdirs/train", "Folder for everything the run writes.", flag_values=flag_values
-  )
-  flags.DEFINE_bool(
-    "overwrite",
-    False,
-    "Delete the ls_keras workdir at --workdir (a different or broken run) "
-    "and start afresh. Never deletes a folder that is not an ls_keras workdir.",
-    flag_values=flag_values,
-  )
+  cli.define_workdir_flags(flag_values, "workdirs/train", "the run")
 
 
 def main(flag_values: flags.FlagValues) -> None:

@@ -456,13 +456,6 @@ REPRODUCTIONS: Dict[str, Callable[[dict], ReproducePreset]] = {
 }
 
 
-def describe(registry: Dict[str, Callable]) -> str:
-  """'name: first line of its docstring; ...' for a flag's help."""
-  return "; ".join(
-    f"{name}: {fn.__doc__.splitlines()[0].rstrip('.')}" for name, fn in registry.items()
-  )
-
-
 def lookup(registry: Dict[str, Callable], name: str, flag: str = "--preset"):
   """registry[name], or a UserError naming the value and what is allowed."""
   if name not in registry:
