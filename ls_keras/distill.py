@@ -17,6 +17,7 @@ def define_flags(flag_values: flags.FlagValues) -> None:
   """Defines this command's flags on `flag_values` (by cli.run and cli.invoke, not at import)."""
   cli.define_config_flags(config_lib.DistillConfig, flag_values)
   cli.define_workdir_flags(flag_values, "workdirs/student", "the student's run")
+  flags.adopt_module_key_flags(cli, flag_values=flag_values)  # --help lists them.
 
 
 def main(flag_values: flags.FlagValues) -> None:

@@ -19,6 +19,7 @@ def define_flags(flag_values: flags.FlagValues) -> None:
   cli.define_plan_flags(
     flag_values, recipes.SWEEPS, "workdirs/kd_sweep", "one workdir per run, and the results"
   )
+  flags.adopt_module_key_flags(cli, flag_values=flag_values)  # --help lists them.
 
 
 def main(flag_values: flags.FlagValues) -> None:

@@ -20,6 +20,7 @@ def define_flags(flag_values: flags.FlagValues) -> None:
   cli.define_plan_flags(
     flag_values, recipes.REPRODUCTIONS, "workdirs/reproduce", "every run and the report"
   )
+  flags.adopt_module_key_flags(cli, flag_values=flag_values)  # --help lists them.
 
 
 def main(flag_values: flags.FlagValues) -> None:

@@ -108,7 +108,7 @@ def tree_hash(path) -> str:
     for name in sorted(files):
       full = os.path.join(root, name)
       digest.update(full.encode())
-      digest.update(open(full, "rb").read())
+      digest.update(os.readlink(full).encode() if os.path.islink(full) else open(full, "rb").read())
   return digest.hexdigest()
 
 

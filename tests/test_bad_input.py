@@ -114,6 +114,33 @@ CASES = {
   "foreign folder": Case(
     "train", "foreign", ("{base}",), "not an ls_keras workdir (it holds notes.txt)"
   ),
+  "another tool's config.json, overwrite": Case(
+    "train", "foreign_config", ("{base}", "--overwrite"), "not an ls_keras run config"
+  ),
+  "garbled config, overwrite": Case(
+    "train", "corrupt_config", ("{base}", "--overwrite"), "will not delete"
+  ),
+  "workdir a dangling link": Case(
+    "train", "dangling_link", ("{base}",), "symbolic link to nothing"
+  ),
+  "teacher inside the workdir": Case(
+    "distill",
+    "finished",
+    ("{base}", "--teacher={target}", "--overwrite"),
+    "replace its own teacher",
+  ),
+  "calibrate into a run": Case(
+    "calibrate", "finished", ("--workdir={run}", "--output_dir={target}"), "is an ls_keras workdir"
+  ),
+  "mi plot into its own run": Case(
+    "mutual_info",
+    "finished",
+    ("--workdir={target}", "--output_dir={target}"),
+    "is an ls_keras workdir",
+  ),
+  "sweep root is a run": Case(
+    "kd_sweep", "finished", ("--preset=tiny", "--root={target}"), "is an ls_keras workdir"
+  ),
   "foreign folder, overwrite": Case(
     "train", "foreign", ("{base}", "--overwrite"), "never writes into or deletes"
   ),
@@ -323,6 +350,14 @@ def _make_state(state, target, run, student, tmp):
     open(os.path.join(target, "notes.txt"), "w").write("mine")
   elif state == "file":
     open(target, "w").write("a file")
+  elif state == "foreign_config":  # Another tool's run: a config.json, checkpoints/ and logits/.
+    os.makedirs(os.path.join(target, "checkpoints"))
+    os.makedirs(os.path.join(target, "logits"))
+    open(os.path.join(target, "config.json"), "w").write('{"my": "precious pytorch config"}')
+    open(os.path.join(target, "checkpoints", "epoch_99.pt"), "w").write("weights")
+    open(os.path.join(target, "logits", "mine.npy"), "w").write("logits")
+  elif state == "dangling_link":
+    os.symlink(os.path.join(tmp, "nowhere"), target)
   elif state == "under_file":
     open(target, "w").write("a file")
     return os.path.join(target, "run")

@@ -146,3 +146,28 @@ def test_tensor_functions_refuse_shapes_that_do_not_fit():
 def test_class_indices_accepts_integral_floats_and_bools():
   assert checks.class_indices(np.array([0.0, 2.0])).tolist() == [0, 2]
   assert checks.class_indices(np.array([True, False])).tolist() == [1, 0]
+
+
+@pytest.mark.parametrize(
+  "call, message",
+  [
+    (lambda: losses.smooth_labels([0, 5, -1], 0.1, 3), ">= 0"),
+    (lambda: losses.cross_entropy([7], [[1.0, 2.0, 3.0]]), "must lie in \\[0, 2\\]"),
+    (lambda: losses.smooth_labels(np.array([0.0, 2.0]), 0.1), "must be integers"),
+    (lambda: losses.cross_entropy(np.array([[2.0, -1.0]]), [[1.0, 2.0]]), "probabilities"),
+    (lambda: calibration.summary([], logits=np.zeros((0, 3))), "no predictions"),
+    (lambda: calibration.temperature_scale(LABELS, LOGITS, eval_labels=LABELS), "both eval_labels"),
+  ],
+)
+def test_values_that_are_not_labels_or_targets_are_refused_when_called_eagerly(call, message):
+  with pytest.raises(UserError, match=message):
+    call()
+
+
+@pytest.mark.parametrize(
+  "labels, logits",
+  [([9], [[1.0, 2.0]]), ([0], [[np.nan, 1.0]]), ([0.5], [[1.0, 2.0]])],
+)
+def test_the_streaming_metric_fails_loudly_on_bad_values(labels, logits):
+  with pytest.raises(tf.errors.InvalidArgumentError):
+    calibration.ExpectedCalibrationError().update_state(tf.constant(labels), tf.constant(logits))

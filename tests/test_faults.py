@@ -165,3 +165,41 @@ def test_killed_sweep_reuses_finished_runs_and_completes(tiny_sweep):
   )  # Reused, not redone.
   finished = [d for d in os.listdir(root) if os.path.exists(os.path.join(root, d, "metrics.json"))]
   assert len(finished) == 11 and os.path.exists(os.path.join(root, "kd_sweep.md"))
+
+
+def test_a_resumed_run_with_dropout_matches_the_uninterrupted_one(
+  fashion_data_dir, tmp_path, monkeypatch
+):
+  """Dropout's random state is checkpointed too: with --deterministic, a run interrupted after
+  epoch 1 and resumed ends bit-identical to one that never stopped."""
+  from ls_keras import training
+
+  def args(name):
+    return tiny_train_args(
+      fashion_data_dir,
+      tmp_path / name,
+      "--model=mlp",
+      "--hidden_units=64",
+      "--dropout=0.3",
+      "--deterministic",
+      "--train_examples=2048",
+      "--eval_examples=500",
+    )
+
+  assert invoke("train", *args("straight")).code == 0
+  original = training.Loop.train
+
+  def stop_in_epoch_2(self, iterator, num_steps):
+    if int(self.model.optimizer.iterations.numpy()) >= 16:  # 16 steps an epoch.
+      raise KeyboardInterrupt("killed")
+    return original(self, iterator, num_steps)
+
+  monkeypatch.setattr(training.Loop, "train", stop_in_epoch_2)
+  with pytest.raises(KeyboardInterrupt):
+    invoke("train", *args("resumed"))
+  monkeypatch.undo()
+  assert invoke("train", *args("resumed")).code == 0
+  straight, resumed = (
+    json.load(open(tmp_path / n / "metrics.json")) for n in ("straight", "resumed")
+  )
+  assert resumed == straight

@@ -25,6 +25,7 @@ AMX = frozenset({"avx2", "avx512f", "amx_bf16", "amx_tile"})
       "mixed_bfloat16",
     ),
     (Hardware("unknown", frozenset()), "float32"),
+    (Hardware("AMD EPYC 9B14", AVX512_BF16, onednn=False), "float32"),  # TF_ENABLE_ONEDNN_OPTS=0.
   ],
 )
 def test_cpus_get_bfloat16_only_where_they_run_it_natively(machine, precision):
@@ -83,6 +84,18 @@ def test_cpuinfo_is_read_for_model_and_features(tmp_path):
   )
   model, features = hardware.read_cpu(str(tmp_path / "missing"))
   assert model and features == frozenset()
+
+
+def test_onednn_switched_off_by_the_environment_means_no_native_bfloat16(monkeypatch):
+  monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
+  hardware.detect.cache_clear()
+  try:
+    machine = hardware.detect()
+    assert not machine.onednn and not machine.native_cpu_bfloat16
+    assert machine.gpus or hardware.choose_precision(machine)[0] == "float32"
+    assert "TF_ENABLE_ONEDNN_OPTS=0" in machine.describe()
+  finally:
+    hardware.detect.cache_clear()
 
 
 def test_this_machine_is_read_once_and_described():

@@ -191,6 +191,10 @@ def temperature_scale(
   Raises:
     UserError: bad labels or logits in either pair.
   """
+  if (eval_labels is None) != (eval_logits is None):
+    raise UserError(
+      "give both eval_labels and eval_logits, or neither (then the fit data is used)."
+    )
   t = fit_temperature(fit_labels, fit_logits)
   if eval_logits is None:
     eval_labels, eval_logits = fit_labels, fit_logits
@@ -213,7 +217,10 @@ def class_indices_tensor(y_true, num_classes: int) -> tf.Tensor:
   y_true = tf.convert_to_tensor(y_true)
   rank = y_true.shape.rank
   if rank == 1 or (rank == 2 and y_true.shape[-1] == 1):
-    return tf.cast(tf.reshape(y_true, [-1]), tf.int64)
+    indices = tf.reshape(y_true, [-1])
+    if not y_true.dtype.is_integer:
+      tf.debugging.assert_equal(indices, tf.round(indices), "labels must be whole class indices")
+    return tf.cast(indices, tf.int64)
   if rank == 2 and y_true.shape[-1] == num_classes:
     return tf.argmax(y_true, -1)
   raise UserError(
@@ -243,6 +250,11 @@ class ExpectedCalibrationError(keras.metrics.Metric):
     """Adds a batch: labels [N] / [N, 1] / one-hot [N, K], logits [N, K], optional weights [N]."""
     logits = tf.cast(y_pred, tf.float32)
     labels = class_indices_tensor(y_true, logits.shape[-1])
+    # In a graph (model.evaluate) values cannot raise UserError; these fail the step loudly.
+    num_classes = tf.cast(tf.shape(logits)[-1], tf.int64)
+    tf.debugging.assert_non_negative(labels, "ECE: labels must be class indices >= 0")
+    tf.debugging.assert_less(labels, num_classes, "ECE: labels must be smaller than the classes")
+    tf.debugging.assert_all_finite(logits, "ECE: logits must be finite")
     probs = tf.nn.softmax(logits, axis=-1)
     confidence = tf.reduce_max(probs, -1)
     correct = tf.cast(tf.equal(tf.argmax(probs, -1), labels), tf.float32)

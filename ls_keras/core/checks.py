@@ -102,10 +102,10 @@ def probabilities(values, name: str = "probs") -> np.ndarray:
   if not np.all(np.isfinite(values)) or values.min(initial=0.0) < 0 or values.max(initial=0.0) > 1:
     finite = values[np.isfinite(values)]
     seen = f"[{finite.min():g}, {finite.max():g}]" if finite.size else "none finite"
+    hint = " (pass logits= for raw scores)" if name == "probs" else ""
     raise UserError(
       f"{name} must be probabilities in [0, 1]; got values {seen}"
-      f"{'' if finite.size == values.size else ', and NaN or infinite ones'} (pass logits= for raw "
-      "scores)."
+      f"{'' if finite.size == values.size else ', and NaN or infinite ones'}{hint}."
     )
   sums = values.sum(1)
   if values.size and np.max(np.abs(sums - 1)) > PROBABILITY_TOLERANCE:
@@ -128,6 +128,8 @@ def predictions(labels, logits_=None, probs=None):
   """
   if (logits_ is None) == (probs is None):
     raise UserError("give exactly one of logits or probs.")
+  if len(logits_ if logits_ is not None else probs) == 0:
+    raise UserError("there are no predictions: give at least one example.")
   if logits_ is not None:
     values = logits(logits_)
   else:

@@ -61,12 +61,13 @@ class Hardware:
   cpu_features: FrozenSet[str] = frozenset()
   gpus: Tuple[Gpu, ...] = ()
   onednn_max_isa: str = ""
+  onednn: bool = True  # False when TF_ENABLE_ONEDNN_OPTS=0: TensorFlow's own kernels emulate bf16.
 
   @property
   def native_cpu_bfloat16(self) -> bool:
     """Whether oneDNN can run bfloat16 natively on this CPU (AVX512_BF16 or AMX, not capped)."""
     capped = self.onednn_max_isa and self.onednn_max_isa.upper() not in ONEDNN_BF16_ISAS
-    return bool(set(BF16_CPU_FEATURES) & self.cpu_features) and not capped
+    return bool(set(BF16_CPU_FEATURES) & self.cpu_features) and self.onednn and not capped
 
   def to_dict(self) -> Dict[str, object]:
     """A JSON-ready description (recorded in config.json's sessions)."""
@@ -77,6 +78,7 @@ class Hardware:
         {"name": g.name, "compute_capability": list(g.compute_capability)} for g in self.gpus
       ],
       "onednn_max_isa": self.onednn_max_isa,
+      "onednn": self.onednn,
     }
 
   def describe(self) -> str:
@@ -93,6 +95,7 @@ class Hardware:
       or "no GPU"
     )
     cap = f"; ONEDNN_MAX_CPU_ISA={self.onednn_max_isa}" if self.onednn_max_isa else ""
+    cap += "" if self.onednn else "; TF_ENABLE_ONEDNN_OPTS=0"
     return f"{self.cpu_model} [{features}]{cap}; {gpus}"
 
 
@@ -126,6 +129,11 @@ def choose_precision(hardware: Hardware) -> Tuple[str, str]:
     return (
       "mixed_bfloat16",
       f"CPU {hardware.cpu_model} has {present}: oneDNN runs bfloat16 natively",
+    )
+  if set(BF16_CPU_FEATURES) & hardware.cpu_features and not hardware.onednn:
+    return "float32", (
+      f"CPU {hardware.cpu_model} has bfloat16 instructions, but TF_ENABLE_ONEDNN_OPTS=0 switches "
+      "off oneDNN, the only TensorFlow CPU kernels that use them"
     )
   if set(BF16_CPU_FEATURES) & hardware.cpu_features:
     return "float32", (
@@ -176,7 +184,8 @@ def _gpus() -> Tuple[Gpu, ...]:
 def detect() -> Hardware:
   """This machine, read once per process (CPU from /proc/cpuinfo, GPUs from TensorFlow)."""
   model, features = read_cpu()
-  return Hardware(model, features, _gpus(), os.environ.get("ONEDNN_MAX_CPU_ISA", ""))
+  onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").strip().lower() not in ("0", "false")
+  return Hardware(model, features, _gpus(), os.environ.get("ONEDNN_MAX_CPU_ISA", ""), onednn)
 
 
 def resolve_precision(precision: str, hardware: Hardware = None) -> Tuple[str, str]:

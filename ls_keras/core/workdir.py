@@ -47,6 +47,9 @@ WORKDIR_ENTRIES = frozenset(
 )
 
 
+RUN_KINDS = ("train", "distill")
+
+
 def _is_workdir_entry(name: str) -> bool:
   temporary = name.startswith(".") and (
     name.endswith(".tmp") or name.startswith((".model.", ".saved_model."))
@@ -102,8 +105,9 @@ def read_json(path: str) -> Any:
     raise WorkdirError(f"{path} does not exist.") from e
   except ValueError as e:
     raise WorkdirError(
-      f"{path} is not valid JSON ({e}); the file is corrupt. Remove the workdir or "
-      "rerun with --overwrite."
+      f"{path} is not valid JSON ({e}); the file is corrupt, so ls_keras cannot tell whose it "
+      "is and will not delete it, even with --overwrite. Remove the folder yourself if it is an "
+      "ls_keras workdir you no longer need."
     ) from e
 
 
@@ -155,13 +159,21 @@ class Workdir:
     return os.path.exists(self.file("metrics.json"))
 
   # Config.
+  def _record(self) -> dict:
+    """config.json if it is an ls_keras run record (of any version); else WorkdirError."""
+    record = read_json(self.file("config.json"))
+    ours = isinstance(record, dict) and {"format", "kind", "config"} <= set(record)
+    if not ours or record["kind"] not in RUN_KINDS:
+      raise WorkdirError(
+        f"{self.file('config.json')} is not an ls_keras run config (another tool's, or corrupt); "
+        "ls_keras never writes into or deletes such a folder, even with --overwrite. Use a new "
+        "or empty folder."
+      )
+    return record
+
   def read_record(self) -> dict:
     """config.json (format, kind, config, versions, sessions); WorkdirError if corrupt."""
-    record = read_json(self.file("config.json"))
-    if not isinstance(record, dict) or "config" not in record or "kind" not in record:
-      raise WorkdirError(
-        f"{self.file('config.json')} is not an ls_keras run config; the file is corrupt."
-      )
+    record = self._record()
     if record.get("format") != config_lib.WORKDIR_FORMAT:
       raise WorkdirError(
         f"{self.path} was written by an incompatible ls_keras (workdir format "
@@ -184,7 +196,13 @@ class Workdir:
     if not os.path.isdir(self.path):
       return False
     entries = os.listdir(self.path)
-    return "config.json" in entries and all(_is_workdir_entry(e) for e in entries)
+    if "config.json" not in entries or not all(_is_workdir_entry(e) for e in entries):
+      return False
+    try:
+      self._record()
+    except WorkdirError:
+      return False
+    return True
 
   def check(self, config, kind: str, overwrite: bool = False) -> bool:
     """Read-only: may this run use the workdir? Returns True when it holds this same run.
@@ -197,7 +215,9 @@ class Workdir:
     self._check_path()
     if not os.path.isdir(self.path) or not os.listdir(self.path):
       return False
-    if not self.is_workdir():
+    if not all(_is_workdir_entry(e) for e in os.listdir(self.path)) or not os.path.exists(
+      self.file("config.json")
+    ):
       foreign = sorted(e for e in os.listdir(self.path) if not _is_workdir_entry(e)) or [
         "no config.json"
       ]
@@ -207,6 +227,7 @@ class Workdir:
         "into or "
         "deletes such a folder. Use a new or empty folder."
       )
+    self._record()  # Ours, of any version (or the error says why not): --overwrite may replace it.
     if overwrite:
       return False
     record = self.read_record()
@@ -223,7 +244,7 @@ class Workdir:
     return True
 
   def _check_path(self) -> None:
-    check_output_dir(self.path, "--workdir")
+    check_output_dir(self.path, "--workdir", workdir=True)
 
   def start(
     self, config, kind: str, overwrite: bool = False, session: Optional[dict] = None
@@ -319,9 +340,20 @@ class Workdir:
       raise WorkdirError(f"{path} is corrupt ({e}); rerun the training with --overwrite.") from e
 
 
-def check_output_dir(path: str, flag: str = "--output_dir") -> None:
-  """Read-only: raises WorkdirError unless `path` is, or can be created as, a writable folder."""
+def check_output_dir(path: str, flag: str = "--output_dir", workdir: bool = False) -> None:
+  """Read-only: raises WorkdirError unless `path` is, or can be created as, a writable folder.
+
+  Unless `workdir` (the path is meant to be one), it must not be an ls_keras workdir: an
+  analysis writing its outputs there would replace the run's own files.
+  """
   path = os.path.abspath(path)
+  if os.path.islink(path) and not os.path.exists(path):
+    raise WorkdirError(f"{flag}={path} is a symbolic link to nothing ({os.readlink(path)}).")
+  if not workdir and Workdir(path).is_workdir():
+    raise WorkdirError(
+      f"{flag}={path} is an ls_keras workdir; writing there would replace the run's own files. "
+      "Give a separate folder."
+    )
   if os.path.exists(path) and not os.path.isdir(path):
     raise WorkdirError(f"{flag}={path} is a file, not a folder. Give a folder.")
   ancestor = path

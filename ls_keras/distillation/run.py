@@ -28,6 +28,12 @@ def distill_and_evaluate(
   """
   config_lib.validate(config)
   run_dir = Workdir(workdir)
+  teacher = os.path.abspath(config.teacher)
+  if teacher == run_dir.path or teacher.startswith(run_dir.path + os.sep):
+    raise UserError(
+      f"--teacher={config.teacher} lies inside --workdir={workdir}: the student's run would "
+      "replace its own teacher. Give the student another workdir."
+    )
   finished = run_dir.finished_metrics(config, "distill", overwrite)
   if finished is not None:
     return finished

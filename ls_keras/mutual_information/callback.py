@@ -157,5 +157,4 @@ def recompute_from_checkpoints(
         **mutual_information(differences(model, draw=step)),
       }
     )
-  workdir_lib.atomic_write_json(run.file("mutual_information_recomputed.json"), series)
   return series

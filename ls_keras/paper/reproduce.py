@@ -501,14 +501,19 @@ class Analysis:
       f"that of the best student of an LS teacher (alpha {best_a:g}, T = 1), in points; both "
       "chosen on validation",
     )
-    direct = summary.get("direct", {})
     lines = [sweep.table(summary)]
-    if direct:
-      best_direct = max(direct["mean"])
+    direct_alphas = [a for a in (self.preset.sweep.direct_alphas or self.alphas) if a > 0]
+    if direct_alphas:
+      best_alpha = max(
+        direct_alphas,
+        key=lambda a: np.mean([accuracy(f"direct_a{a:g}_s{s}", "validation") for s in self.seeds]),
+      )
+      best_direct = np.mean([accuracy(f"direct_a{best_alpha:g}_s{s}") for s in self.seeds])
       beaten = sum(m > best_direct for m in summary["kd_hard"]["mean"])
       lines.append(
-        f"Students of the hard-target teacher that beat the best student trained directly with LS "
-        f"({best_direct:.4f}): {beaten} of {len(summary['kd_hard']['mean'])} temperatures."
+        f"Students of the hard-target teacher that beat the student trained directly with LS "
+        f"(alpha {best_alpha:g}, chosen on validation; test {best_direct:.4f}): {beaten} of "
+        f"{len(summary['kd_hard']['mean'])} temperatures."
       )
     t2 = [j for j in jobs if j.curve == "kd_hard_t2"]
     for t in sorted({j.key for j in t2}):
@@ -579,12 +584,16 @@ class Analysis:
     }
     final = {k: v[-1]["mi"] for k, v in series.items()}
     peak = {k: max(p["mi"] for p in v) for k, v in series.items()}
-    ratios = [final[(a, s)] / final[(0.0, s)] for s in self.seeds]
+    # The estimate is clipped to [0, log N]: a floor keeps a (pathological) zero from dividing.
+    floor = 1e-6
+    ratios = [(final[(a, s)] + floor) / (final[(0.0, s)] + floor) for s in self.seeds]
     estimate = verdicts.ratio_interval(ratios)
     verdict = verdicts.below(
       estimate, 1.0, f"mutual information at the end of training, alpha {a:g} over alpha 0"
     )
-    fall = verdicts.ratio_interval([final[(0.0, s)] / peak[(0.0, s)] for s in self.seeds])
+    fall = verdicts.ratio_interval(
+      [(final[(0.0, s)] + floor) / (peak[(0.0, s)] + floor) for s in self.seeds]
+    )
     log_n = series[(0.0, self.seeds[0])][0]["log_n"]
     steps = np.array([p["step"] for p in series[(0.0, self.seeds[0])]])
 

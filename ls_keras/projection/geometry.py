@@ -29,8 +29,9 @@ def extract(model: keras.Model) -> Tuple[keras.Model, np.ndarray]:
   """
   models.check_contract(model, f"model '{model.name}'")
   logits = model.get_layer(models.LOGITS)
+  # One input tensor, not a list, so that calling it with one batch matches its structure.
   features = keras.Model(
-    model.inputs, model.get_layer(models.PENULTIMATE).output, name="penultimate_features"
+    model.inputs[0], model.get_layer(models.PENULTIMATE).output, name="penultimate_features"
   )
   kernel, bias = (
     np.asarray(keras.ops.convert_to_numpy(v), np.float64) for v in (logits.kernel, logits.bias)

@@ -3,16 +3,19 @@
 import keras
 import tensorflow as tf
 
+from ls_keras.core import checks
 from ls_keras.core.errors import UserError
 
 
 def one_hot_targets(labels, num_classes: int) -> tf.Tensor:
   """float32 targets [N, K] from integer labels [N] / [N, 1] or one-hot (or soft) targets [N, K].
 
-  Integer dtypes are class indices; floating ones are target distributions.
+  Integer dtypes are class indices; floating ones are target distributions. Called eagerly
+  (from user code) the values are checked too; inside a training graph only the shapes are.
 
   Raises:
-    UserError: a static shape that does not fit `num_classes`.
+    UserError: a shape that does not fit `num_classes`; eagerly, class indices outside
+      [0, K), or rows that are not distributions (negative, or not summing to 1).
   """
   labels = tf.convert_to_tensor(labels)
   if labels.dtype.is_integer:
@@ -20,9 +23,16 @@ def one_hot_targets(labels, num_classes: int) -> tf.Tensor:
       labels.shape.rank == 2 and labels.shape[-1] == 1
     ):
       raise UserError(f"integer labels must have shape (N,) or (N, 1); got {labels.shape}.")
+    if tf.executing_eagerly():
+      checks.class_indices(labels.numpy(), num_classes)
     return tf.one_hot(tf.reshape(labels, [-1]), num_classes, dtype=tf.float32)
   if labels.shape.rank != 2 or labels.shape[-1] not in (None, num_classes):
-    raise UserError(f"target distributions must have shape (N, {num_classes}); got {labels.shape}.")
+    raise UserError(
+      f"target distributions must have shape (N, {num_classes}); got {labels.shape} (class "
+      "indices must be integers)."
+    )
+  if tf.executing_eagerly():
+    checks.probabilities(labels.numpy(), "targets")
   return tf.cast(labels, tf.float32)
 
 
@@ -40,11 +50,9 @@ def smooth_labels(labels, alpha: float, num_classes: int = None) -> tf.Tensor:
   if not 0.0 <= float(alpha) < 1.0:
     raise UserError(f"alpha={alpha} is not allowed: label smoothing alpha must lie in [0, 1).")
   labels = tf.convert_to_tensor(labels)
-  if labels.dtype.is_integer:
-    if num_classes is None:
-      raise UserError("integer labels need num_classes to be smoothed.")
-    labels = one_hot_targets(labels, num_classes)
-  one_hot = tf.cast(labels, tf.float32)
+  if labels.dtype.is_integer and num_classes is None:
+    raise UserError("integer labels need num_classes to be smoothed.")
+  one_hot = one_hot_targets(labels, num_classes or labels.shape[-1])
   k = tf.cast(tf.shape(one_hot)[-1], tf.float32)
   return one_hot * (1.0 - alpha) + alpha / k
 

@@ -14,6 +14,7 @@ import time
 from typing import Any, Dict, Optional, Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 from absl import logging
 from tensorflow.python.framework import config as tf_framework_config  # Op determinism off again.
@@ -141,6 +142,15 @@ def prepare_job(
   )
 
 
+def random_states(model: keras.Model) -> list:
+  """The states of the model's random generators (dropout), for its checkpoint.
+
+  Keras leaves them out of the model's checkpointable graph: without them a resumed run
+  would draw other dropout masks than the uninterrupted one.
+  """
+  return [v for v in model.non_trainable_variables if v.path.endswith("seed_generator_state")]
+
+
 def run_job(job: Job, workdir: Workdir, overwrite: bool = False, verbose: bool = True) -> dict:
   """Claims the workdir, trains (resuming from its checkpoint), evaluates, exports; returns metrics.
 
@@ -154,7 +164,9 @@ def run_job(job: Job, workdir: Workdir, overwrite: bool = False, verbose: bool =
   chief = strategy_lib.is_chief(strategy)
   session_start = time.time()
   epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")  # Host-side loop state.
-  checkpoint = tf.train.Checkpoint(model=job.model, optimizer=job.model.optimizer, epoch=epoch_var)
+  checkpoint = tf.train.Checkpoint(
+    model=job.model, optimizer=job.model.optimizer, epoch=epoch_var, random=random_states(job.model)
+  )
   resuming = workdir.check(
     config, job.kind, overwrite
   )  # Read-only, like the restore: both may refuse.
@@ -185,14 +197,18 @@ def run_job(job: Job, workdir: Workdir, overwrite: bool = False, verbose: bool =
   for epoch in range(start_epoch, job.schedule.epochs):
     started = time.time()
     callbacks.on_epoch_begin(epoch)
-    epoch_logs = _train_epoch(job, loop, epoch, writers["train"], callbacks, progress)
+    checkpointed = int(epoch_var.numpy())
+    epoch_logs = _train_epoch(job, loop, epoch, writers["train"], callbacks, progress, checkpointed)
     if (epoch + 1) % config.eval_every_epochs and epoch + 1 < job.schedule.epochs:
       callbacks.on_epoch_end(epoch, epoch_logs)
       progress.end_epoch(epoch, epoch_logs, time.time() - started)
       continue
-    evaluated = {
-      "validation": _evaluate(job, loop, "validation")
-    }  # The final weights' logits, reused below.
+    # The final weights' logits, reused below; non-finite ones mean weights spoiled by a last
+    # step whose loss was still finite.
+    evaluated = {"validation": _evaluate(job, loop, "validation")}
+    if not np.all(np.isfinite(evaluated["validation"][0])):
+      step = int(job.model.optimizer.iterations.numpy())
+      raise _diverged(job, epoch, step, int(epoch_var.numpy()))
     val = calibration.summary(evaluated["validation"][1], logits=evaluated["validation"][0])
     step = int(job.model.optimizer.iterations.numpy())
     with writers["validation"].as_default(step=step):
@@ -221,9 +237,13 @@ def run_job(job: Job, workdir: Workdir, overwrite: bool = False, verbose: bool =
 
 
 def _train_epoch(
-  job: Job, loop: Loop, epoch: int, writer, callbacks, progress: Progress
+  job: Job, loop: Loop, epoch: int, writer, callbacks, progress: Progress, checkpointed: int
 ) -> Dict[str, float]:
-  """Trains one epoch in chunks, logging each chunk; stops at the first non-finite loss."""
+  """Trains one epoch in chunks, logging each chunk.
+
+  Raises:
+    TrainingDivergedError: at the first diverging loss (`checkpointed`: the last checkpoint).
+  """
   config, model, strategy = job.config, job.model, job.runtime.strategy
   progress.start_epoch(epoch, job.schedule.epoch_steps(epoch))
   train_ds = strategy.distribute_datasets_from_function(
@@ -242,7 +262,7 @@ def _train_epoch(
     try:
       logs = loop.train(iterator, chunk)
     except NonFiniteLoss as e:
-      raise _diverged(job, epoch, first_step + e.steps_done + 1) from None
+      raise _diverged(job, epoch, first_step + e.steps_done + 1, checkpointed) from None
     done += chunk
     step = int(model.optimizer.iterations.numpy())
     with writer.as_default(step=step):
@@ -257,12 +277,12 @@ def _train_epoch(
   return logs
 
 
-def _diverged(job: Job, epoch: int, step: int) -> TrainingDivergedError:
+def _diverged(job: Job, epoch: int, step: int, checkpointed: int) -> TrainingDivergedError:
   config = job.config
   kept = (
-    f"the checkpoint of epoch {epoch}"
-    if epoch
-    else "no checkpoint (it diverged in the first epoch)"
+    f"the checkpoint of epoch {checkpointed}"
+    if checkpointed
+    else "no checkpoint (it diverged before the first one)"
   )
   return TrainingDivergedError(
     f"training diverged: the loss became NaN, infinite or above {DIVERGED_LOSS:g} at step {step} "
