@@ -141,23 +141,22 @@ def panels_against(
   panels: Sequence[Tuple[str, Dict[str, Band]]],
   xlabel: str,
   title: str = "",
-  logx: bool = False,
 ) -> Figure:
   """Side-by-side panels sharing an x axis; each a (y label, {legend label: (mean, low, high)}).
 
   Used for the report's "when does label smoothing help" figure (test ECE and accuracy
-  against training length) and for students' accuracy against temperature.
+  against training length). A label keeps its colour in every panel.
   """
   fig = Figure(figsize=(5.2 * len(panels), 4))
   axes = fig.subplots(1, len(panels), squeeze=False)
+  labels = list(dict.fromkeys(label for _, curves in panels for label in curves))
+  colors = {label: f"C{i % 10}" for i, label in enumerate(labels)}
   for ax, (ylabel, curves) in zip(axes[0], panels):
     for label, (mean, low, high) in curves.items():
-      (line,) = ax.plot(x, mean, marker="o", markersize=3, label=label)
-      ax.fill_between(x, low, high, color=line.get_color(), alpha=0.15)
+      ax.plot(x, mean, marker="o", markersize=3, label=label, color=colors[label])
+      ax.fill_between(x, low, high, color=colors[label], alpha=0.15)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    if logx:
-      ax.set_xscale("log", base=2)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
   if title:

@@ -439,7 +439,8 @@ class Analysis:
       "alpha 0 + temperature scaling": band(0.0, "test_ece_temperature_scaled"),
     }
     ece.update({f"alpha {a:g}": band(a, "test_ece") for a in self.alphas if a > 0})
-    accuracy = {f"alpha {a:g}": band(a, "test_accuracy") for a in self.alphas}
+    accuracy = {"alpha 0 (hard targets)": band(0.0, "test_accuracy")}
+    accuracy.update({f"alpha {a:g}": band(a, "test_accuracy") for a in self.alphas if a > 0})
     temperature = band(0.0, "temperature")[0]
     path = os.path.join(self.report_dir, "when.png")
     plots.save(
