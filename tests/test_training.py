@@ -18,20 +18,25 @@ def _batches(per_replica):
   )
 
 
+def _tiny_mlp():
+  """A 16-unit MLP on 6x6 inputs with weight decay 1e-2 (built in the caller's strategy scope)."""
+  return models.build_model(
+    "mlp",
+    (6, 6, 1),
+    3,
+    mean=[128.0],
+    std=[64.0],
+    options=models.ModelOptions(weight_decay=1e-2, hidden_units=(16,)),
+  )
+
+
 def _train(strategy, steps=3):
   keras.utils.set_random_seed(1)
   config = config_lib.TrainConfig(
     learning_rate=0.1, weight_decay=1e-2, grad_clip_norm=0.5, alpha=0.1, loss_scale=3.0
   )
   with strategy.scope():
-    model = models.build_model(
-      "mlp",
-      (6, 6, 1),
-      3,
-      mean=[128.0],
-      std=[64.0],
-      options=models.ModelOptions(weight_decay=1e-2, hidden_units=(16,)),
-    )
+    model = _tiny_mlp()
     model.compile(
       optimizer=training.make_optimizer(config, 100),
       loss=losses.label_smoothing_loss(0.1),
@@ -62,14 +67,7 @@ def test_loss_is_label_smoothed_cross_entropy_times_scale_plus_decay(one_device)
   keras.utils.set_random_seed(1)
   strategy = one_device
   with strategy.scope():
-    model = models.build_model(
-      "mlp",
-      (6, 6, 1),
-      3,
-      mean=[128.0],
-      std=[64.0],
-      options=models.ModelOptions(weight_decay=1e-2, hidden_units=(16,)),
-    )
+    model = _tiny_mlp()
     model.compile(
       optimizer=keras.optimizers.SGD(0.0), loss=losses.label_smoothing_loss(0.2), loss_weights=3.0
     )
