@@ -17,10 +17,13 @@ from typing import Sequence
 from absl import app, flags, logging
 
 from ls_keras.core import config as config_lib
-from ls_keras.core.errors import UserError
+from ls_keras.core.errors import RunPreempted, UserError
 
 FLAGS = flags.FLAGS
 EXIT_BAD_INPUT = 2
+# SIGTERM/SIGINT: a checkpoint of the step reached was saved; rerun to resume (sysexits'
+# EX_TEMPFAIL, "try again later"), told apart from bad input (2) and crashes (1).
+EXIT_PREEMPTED = 75
 
 
 def define_config_flags(cls, flag_values: flags.FlagValues) -> None:
@@ -139,6 +142,9 @@ def _guarded(main, flag_values: flags.FlagValues) -> int:
   except UserError as e:
     sys.stderr.write(f"error: {e}\n")
     return EXIT_BAD_INPUT
+  except RunPreempted as e:
+    sys.stderr.write(f"preempted: {e}\n")
+    return EXIT_PREEMPTED
   return 0
 
 

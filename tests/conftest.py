@@ -98,6 +98,11 @@ def tiny_train_args(data_dir, workdir, *extra):
 
 def tree_hash(path) -> str:
   """A digest of every file name and content under `path` ('' when it does not exist)."""
+  return tree_hash_except(path)
+
+
+def tree_hash_except(path, *skipped: str) -> str:
+  """`tree_hash`, leaving out files named as in `skipped`."""
   if not os.path.exists(path):
     return ""
   if os.path.isfile(path):
@@ -105,7 +110,7 @@ def tree_hash(path) -> str:
   digest = hashlib.sha256()
   for root, dirs, files in sorted(os.walk(path)):
     dirs.sort()
-    for name in sorted(files):
+    for name in sorted(f for f in files if f not in skipped):
       full = os.path.join(root, name)
       digest.update(full.encode())
       digest.update(os.readlink(full).encode() if os.path.islink(full) else open(full, "rb").read())

@@ -23,6 +23,7 @@ from conftest import invoke, tiny_train_args, tree_hash
 from ls_keras import cli
 from ls_keras.core import config as config_lib
 from ls_keras import training
+from ls_keras.training import checkpoints
 from ls_keras.core.errors import UserError
 
 
@@ -371,7 +372,9 @@ def _make_state(state, target, run, student, tmp):
       os.remove(os.path.join(target, "model.keras"))
       shutil.rmtree(os.path.join(target, "saved_model"))
     elif state == "truncated_checkpoint":
-      _truncate(os.path.join(target, "checkpoints", "ckpt-1.data-00000-of-00001"))
+      _truncate(
+        checkpoints.listed(os.path.join(target, "checkpoints"))[-1] + ".data-00000-of-00001"
+      )
     elif state == "corrupt_config":
       open(os.path.join(target, "config.json"), "w").write('{"format": 1, "kind": "tra')
     elif state == "not_a_record":

@@ -13,13 +13,16 @@ import time
 
 import pytest
 
-from conftest import REPO, invoke, tiny_train_args
+from conftest import REPO, invoke, tiny_train_args, tree_hash_except
+from ls_keras import cli
+from ls_keras.core import lease
+from ls_keras.training import checkpoints
 
 EPOCHS = ["--epochs=3"]
 
 
-def _run_until_paused(module, args, pause, marker, timeout=300):
-  """Starts `module`, waits for the fault-injection pause, then SIGKILLs it."""
+def _start_paused(module, args, pause, marker, timeout=300):
+  """Starts `module` and returns it once paused at the fault-injection point `pause`."""
   env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "LS_KERAS_FAULT_PAUSE": f"{pause}:{marker}"}
   proc = subprocess.Popen(
     [sys.executable, "-m", module, *args],
@@ -35,6 +38,12 @@ def _run_until_paused(module, args, pause, marker, timeout=300):
   assert os.path.exists(marker), (
     f"never reached {pause}: {proc.stderr.read()[-2000:] if proc.poll() is not None else ''}"
   )
+  return proc
+
+
+def _run_until_paused(module, args, pause, marker, timeout=300):
+  """Starts `module`, waits for the fault-injection pause, then SIGKILLs it."""
+  proc = _start_paused(module, args, pause, marker, timeout)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
 
@@ -51,11 +60,9 @@ def uninterrupted(fashion_data_dir, tmp_path_factory):
 @pytest.mark.parametrize(
   "pause, checkpoint_after_kill",
   [
-    ("step:45", "ckpt-1"),  # Mid-epoch 2 (32 steps an epoch).
-    (
-      "checkpoint:2",
-      "ckpt-1",
-    ),  # Inside the write of checkpoint 2: its files exist, the index names ckpt-1.
+    ("step:45", "ckpt-32"),  # Mid-epoch 2 (32 steps an epoch; checkpoints named by step).
+    # Inside the write of epoch 2's checkpoint: its files exist, the index names ckpt-32.
+    ("checkpoint:64", "ckpt-32"),
   ],
 )
 def test_sigkill_then_rerun_resumes_and_matches_uninterrupted(
@@ -67,7 +74,7 @@ def test_sigkill_then_rerun_resumes_and_matches_uninterrupted(
   assert not os.path.exists(os.path.join(workdir, "metrics.json"))
   index = open(os.path.join(workdir, "checkpoints", "checkpoint")).read()
   assert f'model_checkpoint_path: "{checkpoint_after_kill}"' in index
-  done = int(checkpoint_after_kill[-1])
+  done = int(checkpoint_after_kill.split("-")[1]) // 32  # Epochs the checkpoint holds.
   kept = json.load(open(os.path.join(workdir, "history.json")))[:done]
   result = invoke("train", *args)
   assert result.code == 0, result.err[-3000:]
@@ -134,7 +141,7 @@ def test_divergence_in_epoch_2_keeps_the_checkpoint_of_epoch_1(
     and "checkpoint of epoch 1" in result.err
   )
   index = (workdir / "checkpoints" / "checkpoint").read_text()
-  assert 'model_checkpoint_path: "ckpt-1"' in index and not (workdir / "metrics.json").exists()
+  assert 'model_checkpoint_path: "ckpt-32"' in index and not (workdir / "metrics.json").exists()
   assert [h["epoch"] for h in json.load(open(workdir / "history.json"))] == [1]
 
 
@@ -203,3 +210,129 @@ def test_a_resumed_run_with_dropout_matches_the_uninterrupted_one(
     json.load(open(tmp_path / n / "metrics.json")) for n in ("straight", "resumed")
   )
   assert resumed == straight
+
+
+def _hash_without_lease(path):
+  """The workdir's digest, leaving out the lease file its owner's heartbeat rewrites."""
+  return tree_hash_except(path, lease.LEASE_FILE)
+
+
+@pytest.mark.slow
+def test_a_live_run_owns_its_workdir_against_a_rerun_and_an_overwrite(fashion_data_dir, tmp_path):
+  """While a run trains, neither the same command nor --overwrite with another alpha may touch
+  its workdir: both are refused at once, naming the owner, and the folder is unchanged."""
+  workdir = str(tmp_path / "w")
+  args = tiny_train_args(fashion_data_dir, workdir, *EPOCHS)
+  marker = str(tmp_path / "marker")
+  proc = _start_paused("ls_keras.train", args, "step:45", marker)
+  try:
+    before = _hash_without_lease(workdir)
+    for extra in ([], ["--overwrite", "--alpha=0.1"]):
+      result = invoke("train", *args, *extra)
+      assert result.code == 2, result.err[-2000:]
+      assert f"is in use by process {proc.pid} on " in result.err, result.err
+      assert _hash_without_lease(workdir) == before
+    os.remove(marker)  # Let the owner finish: its results are its own.
+    assert proc.wait(timeout=300) == 0, proc.stderr.read()[-2000:]
+  finally:
+    proc.kill()
+  assert json.load(open(os.path.join(workdir, "config.json")))["config"]["alpha"] == 0.0
+  assert not os.path.exists(os.path.join(workdir, lease.LEASE_FILE))
+
+
+@pytest.mark.slow
+def test_sigterm_saves_the_step_and_the_rerun_resumes_from_it(
+  uninterrupted, fashion_data_dir, tmp_path
+):
+  """What a scheduler does before preemption: SIGTERM mid-epoch 2. The run saves the step it
+  reached, exits with the preemption code, and the rerun resumes from that very step."""
+  workdir = str(tmp_path / "w")
+  args = tiny_train_args(fashion_data_dir, workdir, *EPOCHS)
+  marker = str(tmp_path / "marker")
+  proc = _start_paused("ls_keras.train", args, "step:45", marker)
+  proc.send_signal(signal.SIGTERM)
+  os.remove(marker)
+  assert proc.wait(timeout=300) == cli.EXIT_PREEMPTED
+  err = proc.stderr.read()
+  step = int(re.search(r"checkpoint of step (\d+)", err).group(1))
+  assert 45 <= step < 64 and "Rerun the same command" in err, err
+  assert checkpoints.listed(os.path.join(workdir, "checkpoints"))[-1].endswith(f"ckpt-{step}")
+  result = invoke("train", *args)
+  assert result.code == 0, result.err[-3000:]
+  sessions = json.load(open(os.path.join(workdir, "config.json")))["sessions"]
+  assert [s["start_epoch"] for s in sessions] == [0, 1]  # Resumed inside epoch 2.
+  metrics = json.load(open(os.path.join(workdir, "metrics.json")))
+  assert metrics["steps"] == uninterrupted["steps"]
+  assert [h["epoch"] for h in json.load(open(os.path.join(workdir, "history.json")))] == [1, 2, 3]
+
+
+def _deterministic_args(data_dir, workdir, *extra):
+  return tiny_train_args(
+    data_dir, workdir, "--deterministic", "--train_examples=2048", "--eval_examples=500", *extra
+  )
+
+
+def test_a_run_preempted_mid_epoch_resumes_bit_identical(fashion_data_dir, tmp_path, monkeypatch):
+  """The resumed run sees exactly the batches (and augmentations) the straight run saw: with
+  --deterministic their metrics are equal, after a SIGTERM mid-epoch with step checkpoints."""
+  from ls_keras import training
+
+  extra = ("--checkpoint_every_steps=5", "--steps_per_execution=4")
+  assert (
+    invoke("train", *_deterministic_args(fashion_data_dir, tmp_path / "straight", *extra)).code == 0
+  )
+  original = training.Loop.train
+
+  def sigterm_at_step_22(self, iterator, num_steps):
+    if int(self.model.optimizer.iterations.numpy()) >= 22:  # 16 steps an epoch.
+      os.kill(os.getpid(), signal.SIGTERM)
+    return original(self, iterator, num_steps)
+
+  monkeypatch.setattr(training.Loop, "train", sigterm_at_step_22)
+  args = _deterministic_args(fashion_data_dir, tmp_path / "resumed", *extra)
+  result = invoke("train", *args)
+  assert result.code == cli.EXIT_PREEMPTED, result.err[-2000:]
+  monkeypatch.undo()
+  names = [
+    os.path.basename(p) for p in checkpoints.listed(str(tmp_path / "resumed" / "checkpoints"))
+  ]
+  # Every 5 steps (at 20), and at the end of the train call SIGTERM came in (steps 24-25).
+  assert names == ["ckpt-20", "ckpt-25"]
+  assert invoke("train", *args).code == 0
+  straight, resumed = (
+    json.load(open(tmp_path / n / "metrics.json")) for n in ("straight", "resumed")
+  )
+  assert resumed == straight
+
+
+def test_a_run_resumes_where_auto_resolves_to_another_precision(
+  fashion_data_dir, tmp_path, monkeypatch
+):
+  """Started where auto chose mixed_float16 (a loss-scale-wrapped optimizer), resumed where it
+  chooses float32: the optimizer state loads either way and training completes."""
+  from ls_keras import training
+  from ls_keras.core import hardware
+
+  args = tiny_train_args(
+    fashion_data_dir, tmp_path / "w", "--precision=auto", "--model=mlp", "--hidden_units=32"
+  )
+  monkeypatch.setattr(hardware, "resolve_precision", lambda *a: ("mixed_float16", "a test"))
+  original = training.Loop.train
+
+  def stop_in_epoch_2(self, iterator, num_steps):
+    if int(self.model.optimizer.iterations.numpy()) >= 40:
+      raise KeyboardInterrupt("killed")
+    return original(self, iterator, num_steps)
+
+  monkeypatch.setattr(training.Loop, "train", stop_in_epoch_2)
+  with pytest.raises(KeyboardInterrupt):
+    invoke("train", *args)
+  monkeypatch.undo()
+  monkeypatch.setattr(hardware, "resolve_precision", lambda *a: ("float32", "another test"))
+  result = invoke("train", *args)
+  assert result.code == 0, result.err[-3000:]
+  sessions = json.load(open(tmp_path / "w" / "config.json"))["sessions"]
+  assert [(s["precision"], s["start_epoch"]) for s in sessions] == [
+    ("mixed_float16", 0),
+    ("float32", 1),
+  ]

@@ -54,10 +54,10 @@ def test_two_workers_finish_chief_writes_and_match_one_process(
   # Only the chief wrote: no stray scratch checkpoints or second event files in the workdir.
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == [
     "checkpoint",
-    "ckpt-1.data-00000-of-00001",
-    "ckpt-1.index",
-    "ckpt-2.data-00000-of-00001",
-    "ckpt-2.index",
+    "ckpt-32.data-00000-of-00001",  # Named by global step: 32 steps an epoch.
+    "ckpt-32.index",
+    "ckpt-64.data-00000-of-00001",
+    "ckpt-64.index",
   ]
   assert len(os.listdir(os.path.join(workdir, "tb", "train"))) == 1
   reference = json.load(

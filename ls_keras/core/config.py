@@ -83,6 +83,11 @@ class TrainConfig:
     "Validate, record history and checkpoint every N epochs (and after the last); "
     "raise it for tiny epochs, where validation would cost more than training.",
   )
+  checkpoint_every_steps: int = setting(
+    0,
+    "Also checkpoint every N global steps between evaluations (0: only at evaluations and "
+    "when preempted), so a killed run loses at most N steps.",
+  )
   train_steps: int = setting(0, "Total training steps; 0 means epochs * steps per epoch.")
   seed: int = setting(0, "Seed for initialisation, shuffling and augmentation.")
   # Execution.
@@ -187,6 +192,7 @@ def check_field(name: str, value: Any) -> None:
     "train_examples",
     "eval_examples",
     "train_steps",
+    "checkpoint_every_steps",
     "weight_decay",
     "grad_clip_norm",
     "mi_every_steps",

@@ -15,3 +15,11 @@ class WorkdirError(UserError):
 
 class TrainingDivergedError(UserError):
   """The loss became NaN or infinite; the run stopped, keeping its last good checkpoint."""
+
+
+class RunPreempted(Exception):
+  """The run was asked to stop (SIGTERM/SIGINT) and saved a checkpoint; a rerun resumes it.
+
+  Not a UserError: commands exit with `cli.EXIT_PREEMPTED`, which schedulers can tell
+  apart from bad input (2) and crashes (1).
+  """

@@ -26,6 +26,7 @@ from absl import logging
 from ls_keras.core import config as config_lib
 from ls_keras import __version__
 from ls_keras.core.errors import WorkdirError
+from ls_keras.core.lease import LEASE_FILE
 
 # Everything a run or an analysis of it writes into a workdir. Dot-files are the
 # temporary names of atomic writes (`atomic_write_bytes`, `export_model`).
@@ -43,6 +44,7 @@ WORKDIR_ENTRIES = frozenset(
     "reliability.png",
     "mutual_information.json",
     "mutual_information_recomputed.json",
+    LEASE_FILE,
   }
 )
 
@@ -213,14 +215,12 @@ class Workdir:
         corrupt or incompatible run (unless `overwrite`).
     """
     self._check_path()
-    if not os.path.isdir(self.path) or not os.listdir(self.path):
+    entries = os.listdir(self.path) if os.path.isdir(self.path) else []
+    entries = [e for e in entries if e != LEASE_FILE]  # Our own lease, taken before the check.
+    if not entries:
       return False
-    if not all(_is_workdir_entry(e) for e in os.listdir(self.path)) or not os.path.exists(
-      self.file("config.json")
-    ):
-      foreign = sorted(e for e in os.listdir(self.path) if not _is_workdir_entry(e)) or [
-        "no config.json"
-      ]
+    if not all(_is_workdir_entry(e) for e in entries) or "config.json" not in entries:
+      foreign = sorted(e for e in entries if not _is_workdir_entry(e)) or ["no config.json"]
       raise WorkdirError(
         f"--workdir={self.path} is a folder that is not an ls_keras workdir (it holds "
         f"{', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}); ls_keras never writes "
@@ -232,8 +232,8 @@ class Workdir:
       return False
     record = self.read_record()
     new = json.loads(config_lib.dumps(config))
-    if record["kind"] != kind or record["config"] != new:
-      old = record["config"]
+    old = _settings(type(config), record["config"])
+    if record["kind"] != kind or old != new:
       diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
       raise WorkdirError(
         f"{self.path} holds a different {record['kind']} run (settings that differ: "
@@ -289,12 +289,13 @@ class Workdir:
     """Deletes the workdir's own entries (only those; see `is_workdir`)."""
     if not os.path.isdir(self.path):
       return
-    for entry in os.listdir(self.path):
+    entries = [e for e in os.listdir(self.path) if e != LEASE_FILE]  # The lease stays: ours.
+    for entry in entries:
       if not _is_workdir_entry(entry):
         raise WorkdirError(
           f"{self.path} holds {entry}, which is not part of an ls_keras workdir; not deleting."
         )
-    for entry in os.listdir(self.path):
+    for entry in entries:
       path = self.file(entry)
       if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path)
@@ -338,6 +339,21 @@ class Workdir:
         return f["logits"], f["labels"]
     except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as e:
       raise WorkdirError(f"{path} is corrupt ({e}); rerun the training with --overwrite.") from e
+
+
+def _settings(cls, recorded: Any) -> dict:
+  """A recorded config as `cls` would write it now: settings added since take their defaults.
+
+  So a workdir of an earlier version resumes, as long as every setting it recorded is
+  still what this run asks for.
+  """
+  if not isinstance(recorded, dict):
+    return {}
+  names = {f.name for f in dataclasses.fields(cls)}
+  defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+  if set(recorded) - names:
+    return dict(recorded)  # Unknown settings: differs, and says which.
+  return json.loads(json.dumps({**defaults, **recorded}, sort_keys=True, default=list))
 
 
 def check_output_dir(path: str, flag: str = "--output_dir", workdir: bool = False) -> None:

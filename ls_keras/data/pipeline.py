@@ -248,19 +248,23 @@ def train_batches(
   epoch: int,
   augment: bool,
   input_context: Optional[tf.distribute.InputContext] = None,
+  skip_steps: int = 0,
 ) -> tf.data.Dataset:
   """One epoch of shuffled, augmented, one-hot training batches (per-replica batch size).
 
   The order and augmentation depend only on (seed, epoch), so a run resumed at an epoch
-  boundary sees exactly the batches the uninterrupted run would have seen. Data sets that
+  boundary, or `skip_steps` global steps into the epoch (a step checkpoint), sees exactly
+  the batches the uninterrupted run would have seen. Data sets that
   are not cached shuffle their files by the same seed and then through a bounded buffer
   (`DatasetSpec.shuffle_buffer`), so memory stays bounded whatever the split's size.
   """
   epoch_seed = seed * 1_000_003 + epoch
   ds = splits.train_epoch(epoch_seed)
+  batches_per_step = 1
   if input_context is not None:
     ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
     batch_size = input_context.get_per_replica_batch_size(batch_size)
+    batches_per_step = input_context.num_replicas_in_sync // input_context.num_input_pipelines
   ds = ds.shuffle(splits.shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=False)
   num_classes, augmentation = splits.num_classes, splits.spec.augmentation
 
@@ -273,7 +277,7 @@ def train_batches(
       )
     return images, tf.one_hot(labels, num_classes)
 
-  ds = ds.batch(batch_size, drop_remainder=True).enumerate()
+  ds = ds.batch(batch_size, drop_remainder=True).enumerate().skip(skip_steps * batches_per_step)
   return ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(
     tf.data.AUTOTUNE
   )

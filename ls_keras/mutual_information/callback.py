@@ -15,7 +15,8 @@ import tensorflow as tf
 from ls_keras import data as data_lib
 from ls_keras import models
 from ls_keras.core import workdir as workdir_lib
-from ls_keras.core.errors import UserError
+from ls_keras.core.errors import UserError, WorkdirError
+from ls_keras.training import checkpoints
 from ls_keras.mutual_information.estimator import check_settings, mutual_information
 
 
@@ -141,14 +142,20 @@ def recompute_from_checkpoints(
   differences = LogitDifferences(
     images, classes, config.mi_augmentations, splits.spec.augmentation, config.seed
   )
-  state = tf.train.get_checkpoint_state(run.checkpoints)
-  if state is None or not state.all_model_checkpoint_paths:
+  paths = checkpoints.listed(run.checkpoints)  # Only the run's own checkpoints.
+  if not paths:
     raise UserError(f"{run.path} has no checkpoints to recompute the estimate from.")
   series = []
-  for path in state.all_model_checkpoint_paths:
+  for path in paths:
     model = build_model()
     model.optimizer.build(model.trainable_variables)
-    tf.train.Checkpoint(model=model, optimizer=model.optimizer).read(path).expect_partial()
+    try:
+      checkpoints.make_checkpoint(model).read(path).expect_partial()
+    except (tf.errors.OpError, ValueError) as e:
+      raise WorkdirError(
+        f"the checkpoint {path} cannot be read ({type(e).__name__}); it is truncated or "
+        "corrupt, so the estimate cannot be recomputed from it."
+      ) from e
     step = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
     series.append(
       {

@@ -190,9 +190,14 @@ class Schedule:
     """Steps in `epoch` (fewer in a partial last epoch)."""
     return min(self.steps_per_epoch, self.total_steps - epoch * self.steps_per_epoch)
 
-  def chunks(self, epoch: int) -> List[int]:
-    """Sizes of the successive train calls within `epoch`."""
-    step, end = epoch * self.steps_per_epoch, epoch * self.steps_per_epoch + self.epoch_steps(epoch)
+  def position(self, global_step: int) -> Tuple[int, int]:
+    """(epoch, steps of it done) at `global_step`: where a run resumed from that step goes on."""
+    return divmod(global_step, self.steps_per_epoch)
+
+  def chunks(self, epoch: int, done: int = 0) -> List[int]:
+    """Sizes of the successive train calls within `epoch`, `done` of its steps already run."""
+    step = epoch * self.steps_per_epoch + done
+    end = epoch * self.steps_per_epoch + self.epoch_steps(epoch)
     sizes = []
     while step < end:
       nxt = min(
@@ -207,6 +212,8 @@ def make_schedule(
   config, train_size: int, replicas: int, callbacks: Sequence[keras.callbacks.Callback] = ()
 ) -> Schedule:
   """The run's schedule; callbacks that must see certain steps declare `every_steps`.
+
+  The loop also pauses at every multiple of `config.checkpoint_every_steps` to save.
 
   Raises:
     UserError: a global batch that the replicas cannot split evenly, or larger than the
@@ -223,7 +230,8 @@ def make_schedule(
       f"--batch_size={config.batch_size} exceeds the {train_size} training examples; use a "
       "smaller batch or more examples."
     )
-  pauses = tuple(sorted({cb.every_steps for cb in callbacks if getattr(cb, "every_steps", 0)}))
+  every = [getattr(cb, "every_steps", 0) for cb in callbacks] + [config.checkpoint_every_steps]
+  pauses = tuple(sorted({n for n in every if n}))
   return Schedule(
     steps_per_epoch,
     config.train_steps or config.epochs * steps_per_epoch,

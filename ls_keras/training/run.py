@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import keras
 import numpy as np
@@ -29,7 +29,9 @@ from ls_keras import mutual_information
 from ls_keras.training import losses
 from ls_keras import models
 from ls_keras.training import strategy as strategy_lib
-from ls_keras.core.errors import TrainingDivergedError, UserError
+from ls_keras.core import lease as lease_lib
+from ls_keras.core.errors import RunPreempted, TrainingDivergedError, UserError, WorkdirError
+from ls_keras.training import preemption
 from ls_keras.core import workdir as workdir_lib
 from ls_keras.core.workdir import Workdir
 from ls_keras.training.loop import (
@@ -154,32 +156,70 @@ def random_states(model: keras.Model) -> list:
 def run_job(job: Job, workdir: Workdir, overwrite: bool = False, verbose: bool = True) -> dict:
   """Claims the workdir, trains (resuming from its checkpoint), evaluates, exports; returns metrics.
 
-  Writes TensorBoard logs, per-epoch checkpoints, history.json, logits, the exported model
-  and, last of all, metrics.json.
+  Holds the workdir's lease throughout (see core/lease.py): a second process on the same
+  workdir is refused, and `overwrite` never deletes a run another live process owns.
+  Writes TensorBoard logs, checkpoints, history.json, logits, the exported model and, last
+  of all, metrics.json. SIGTERM/SIGINT save a checkpoint at the next step boundary.
 
   Raises:
+    LeaseHeldError: another live process owns the workdir (nothing written).
     TrainingDivergedError: the loss became NaN or infinite (the last good checkpoint is kept).
+    RunPreempted: SIGTERM/SIGINT; a checkpoint of the step reached was saved.
   """
-  strategy, config = job.runtime.strategy, job.config
-  chief = strategy_lib.is_chief(strategy)
+  chief = strategy_lib.is_chief(job.runtime.strategy)
+  # Only the chief writes the workdir, so only it owns it.
+  owner = lease_lib.Lease(workdir.path, "one run") if chief else contextlib.nullcontext()
+  with owner as lease, preemption.Watch() as watch:
+    return _run_owned(job, workdir, overwrite, verbose, chief, lease, watch)
+
+
+def _run_owned(
+  job: Job,
+  workdir: Workdir,
+  overwrite: bool,
+  verbose: bool,
+  chief: bool,
+  lease: Optional[lease_lib.Lease],
+  watch: preemption.Watch,
+) -> dict:
+  strategy, config, schedule = job.runtime.strategy, job.config, job.schedule
   session_start = time.time()
   epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")  # Host-side loop state.
-  checkpoint = tf.train.Checkpoint(
-    model=job.model, optimizer=job.model.optimizer, epoch=epoch_var, random=random_states(job.model)
-  )
-  resuming = workdir.check(
-    config, job.kind, overwrite
-  )  # Read-only, like the restore: both may refuse.
+  checkpoint = checkpoints.make_checkpoint(job.model, epoch_var, random_states(job.model))
+  resuming = workdir.check(config, job.kind, overwrite)  # Read-only, like the restore.
+  history = _read_history(workdir.file("history.json")) if resuming else []
   restored = checkpoints.restore_latest(checkpoint, workdir.checkpoints) if resuming else None
-  start_epoch = int(epoch_var.numpy())
+  step = int(job.model.optimizer.iterations.numpy())
+  start_epoch, done_in_epoch = schedule.position(step)
+  history = [h for h in history if h["epoch"] <= start_epoch]
   if chief:
     workdir.start(config, job.kind, overwrite, session=job.runtime.session(start_epoch))
   if restored:
-    logging.info("Resuming from %s (epoch %d done).", restored, start_epoch)
+    logging.info("Resuming from %s (step %d, epoch %d).", restored, step, start_epoch + 1)
   # Every worker saves (saving is collective under MultiWorkerMirroredStrategy); only the
   # chief into the workdir, the others into a scratch folder removed at the end.
   ckpt_dir = workdir.checkpoints if chief else tempfile.mkdtemp(prefix="ls_keras_worker_ckpt_")
-  epoch_checkpoints = checkpoints.manager(checkpoint, ckpt_dir)
+  manager = checkpoints.manager(checkpoint, ckpt_dir)
+  saved = {"step": step if restored else 0}
+
+  def save_checkpoint(step: int) -> None:
+    if lease is not None:
+      lease.verify()  # Never write over a workdir another process has taken over.
+    checkpoints.save(manager, step)
+    saved["step"] = step
+
+  def on_chunk_end(epoch: int, step: int) -> None:
+    """After each train call: a step checkpoint when one is due or preemption was asked."""
+    epoch_end = step == epoch * schedule.steps_per_epoch + schedule.epoch_steps(epoch)
+    if epoch_end and _evaluates(config, schedule, epoch):
+      return  # The evaluation saves this step's checkpoint; preemption is handled after it.
+    every = config.checkpoint_every_steps
+    stop = watch.requested(strategy)
+    if stop or (every and step % every == 0):
+      save_checkpoint(step)
+    if stop:
+      raise _preempted(watch, step, ckpt_dir)
+
   writers = {
     name: (
       tf.summary.create_file_writer(workdir.file("tb", name))
@@ -189,28 +229,28 @@ def run_job(job: Job, workdir: Workdir, overwrite: bool = False, verbose: bool =
     for name in ("train", "validation")
   }
   loop = Loop(job.model, strategy, config.jit_compile, config.grad_clip_norm)
-  history = _read_history(workdir.file("history.json"), start_epoch)
   callbacks = keras.callbacks.CallbackList(list(job.callbacks), model=job.model)
-  progress = Progress(job.schedule.epochs, verbose)
+  progress = Progress(schedule.epochs, verbose)
   evaluated = {}
   callbacks.on_train_begin()
-  for epoch in range(start_epoch, job.schedule.epochs):
+  for epoch in range(start_epoch, schedule.epochs):
     started = time.time()
     callbacks.on_epoch_begin(epoch)
-    checkpointed = int(epoch_var.numpy())
-    epoch_logs = _train_epoch(job, loop, epoch, writers["train"], callbacks, progress, checkpointed)
-    if (epoch + 1) % config.eval_every_epochs and epoch + 1 < job.schedule.epochs:
+    done = done_in_epoch if epoch == start_epoch else 0
+    epoch_logs = _train_epoch(
+      job, loop, epoch, done, writers["train"], callbacks, progress, saved, on_chunk_end
+    )
+    if not _evaluates(config, schedule, epoch):
       callbacks.on_epoch_end(epoch, epoch_logs)
       progress.end_epoch(epoch, epoch_logs, time.time() - started)
       continue
     # The final weights' logits, reused below; non-finite ones mean weights spoiled by a last
     # step whose loss was still finite.
     evaluated = {"validation": _evaluate(job, loop, "validation")}
-    if not np.all(np.isfinite(evaluated["validation"][0])):
-      step = int(job.model.optimizer.iterations.numpy())
-      raise _diverged(job, epoch, step, int(epoch_var.numpy()))
-    val = calibration.summary(evaluated["validation"][1], logits=evaluated["validation"][0])
     step = int(job.model.optimizer.iterations.numpy())
+    if not np.all(np.isfinite(evaluated["validation"][0])):
+      raise _diverged(job, epoch, step, saved["step"])
+    val = calibration.summary(evaluated["validation"][1], logits=evaluated["validation"][0])
     with writers["validation"].as_default(step=step):
       for name in ("accuracy", "nll", "ece"):
         tf.summary.scalar(name, val[name])
@@ -222,27 +262,53 @@ def run_job(job: Job, workdir: Workdir, overwrite: bool = False, verbose: bool =
     callbacks.on_epoch_end(epoch, epoch_logs)
     epoch_var.assign(epoch + 1)
     if chief:  # History first: a resume trims it to the checkpointed epochs, so it never lags.
+      if lease is not None:
+        lease.verify()
       workdir_lib.atomic_write_json(workdir.file("history.json"), history)
-    checkpoints.save(epoch_checkpoints, epoch + 1)
+    save_checkpoint(step)
     progress.end_epoch(epoch, epoch_logs, time.time() - started)
+    if epoch + 1 < schedule.epochs and watch.requested(strategy):
+      raise _preempted(watch, step, ckpt_dir)
   callbacks.on_train_end()
   for writer in writers.values():
     writer.flush()
   if not chief:
     shutil.rmtree(ckpt_dir, ignore_errors=True)
+  if lease is not None:
+    lease.verify()
   metrics = _finish(job, loop, workdir, chief, evaluated)
   if chief:
     workdir.end_session(time.time() - session_start)
   return metrics
 
 
+def _evaluates(config, schedule: Schedule, epoch: int) -> bool:
+  """Whether `epoch` (0-based) ends with an evaluation, history record and checkpoint."""
+  return (epoch + 1) % config.eval_every_epochs == 0 or epoch + 1 == schedule.epochs
+
+
+def _preempted(watch: preemption.Watch, step: int, ckpt_dir: str) -> RunPreempted:
+  return RunPreempted(
+    f"stopped on {watch.signal} after saving the checkpoint of step {step} in {ckpt_dir}. "
+    "Rerun the same command to resume from that step."
+  )
+
+
 def _train_epoch(
-  job: Job, loop: Loop, epoch: int, writer, callbacks, progress: Progress, checkpointed: int
+  job: Job,
+  loop: Loop,
+  epoch: int,
+  done: int,
+  writer,
+  callbacks,
+  progress: Progress,
+  saved: dict,
+  on_chunk_end: Callable[[int, int], None],
 ) -> Dict[str, float]:
-  """Trains one epoch in chunks, logging each chunk.
+  """Trains one epoch (its first `done` steps already trained) in chunks, logging each chunk.
 
   Raises:
-    TrainingDivergedError: at the first diverging loss (`checkpointed`: the last checkpoint).
+    TrainingDivergedError: at the first diverging loss (`saved["step"]`: the last checkpoint).
   """
   config, model, strategy = job.config, job.model, job.runtime.strategy
   progress.start_epoch(epoch, job.schedule.epoch_steps(epoch))
@@ -254,15 +320,16 @@ def _train_epoch(
       epoch=epoch,
       augment=config.augment,
       input_context=ctx,
+      skip_steps=done,
     )
   )
-  iterator, done, logs = iter(train_ds), 0, {}
-  for chunk in job.schedule.chunks(epoch):
+  iterator, logs = iter(train_ds), {}
+  for chunk in job.schedule.chunks(epoch, done):
     first_step = int(model.optimizer.iterations.numpy())
     try:
       logs = loop.train(iterator, chunk)
     except NonFiniteLoss as e:
-      raise _diverged(job, epoch, first_step + e.steps_done + 1, checkpointed) from None
+      raise _diverged(job, epoch, first_step + e.steps_done + 1, saved["step"]) from None
     done += chunk
     step = int(model.optimizer.iterations.numpy())
     with writer.as_default(step=step):
@@ -274,24 +341,24 @@ def _train_epoch(
     progress.update(done, logs)
     callbacks.on_train_batch_end(step, logs)
     checkpoints.pause_point("step", step)
+    on_chunk_end(epoch, step)
   return logs
 
 
 def _diverged(job: Job, epoch: int, step: int, checkpointed: int) -> TrainingDivergedError:
-  config = job.config
-  kept = (
-    f"the checkpoint of epoch {checkpointed}"
-    if checkpointed
-    else "no checkpoint (it diverged before the first one)"
-  )
+  config, per_epoch = job.config, job.schedule.steps_per_epoch
+  if not checkpointed:
+    kept = "no checkpoint (it diverged before the first one)"
+  elif checkpointed % per_epoch == 0:
+    kept = f"the checkpoint of epoch {checkpointed // per_epoch} (step {checkpointed})"
+  else:
+    kept = f"the checkpoint of step {checkpointed} (in epoch {checkpointed // per_epoch + 1})"
   return TrainingDivergedError(
     f"training diverged: the loss became NaN, infinite or above {DIVERGED_LOSS:g} at step {step} "
-    "(epoch "
-    f"{epoch + 1}). The run stopped; "
-    f"the workdir keeps {kept}. The usual cause is a learning rate too high for this model "
-    f"(--learning_rate={config.learning_rate:g}); lower it, or clip gradients with "
-    "--grad_clip_norm=1, then "
-    "rerun with --overwrite or a new --workdir."
+    f"(epoch {epoch + 1}). The run stopped; the workdir keeps {kept}. The usual cause is a "
+    f"learning rate too high for this model (--learning_rate={config.learning_rate:g}); lower "
+    "it, or clip gradients with --grad_clip_norm=1, then rerun with --overwrite or a new "
+    "--workdir."
   )
 
 
@@ -340,11 +407,23 @@ def _finish(
   return metrics
 
 
-def _read_history(path: str, epochs_done: int) -> list:
-  """The per-epoch records of the epochs a resumed run keeps."""
+def _read_history(path: str) -> list:
+  """history.json's per-epoch records ([] when there is none yet).
+
+  Raises:
+    WorkdirError: the file is corrupt or its records have no epoch number.
+  """
   if not os.path.exists(path):
     return []
-  return [h for h in workdir_lib.read_json(path) if h["epoch"] <= epochs_done]
+  history = workdir_lib.read_json(path)
+  if not isinstance(history, list) or not all(
+    isinstance(h, dict) and isinstance(h.get("epoch"), int) for h in history
+  ):
+    raise WorkdirError(
+      f"{path} is not a list of per-epoch records; the file is corrupt. Rerun with "
+      "--overwrite to start afresh."
+    )
+  return history
 
 
 @dataclasses.dataclass(frozen=True)

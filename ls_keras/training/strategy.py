@@ -94,3 +94,12 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     and resolver.task_id == 0
     and "chief" not in resolver.cluster_spec().as_dict()
   )
+
+
+def num_workers(strategy: tf.distribute.Strategy) -> int:
+  """How many processes train together (the chief and workers of TF_CONFIG; 1 without one)."""
+  resolver = getattr(strategy, "cluster_resolver", None)
+  if resolver is None or not resolver.task_type:
+    return 1
+  spec = resolver.cluster_spec().as_dict()
+  return sum(len(spec.get(kind, ())) for kind in ("chief", "worker")) or 1
