@@ -396,11 +396,12 @@ def check_path_length(path: str, flag: str) -> None:
   ancestor = path
   while not os.path.exists(ancestor) and os.path.dirname(ancestor) != ancestor:
     ancestor = os.path.dirname(ancestor)
+  new = os.path.relpath(path, ancestor).split(os.sep) if ancestor != path else []
   if not os.path.isdir(ancestor):
     ancestor = os.path.dirname(ancestor)
   name_max = _pathconf(ancestor, "PC_NAME_MAX", 255)
   path_max = _pathconf(ancestor, "PC_PATH_MAX", 4096)
-  long = next((p for p in path.split(os.sep) if len(os.fsencode(p)) > name_max), None)
+  long = next((p for p in new if len(os.fsencode(p)) > name_max), None)
   if long is not None:
     raise WorkdirError(
       f"{flag}={path} is too long: the name {long[:24]}... has {len(os.fsencode(long))} bytes, "
