@@ -196,8 +196,15 @@ def _file_system_error(e: BaseException) -> Optional[str]:
     return None
   text = str(getattr(e, "message", e)).strip().splitlines()
   text = text[0][:500] if text else ""
-  code = next((c for c in _OS_ERRORS if os.strerror(c) in text), None)
-  return None if code is None else os_error_message(code, text)
+  codes = [*_OS_ERRORS, *sorted(set(errno.errorcode) - set(_OS_ERRORS))]  # Known ones first.
+  code = next(
+    (c for c in codes if f"; {os.strerror(c)}" in text or f": {os.strerror(c)}" in text), None
+  )
+  if code is None:
+    return None
+  for separator in ("; ", " : ", ": "):  # TensorFlow's "PATH; reason": the reason follows.
+    text = text.replace(f"{separator}{os.strerror(code)}", "")
+  return os_error_message(code, text)
 
 
 def _guarded(main, flag_values: flags.FlagValues) -> int:

@@ -57,6 +57,10 @@ def test_file_system_errors_are_told_from_other_errors():
   assert "the disk is full" in cli._file_system_error(tf_full)
   tf_read_only = tf.errors.PermissionDeniedError(None, None, "/runs/a/tb; Read-only file system")
   assert "the folder is read-only" in cli._file_system_error(tf_read_only)
+  tf_not_a_folder = tf.errors.FailedPreconditionError(None, None, "/runs/a/tb; Not a directory")
+  assert cli._file_system_error(tf_not_a_folder).startswith(
+    "cannot access /runs/a/tb: not a directory."
+  )
   # Not file-system errors: a bug's traceback must still show.
   assert cli._file_system_error(tf.errors.ResourceExhaustedError(None, None, "OOM")) is None
   assert cli._file_system_error(OSError("no errno")) is None
@@ -294,7 +298,9 @@ def test_a_checkpoint_on_a_full_disk_exits_2_and_resumes(train_args, monkeypatch
   monkeypatch.setattr(tf.train.CheckpointManager, "save", save)
   result = invoke("train", *args)
   assert result.code == 2, result.err[-2000:]
-  assert "ckpt-2_temp/part-00000; No space left on device: the disk is full" in result.err
+  assert (
+    f"cannot write {workdir}/checkpoints/ckpt-2_temp/part-00000: the disk is full" in result.err
+  )
   monkeypatch.undo()
   result = invoke("train", *args)
   assert result.code == 0, result.err[-2000:]
