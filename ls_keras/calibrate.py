@@ -9,16 +9,22 @@ import sys
 from absl import flags
 
 from ls_keras import cli
+from ls_keras.core.checks import MAX_BINS
 
 
 def define_flags(flag_values: flags.FlagValues) -> None:
   """Defines this command's flags on `flag_values` (by cli.run and cli.invoke, not at import)."""
   fv = {"flag_values": flag_values}
   flags.DEFINE_multi_string("workdir", [], "A finished training run (repeat for several).", **fv)
-  flags.DEFINE_string(
-    "output_dir", "workdirs/calibration", "Where the joint diagram and table go.", **fv
+  cli.define_folder_flag(
+    "output_dir", "workdirs/calibration", "Where the joint diagram and table go.", flag_values
   )
-  flags.DEFINE_integer("num_bins", 15, "Equal-width confidence bins for ECE (the paper: 15).", **fv)
+  flags.DEFINE_integer(
+    "num_bins",
+    15,
+    f"Equal-width confidence bins for ECE, 1-{MAX_BINS} (the paper: 15).",
+    **fv,
+  )
 
 
 def main(flag_values: flags.FlagValues) -> None:

@@ -8,11 +8,12 @@ never drift apart.
 """
 
 import dataclasses
+import errno
 import logging as std_logging
 import os
 import sys
 import typing
-from typing import Sequence
+from typing import Optional, Sequence, Tuple
 
 from absl import app, flags, logging
 
@@ -72,11 +73,24 @@ def _validator(name, kind):
   return check
 
 
+def define_folder_flag(name: str, default: str, help_text: str, flag_values) -> None:
+  """A string flag naming a folder to write into; an empty value is refused at parsing.
+
+  An empty path means the current directory to every file function, so `--workdir=` would
+  train into wherever the command was started (a home directory, a repository).
+  """
+  flags.DEFINE_string(name, default, help_text, flag_values=flag_values)
+  flags.register_validator(
+    name,
+    bool,
+    message=f"--{name} is empty: give a folder (an empty path would mean the current directory).",
+    flag_values=flag_values,
+  )
+
+
 def define_workdir_flags(flag_values: flags.FlagValues, default: str, what: str) -> None:
   """--workdir (default `default`, holding everything `what` writes) and --overwrite."""
-  flags.DEFINE_string(
-    "workdir", default, f"Folder for everything {what} writes.", flag_values=flag_values
-  )
+  define_folder_flag("workdir", default, f"Folder for everything {what} writes.", flag_values)
   flags.DEFINE_bool(
     "overwrite",
     False,
@@ -92,7 +106,7 @@ def define_plan_flags(
   """--preset (a key of `registry`), --root (where `what` goes), and the data flags."""
   fv = {"flag_values": flag_values}
   flags.DEFINE_enum("preset", next(iter(registry)), list(registry), _describe(registry), **fv)
-  flags.DEFINE_string("root", default_root, f"Folder for {what}.", **fv)
+  define_folder_flag("root", default_root, f"Folder for {what}.", flag_values)
   flags.DEFINE_string("data_dir", "", "TFDS data directory (empty: TFDS' default).", **fv)
   flags.DEFINE_string(
     "fashion_mnist_source", "", "Folder with the Fashion-MNIST IDX files (empty: Debian's).", **fv
@@ -136,7 +150,68 @@ def _setup_logging(flag_values: flags.FlagValues) -> None:
     handler.addFilter(_OnlyOurInfo())
 
 
+# What an OS error means, in words, and what the user does about it (`os_error_words`).
+_OS_ERRORS = {
+  errno.ENOSPC: ("the disk is full", "Free space"),
+  errno.EDQUOT: ("the disk quota is used up", "Free space or raise the quota"),
+  errno.EROFS: ("the folder is read-only", "Make it writable or give another folder"),
+  errno.EACCES: ("permission is denied", "Make it writable for you or give another folder"),
+  errno.EPERM: (
+    "the operation is not permitted",
+    "Make it writable for you or give another folder",
+  ),
+  errno.ENAMETOOLONG: ("the path is too long", "Give a shorter path"),
+  errno.EMFILE: ("too many files are open", "Raise the open-file limit (ulimit -n)"),
+  errno.EIO: ("the disk reported an input/output error", "Check the disk"),
+}
+RERUN = "rerun the same command: a training run resumes from its last checkpoint"
+
+
+def os_error_words(code: Optional[int]) -> Tuple[str, str]:
+  """(the cause in words, what to do) for an errno; a generic pair for the others."""
+  if code in _OS_ERRORS:
+    return _OS_ERRORS[code]
+  reason = os.strerror(code).lower() if code else "the file system refused"
+  return reason, "Fix that"
+
+
+def os_error_message(code: Optional[int], where: str) -> str:
+  """The one paragraph that answers an OS error `code` (errno) on `where` (a path or message)."""
+  cause, action = os_error_words(code)
+  detail = f" ({os.strerror(code)})" if code in _OS_ERRORS else ""
+  verb = "write" if code in (errno.ENOSPC, errno.EDQUOT, errno.EROFS) else "access"
+  return f"cannot {verb} {where}: {cause}{detail}. {action}, then {RERUN}."
+
+
+def _file_system_error(e: BaseException) -> Optional[str]:
+  """The message for an OS or TensorFlow file-system error; None for any other exception.
+
+  TensorFlow (checkpoints, SavedModels, summaries) raises its own error types for a full
+  disk or a read-only folder; their message ends with the OS' wording, which gives the errno.
+  TensorFlow is looked up, not imported: commands that never load it stay fast.
+  """
+  if isinstance(e, OSError) and e.errno is not None:
+    where = " and ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
+    return os_error_message(e.errno, where or "a file")
+  tf = sys.modules.get("tensorflow")
+  errors = getattr(tf, "errors", None)
+  if errors is None or not isinstance(e, errors.OpError):
+    return None
+  text = str(getattr(e, "message", e)).strip().splitlines()
+  text = text[0][:500] if text else ""
+  codes = [*_OS_ERRORS, *sorted(set(errno.errorcode) - set(_OS_ERRORS))]  # Known ones first.
+  code = next(
+    (c for c in codes if f"; {os.strerror(c)}" in text or f": {os.strerror(c)}" in text), None
+  )
+  if code is None:
+    return None
+  for separator in ("; ", " : ", ": "):  # TensorFlow's "PATH; reason": the reason follows.
+    text = text.replace(f"{separator}{os.strerror(code)}", "")
+  return os_error_message(code, text)
+
+
 def _guarded(main, flag_values: flags.FlagValues) -> int:
+  """Runs `main`; bad input and file-system errors become one paragraph and exit code 2."""
   try:
     main(flag_values)
   except UserError as e:
@@ -145,7 +220,37 @@ def _guarded(main, flag_values: flags.FlagValues) -> int:
   except RunPreempted as e:
     sys.stderr.write(f"preempted: {e}\n")
     return EXIT_PREEMPTED
+  except Exception as e:  # pylint: disable=broad-except  # Re-raised unless a file-system error.
+    message = _file_system_error(e)
+    if message is None:
+      raise
+    sys.stderr.write(f"error: {message}\n")
+    return EXIT_BAD_INPUT
   return 0
+
+
+def _parse_error(e: Exception, argv: Sequence[str]) -> str:
+  """The message for a refused command line: absl's, or a flagfile that is not text."""
+  if isinstance(e, UnicodeDecodeError):
+    files = [a.split("=", 1)[1] for a in argv if a.startswith("--flagfile=")]
+    bad = next((f for f in files if not _is_text(f)), None)
+    which = f"--flagfile={bad}" if bad else "a --flagfile (or one it includes)"
+    return (
+      f"{which} is not a text file: byte {e.object[e.start]:#04x} at position {e.start} is not "
+      "UTF-8. Give a file of --flag=value lines."
+    )
+  return str(e)
+
+
+def _is_text(path: str) -> bool:
+  try:
+    with open(path, encoding="utf-8") as f:
+      f.read()
+  except UnicodeDecodeError:
+    return False
+  except OSError:
+    return True  # absl says what is wrong with a missing or unreadable file.
+  return True
 
 
 def invoke(command, argv: Sequence[str]) -> int:
@@ -162,8 +267,8 @@ def invoke(command, argv: Sequence[str]) -> int:
   command.define_flags(flag_values)
   try:
     flag_values(["ls_keras", *argv])
-  except flags.Error as e:
-    sys.stderr.write(f"error: {e}\n")
+  except (flags.Error, UnicodeDecodeError) as e:
+    sys.stderr.write(f"error: {_parse_error(e, argv)}\n")
     return EXIT_BAD_INPUT
   return _guarded(command.main, flag_values)
 
@@ -175,8 +280,8 @@ def run(command) -> None:
     command.define_flags(FLAGS)
     try:
       return FLAGS(argv)
-    except flags.Error as e:
-      sys.stderr.write(f"error: {e}\nPass --helpfull to see every flag.\n")
+    except (flags.Error, UnicodeDecodeError) as e:
+      sys.stderr.write(f"error: {_parse_error(e, argv)}\nPass --helpfull to see every flag.\n")
       sys.exit(EXIT_BAD_INPUT)
 
   def main(argv):

@@ -15,8 +15,8 @@ def define_flags(flag_values: flags.FlagValues) -> None:
   """Defines this command's flags on `flag_values` (by cli.run and cli.invoke, not at import)."""
   fv = {"flag_values": flag_values}
   flags.DEFINE_multi_string("workdir", [], "A finished training run (repeat for several).", **fv)
-  flags.DEFINE_string(
-    "output_dir", "workdirs/mutual_information", "Where the plot and JSON go.", **fv
+  cli.define_folder_flag(
+    "output_dir", "workdirs/mutual_information", "Where the plot and JSON go.", flag_values
   )
   flags.DEFINE_bool("recompute", False, "Estimate afresh from the runs' saved checkpoints.", **fv)
 

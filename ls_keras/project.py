@@ -25,8 +25,8 @@ def define_flags(flag_values: flags.FlagValues) -> None:
     "'dissimilar' (chosen from the alpha=0 run's validation confusion matrix).",
     **fv,
   )
-  flags.DEFINE_string(
-    "output_dir", "workdirs/projection", "Where projection.png/.npz/.json go.", **fv
+  cli.define_folder_flag(
+    "output_dir", "workdirs/projection", "Where projection.png/.npz/.json go.", flag_values
   )
   flags.DEFINE_integer(
     "examples_per_class", 100, "Examples of each class per panel (the paper: 100).", **fv

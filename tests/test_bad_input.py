@@ -275,6 +275,86 @@ CASES = {
   "reproduce root is a file": Case(
     "reproduce", "file", ("--preset=tiny", "--root={target}"), "is a file"
   ),
+  # Paths, files and sizes that crashed, hung or wrote in the wrong place (issue 18).
+  "workdir name too long": Case(
+    "train", "missing", ("{base}", "--workdir={tmp}/" + "w" * 300), "is too long"
+  ),
+  "workdir path too long": Case(
+    "train", "missing", ("{base}", "--workdir={tmp}/" + "/".join(["w" * 200] * 21)), "is too long"
+  ),
+  "student workdir name too long": Case(
+    "distill",
+    "missing",
+    ("{student}", "--teacher={run}", "--workdir={tmp}/" + "s" * 300),
+    "is too long",
+  ),
+  "calibrate output name too long": Case(
+    "calibrate", "missing", ("--workdir={run}", "--output_dir={tmp}/" + "o" * 300), "is too long"
+  ),
+  "project output name too long": Case(
+    "project", "missing", ("--workdir={run}", "--output_dir={tmp}/" + "o" * 300), "is too long"
+  ),
+  "mi output name too long": Case(
+    "mutual_info", "missing", ("--workdir={run}", "--output_dir={tmp}/" + "o" * 300), "is too long"
+  ),
+  "sweep root name too long": Case(
+    "kd_sweep", "missing", ("--preset=tiny", "--root={tmp}/" + "r" * 300), "is too long"
+  ),
+  "reproduce root name too long": Case(
+    "reproduce", "missing", ("--preset=tiny", "--root={tmp}/" + "r" * 300), "is too long"
+  ),
+  "binary flagfile": Case(
+    "train", "binary", TRAIN + ("--flagfile={target}",), "is not a text file"
+  ),
+  "binary flagfile after others": Case(
+    "train", "binary", ("{base}", "--flagfile={target}"), "target is not a text file"
+  ),
+  "workdir empty": Case("train", "missing", ("{base}", "--workdir="), "--workdir is empty"),
+  "student workdir empty": Case(
+    "distill", "missing", ("{student}", "--teacher={run}", "--workdir="), "--workdir is empty"
+  ),
+  "calibrate output empty": Case(
+    "calibrate", "missing", ("--workdir={run}", "--output_dir="), "--output_dir is empty"
+  ),
+  "project output empty": Case(
+    "project", "missing", ("--workdir={run}", "--output_dir="), "--output_dir is empty"
+  ),
+  "mi output empty": Case(
+    "mutual_info", "missing", ("--workdir={run}", "--output_dir="), "--output_dir is empty"
+  ),
+  "sweep root empty": Case("kd_sweep", "missing", ("--preset=tiny", "--root="), "--root is empty"),
+  "reproduce root empty": Case(
+    "reproduce", "missing", ("--preset=tiny", "--root="), "--root is empty"
+  ),
+  "calibrate a billion bins": Case(
+    "calibrate", "missing", OUT + ("--workdir={run}", "--num_bins=1000000000"), "1-1000"
+  ),
+  "calibrate 1e9 bins": Case(
+    "calibrate", "missing", OUT + ("--workdir={run}", "--num_bins=1e9"), "--num_bins=1e9"
+  ),
+  "calibrate 1001 bins": Case(
+    "calibrate", "missing", OUT + ("--workdir={run}", "--num_bins=1001"), "--num_bins=1001"
+  ),
+  "hidden units 65536,65536": Case(
+    "train", "missing", TRAIN + ("--hidden_units=65536,65536",), "--hidden_units=65536,65536"
+  ),
+  "hidden units above 16384": Case(
+    "train", "missing", TRAIN + ("--hidden_units=16385",), "1-16384"
+  ),
+  "hidden units too many weights": Case(
+    "train", "missing", TRAIN + ("--hidden_units=16384,16384,16384",), "2**28"
+  ),
+  "temperature 1e-30": Case(
+    "distill", "missing", ("{student}", "--teacher={run}", "--temperature=1e-30"), "[0.05, 1000]"
+  ),
+  "temperature 1e30": Case(
+    "distill",
+    "missing",
+    ("{student}", "--teacher={run}", "--temperature=1e30"),
+    "--temperature=1e+30",
+  ),
+  "cpu devices 64": Case("train", "missing", TRAIN + ("--cpu_devices=64",), "--cpu_devices=64"),
+  "cpu devices 17": Case("train", "missing", TRAIN + ("--cpu_devices=17",), "at most 16"),
 }
 
 
@@ -351,6 +431,8 @@ def _make_state(state, target, run, student, tmp):
     open(os.path.join(target, "notes.txt"), "w").write("mine")
   elif state == "file":
     open(target, "w").write("a file")
+  elif state == "binary":  # A flagfile that is not text (a model, an image, a typo'd path).
+    open(target, "wb").write(b"\x89PNG\r\n\x1a\n\xff\xfe--alpha=0.1\n")
   elif state == "foreign_config":  # Another tool's run: a config.json, checkpoints/ and logits/.
     os.makedirs(os.path.join(target, "checkpoints"))
     os.makedirs(os.path.join(target, "logits"))

@@ -171,3 +171,15 @@ def test_values_that_are_not_labels_or_targets_are_refused_when_called_eagerly(c
 def test_the_streaming_metric_fails_loudly_on_bad_values(labels, logits):
   with pytest.raises(tf.errors.InvalidArgumentError):
     calibration.ExpectedCalibrationError().update_state(tf.constant(labels), tf.constant(logits))
+
+
+@pytest.mark.parametrize(
+  "value, allowed", [(1, True), (15, True), (1000, True), (0, False), (1001, False), (10**9, False)]
+)
+def test_num_bins_lies_in_1_to_1000(value, allowed):
+  """A billion bins allocated gigabytes: the count is bounded where every ECE reads it."""
+  if allowed:
+    assert checks.num_bins(value) == value
+  else:
+    with pytest.raises(UserError, match=f"--num_bins={value} is not allowed: use 1-1000"):
+      checks.num_bins(value)

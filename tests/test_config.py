@@ -39,3 +39,34 @@ def test_round_trip_through_json_keeps_tuples():
 def test_unknown_settings_are_refused():
   with pytest.raises(UserError, match="another version"):
     config.from_dict(config.TrainConfig, {"alpha": 0.1, "gamma_ray": 3})
+
+
+@pytest.mark.parametrize(
+  "name, value, allowed",
+  [
+    ("hidden_units", (16384, 16384), True),  # Exactly 2**28 hidden-to-hidden weights.
+    ("hidden_units", (16384, 16384, 2), False),
+    ("hidden_units", (16385,), False),
+    ("hidden_units", (65536, 65536), False),
+    ("cpu_devices", 16, True),
+    ("cpu_devices", 64, False),
+    ("temperature", 0.05, True),
+    ("temperature", 1000.0, True),
+    ("temperature", 0.049, False),
+    ("temperature", 1e-30, False),
+    ("temperature", 1001.0, False),
+  ],
+)
+def test_sizes_and_temperatures_are_bounded(name, value, allowed):
+  """Bounds that keep a run able to start: memory, progress, and finite soft targets."""
+  if allowed:
+    config.check_field(name, value)
+  else:
+    with pytest.raises(UserError, match="not allowed"):
+      config.check_field(name, value)
+
+
+def test_hidden_weights_counts_consecutive_layer_products():
+  assert config.hidden_weights((1200,)) == 0
+  assert config.hidden_weights((1200, 1200)) == 1200 * 1200
+  assert config.hidden_weights((3, 4, 5)) == 3 * 4 + 4 * 5

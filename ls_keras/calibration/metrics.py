@@ -20,8 +20,7 @@ DEFAULT_BINS = 15  # The paper's (and Guo et al.'s) 15 equal-width bins.
 
 
 def _check_bins(num_bins: int) -> None:
-  if int(num_bins) < 1:
-    raise UserError(f"num_bins={num_bins} is not allowed: use 1 or more bins (the paper uses 15).")
+  checks.num_bins(num_bins)
 
 
 def expected_calibration_error(
@@ -42,7 +41,8 @@ def expected_calibration_error(
     ECE as a fraction in [0, 1] (0: perfectly calibrated).
 
   Raises:
-    UserError: bad labels, logits or probabilities (see `ls_keras.checks`), or num_bins < 1.
+    UserError: bad labels, logits or probabilities (see `ls_keras.checks`), or num_bins
+      outside 1-1000.
   """
   _check_bins(num_bins)
   logits, labels = checks.predictions(labels, logits, probs)

@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from ls_keras import calibration
-from ls_keras.core import numerics, plots
+from ls_keras.core import checks, numerics, plots
 from ls_keras.core import workdir as workdir_lib
 from ls_keras.core.errors import UserError
 
@@ -125,14 +125,16 @@ def calibrate_runs(
   workdirs: Sequence[str], output_dir: str, num_bins: int = calibration.DEFAULT_BINS
 ) -> dict:
   """Calibrates every run, then writes the joint reliability diagram and Table 3 to output_dir."""
-  if int(num_bins) < 1:
-    raise UserError(
-      f"--num_bins={num_bins} is not allowed: use 1 or more bins (the paper uses 15)."
-    )
+  checks.num_bins(num_bins)
   if not workdirs:
     raise UserError("give at least one --workdir of a finished training run.")
   workdir_lib.check_output_dir(output_dir)
   runs = [workdir_lib.require(path) for path in workdirs]
+  workdir_lib.check_writable(
+    [run.path for run in runs],
+    "calibration.json, reliability.png and tb/calibration",
+    subfolders=("tb", os.path.join("tb", "calibration")),
+  )
   results = [
     calibrate_run(run, num_bins, write=False) for run in runs
   ]  # Every check before any write.

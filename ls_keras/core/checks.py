@@ -16,6 +16,22 @@ import numpy as np
 from ls_keras.core.errors import UserError
 
 PROBABILITY_TOLERANCE = 1e-3
+# Reliability bins: more than this many leave most bins empty on any test split, and a
+# huge count allocates gigabytes (--num_bins=1000000000 asked for 7.45 GiB).
+MAX_BINS = 1000
+
+
+def num_bins(value, name: str = "num_bins") -> int:
+  """The number of equal-width confidence bins, checked to lie in 1-MAX_BINS.
+
+  Raises:
+    UserError: naming the value and the allowed range.
+  """
+  if not 1 <= int(value) <= MAX_BINS:
+    raise UserError(
+      f"--{name}={value} is not allowed: use 1-{MAX_BINS} confidence bins (the paper uses 15)."
+    )
+  return int(value)
 
 
 def class_indices(labels, num_classes: Optional[int] = None, name: str = "labels") -> np.ndarray:

@@ -54,7 +54,11 @@ class TrainConfig:
   )
   # Model.
   model: str = setting("small_cnn", "Model builder name (see ls_keras.models.MODELS).")
-  hidden_units: Tuple[int, ...] = setting((1200, 1200), "Hidden layer sizes of the mlp model.")
+  hidden_units: Tuple[int, ...] = setting(
+    (1200, 1200),
+    "Hidden layer sizes of the mlp model: each 1-16384 units, and at most 2**28 (268 million) "
+    "weights between consecutive hidden layers in all.",
+  )
   dropout: float = setting(
     0.0, "Dropout rate before the penultimate layer(s) where the model has one."
   )
@@ -104,7 +108,8 @@ class TrainConfig:
     PRECISIONS,
   )
   cpu_devices: int = setting(
-    1, "Split the CPU into this many logical devices (to try MirroredStrategy on CPU)."
+    1,
+    "Split the CPU into this many logical devices, 1-16 (to try MirroredStrategy on CPU).",
   )
   deterministic: bool = setting(
     False, "Enable TF op determinism (slower) so that reruns match exactly."
@@ -146,7 +151,7 @@ class DistillConfig(TrainConfig):
   teacher: str = setting(
     "", "The teacher: a finished workdir, a .keras file or a SavedModel folder."
   )
-  temperature: float = setting(1.0, "Distillation temperature T (> 0).")
+  temperature: float = setting(1.0, "Distillation temperature T, in [0.05, 1000].")
   beta: float = setting(1.0, "Weight of the teacher term, in [0, 1] (the paper: 1).")
   t_squared: bool = setting(
     False, "Multiply the teacher term by T^2 (Hinton et al.); off in the paper."
@@ -159,15 +164,23 @@ def field_choices(cls, name: str) -> Optional[Tuple[str, ...]]:
 
 
 # Upper bounds that keep a value usable: int32 step counters, a bounded MI batch, seeds
-# that NumPy accepts, logical devices a CPU can be split into.
+# that NumPy accepts, logical devices a CPU can be split into (64 made no progress in
+# minutes: every step is a collective across them).
 MAX_INT = 2**31 - 1
 LIMITS = {
   "seed": 2**32 - 1,
-  "cpu_devices": 64,
+  "cpu_devices": 16,
   "mi_augmentations": 64,
   "mi_examples_per_class": 10000,
 }
-MAX_HIDDEN_UNITS = 65536
+# The MLP's size: 65536,65536 would be 2**32 weights (16 GiB in float32, before the
+# optimizer's copies). 16384,16384 is the largest two-layer net allowed.
+MAX_HIDDEN_UNITS = 16384
+MAX_HIDDEN_WEIGHTS = 2**28
+# Distillation temperature: below 0.05 the teacher's softmax is one-hot in float32 and the
+# student's logits / T overflow (the run diverged and blamed the learning rate); above
+# 1000 the soft targets are uniform to float32 precision.
+TEMPERATURE_RANGE = (0.05, 1000.0)
 
 
 def check_field(name: str, value: Any) -> None:
@@ -213,11 +226,14 @@ def check_field(name: str, value: Any) -> None:
   if name == "momentum" and not 0.0 <= value < 1.0:
     raise UserError(f"--momentum={value} is not allowed: it must lie in [0, 1).")
   if name == "hidden_units" and (
-    not value or any(not 0 < int(h) <= MAX_HIDDEN_UNITS for h in value)
+    not value
+    or any(not 0 < int(h) <= MAX_HIDDEN_UNITS for h in value)
+    or hidden_weights(value) > MAX_HIDDEN_WEIGHTS
   ):
     raise UserError(
       f"--hidden_units={','.join(map(str, value))} is not allowed: give one or more "
-      f"layer sizes in 1-{MAX_HIDDEN_UNITS}, e.g. 1200,1200."
+      f"layer sizes in 1-{MAX_HIDDEN_UNITS} with at most 2**28 ({MAX_HIDDEN_WEIGHTS}) weights "
+      "between consecutive hidden layers in all, e.g. 1200,1200."
     )
   if name == "lr_boundaries" and (
     any(not 0 < b < 1 for b in value) or list(value) != sorted(set(value))
@@ -226,9 +242,10 @@ def check_field(name: str, value: Any) -> None:
       f"--lr_boundaries={','.join(map(str, value))} is not allowed: give strictly increasing "
       "fractions of training in (0, 1), e.g. 0.5,0.75."
     )
-  if name == "temperature" and not value > 0:
+  if name == "temperature" and not TEMPERATURE_RANGE[0] <= value <= TEMPERATURE_RANGE[1]:
     raise UserError(
-      f"--temperature={value} is not allowed: the distillation temperature must be > 0."
+      f"--temperature={value} is not allowed: the distillation temperature must lie in "
+      f"[{TEMPERATURE_RANGE[0]:g}, {TEMPERATURE_RANGE[1]:g}] (the sweeps use 1-16)."
     )
   if name == "beta" and not 0.0 <= value <= 1.0:
     raise UserError(
@@ -247,6 +264,12 @@ def check_field(name: str, value: Any) -> None:
       f"--mi_classes={','.join(map(str, value))} is not allowed: give two different "
       "class indices, e.g. 2,4."
     )
+
+
+def hidden_weights(hidden_units) -> int:
+  """The number of weights between consecutive hidden layers (h1*h2 + h2*h3 + ...)."""
+  sizes = [int(h) for h in hidden_units]
+  return sum(a * b for a, b in zip(sizes, sizes[1:]))
 
 
 def validate(config) -> None:

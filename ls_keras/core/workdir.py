@@ -11,6 +11,7 @@ Layout of a workdir:
   logits/{validation,test}.npz   logits and integer labels for analysis
 """
 
+import contextlib
 import dataclasses
 import io
 import json
@@ -70,8 +71,8 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
+  except BaseException:  # A full disk (ENOSPC in write, fsync or close) included.
+    with contextlib.suppress(OSError):  # The write's error is the one to report.
       os.remove(tmp)
     raise
 
@@ -131,6 +132,10 @@ class Workdir:
   """Paths and readers/writers of one run's folder."""
 
   def __init__(self, path: str):
+    if not path:  # abspath("") is the current directory: never a run's folder by accident.
+      raise WorkdirError(
+        "--workdir is empty: give a folder (an empty path would mean the current directory)."
+      )
     self.path = os.path.abspath(path)
 
   def file(self, *parts: str) -> str:
@@ -362,7 +367,12 @@ def check_output_dir(path: str, flag: str = "--output_dir", workdir: bool = Fals
   Unless `workdir` (the path is meant to be one), it must not be an ls_keras workdir: an
   analysis writing its outputs there would replace the run's own files.
   """
+  if not path:
+    raise WorkdirError(
+      f"{flag} is empty: give a folder (an empty path would mean the current directory)."
+    )
   path = os.path.abspath(path)
+  check_path_length(path, flag)
   if os.path.islink(path) and not os.path.exists(path):
     raise WorkdirError(f"{flag}={path} is a symbolic link to nothing ({os.readlink(path)}).")
   if not workdir and Workdir(path).is_workdir():
@@ -379,6 +389,64 @@ def check_output_dir(path: str, flag: str = "--output_dir", workdir: bool = Fals
     raise WorkdirError(f"{flag}={path} cannot be created: {ancestor} is a file, not a folder.")
   if not os.access(ancestor, os.W_OK | os.X_OK):
     raise WorkdirError(f"{flag}={path} is not writable: no permission to write into {ancestor}.")
+
+
+# Room left under a folder for the longest name a run writes inside it
+# (.saved_model.XXXXXXXX/variables/variables.data-00000-of-00001 and the like).
+PATH_ROOM = 128
+
+
+def _pathconf(folder: str, name: str, default: int) -> int:
+  try:
+    return os.pathconf(folder, name)
+  except (OSError, ValueError):
+    return default
+
+
+def check_path_length(path: str, flag: str) -> None:
+  """Raises WorkdirError when `path` (absolute) is too long for its file system.
+
+  Checked before anything is created: otherwise the folders above the long name are
+  made, and the run fails later with ENAMETOOLONG.
+  """
+  ancestor = path
+  while not os.path.exists(ancestor) and os.path.dirname(ancestor) != ancestor:
+    ancestor = os.path.dirname(ancestor)
+  new = os.path.relpath(path, ancestor).split(os.sep) if ancestor != path else []
+  if not os.path.isdir(ancestor):
+    ancestor = os.path.dirname(ancestor)
+  name_max = _pathconf(ancestor, "PC_NAME_MAX", 255)
+  path_max = _pathconf(ancestor, "PC_PATH_MAX", 4096)
+  long = next((p for p in new if len(os.fsencode(p)) > name_max), None)
+  if long is not None:
+    raise WorkdirError(
+      f"{flag}={path} is too long: the name {long[:24]}... has {len(os.fsencode(long))} bytes, "
+      f"and this file system allows {name_max}. Give a shorter path."
+    )
+  if len(os.fsencode(path)) + PATH_ROOM >= path_max:
+    raise WorkdirError(
+      f"{flag}={path} is too long: {len(os.fsencode(path))} bytes, and this file system allows "
+      f"{path_max} for a path, including the {PATH_ROOM} a run needs inside it. Give a shorter "
+      "path."
+    )
+
+
+def check_writable(paths, what: str, subfolders=(), flag: str = "--workdir") -> None:
+  """Read-only: raises WorkdirError unless every folder in `paths` can be written into.
+
+  An analysis that writes into several runs calls it before writing anything, so a
+  read-only (or someone else's) second run is refused before the first is touched.
+  `subfolders` (relative) are checked too where they exist; `what` names the files
+  that would go there.
+  """
+  for path in paths:
+    for folder in (path, *(os.path.join(path, s) for s in subfolders)):
+      if os.path.isdir(folder) and not os.access(folder, os.W_OK | os.X_OK):
+        raise WorkdirError(
+          f"{flag}={path} is not writable: {folder} is read-only or not yours, and {what} "
+          "would go there. Make it writable or leave that run out, then rerun the same command; "
+          "nothing was written."
+        )
 
 
 def require(path: str) -> Workdir:

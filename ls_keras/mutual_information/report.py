@@ -17,6 +17,10 @@ def plot_runs(workdirs: Sequence[str], output_dir: str, recompute: bool = False)
   if not workdirs:
     raise UserError("give at least one --workdir of a finished training run.")
   workdir_lib.check_output_dir(output_dir)
+  if recompute:
+    workdir_lib.check_writable(
+      [workdir_lib.require(path).path for path in workdirs], "mutual_information_recomputed.json"
+    )
   curves, log_n, results = {}, None, {}
   for path in workdirs:
     run = workdir_lib.require(path)

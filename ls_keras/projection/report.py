@@ -49,6 +49,12 @@ def project_runs(
     )
   workdir_lib.check_output_dir(output_dir)
   runs = [workdir_lib.require(path) for path in workdirs]
+  if projector_examples:
+    workdir_lib.check_writable(
+      [run.path for run in runs],
+      "the projector embeddings (tb/projector)",
+      subfolders=("tb", os.path.join("tb", "projector")),
+    )
   records = [run.read_record() for run in runs]
   datasets = {r["config"]["dataset"] for r in records}
   if len(datasets) != 1:

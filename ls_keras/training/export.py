@@ -1,5 +1,6 @@
 """Saving the final model (Keras format and SavedModel) atomically, and loading it safely."""
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -12,17 +13,37 @@ from ls_keras.core.errors import WorkdirError
 
 
 def export_model(model: keras.Model, keras_path: str, saved_model_path: str) -> None:
-  """Writes `model.keras` and a SavedModel, each to a temporary name first, then renamed."""
+  """Writes `model.keras` and a SavedModel, each to a temporary name first, then renamed.
+
+  A failed save (a full disk, a read-only folder) removes its temporary file or folder
+  before the error goes on: a retry must not find the space it needs taken by the last
+  attempt's leftovers.
+  """
   folder = os.path.dirname(keras_path)
   fd, tmp = tempfile.mkstemp(dir=folder, prefix=".model.", suffix=".keras")
   os.close(fd)
-  model.save(tmp)
-  os.replace(tmp, keras_path)
+  try:
+    model.save(tmp)
+    os.replace(tmp, keras_path)
+  finally:
+    _remove(tmp)
   tmp_dir = tempfile.mkdtemp(dir=folder, prefix=".saved_model.")
-  model.export(tmp_dir, verbose=False)
-  if os.path.exists(saved_model_path):
-    shutil.rmtree(saved_model_path)
-  os.replace(tmp_dir, saved_model_path)
+  try:
+    model.export(tmp_dir, verbose=False)
+    if os.path.exists(saved_model_path):
+      shutil.rmtree(saved_model_path)
+    os.replace(tmp_dir, saved_model_path)
+  finally:
+    _remove(tmp_dir)
+
+
+def _remove(path: str) -> None:
+  """Deletes a temporary file or folder if it is still there (after a failure)."""
+  with contextlib.suppress(OSError):  # The save's own error is the one to report.
+    if os.path.isdir(path) and not os.path.islink(path):
+      shutil.rmtree(path)
+    elif os.path.lexists(path):
+      os.remove(path)
 
 
 def load_keras_model(path: str) -> keras.Model:
