@@ -29,6 +29,12 @@ def main(flag_values: flags.FlagValues) -> None:
   data = recipes.preset_data(flag_values.data_dir, flag_values.fashion_mnist_source)
   preset = recipes.lookup(recipes.SWEEPS, flag_values.preset)(data)
   report = sweep.run_sweep(preset, flag_values.root)
+  if report is None:
+    print(
+      "Every run is finished; the worker that finished the last one writes "
+      f"{flag_values.root}/kd_sweep.md."
+    )
+    return
   print(report["table"])
   print(f"Wrote {flag_values.root}/kd_sweep.md, kd_sweep.json and figure5.png.")
 

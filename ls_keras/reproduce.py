@@ -30,6 +30,12 @@ def main(flag_values: flags.FlagValues) -> None:
   result = reproduce_lib.reproduce(
     flag_values.preset, flag_values.root, flag_values.data_dir, flag_values.fashion_mnist_source
   )
+  if result is None:
+    print(
+      "Every run is finished; the worker that finished the last one writes "
+      f"{flag_values.root}/report."
+    )
+    return
   for line in reproduce_lib.summary_lines(result):
     print(line)
   print(f"Report: {result['report']} ({result['seconds'] / 60:.1f} minutes)")

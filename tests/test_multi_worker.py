@@ -2,13 +2,18 @@
 
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
 from conftest import REPO, tiny_train_args
+from ls_keras import cli
+from ls_keras.training import checkpoints
 
 
 def _free_ports(n):
@@ -21,12 +26,8 @@ def _free_ports(n):
   return ports
 
 
-@pytest.mark.slow
-def test_two_workers_finish_chief_writes_and_match_one_process(
-  fashion_data_dir, tiny_runs, tmp_path
-):
-  workdir = str(tmp_path / "mw")
-  args = tiny_train_args(fashion_data_dir, workdir, "--strategy=multi_worker", "--cpu_devices=1")
+def _start_workers(args, extra_env=()):
+  """Starts two `ls_keras.train` worker processes of one cluster on 127.0.0.1."""
   cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
   procs = []
   for index in range(2):
@@ -34,6 +35,7 @@ def test_two_workers_finish_chief_writes_and_match_one_process(
       **os.environ,
       "TF_CPP_MIN_LOG_LEVEL": "3",
       "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+      **dict(extra_env),
     }
     procs.append(
       subprocess.Popen(
@@ -45,6 +47,16 @@ def test_two_workers_finish_chief_writes_and_match_one_process(
         text=True,
       )
     )
+  return procs
+
+
+@pytest.mark.slow
+def test_two_workers_finish_chief_writes_and_match_one_process(
+  fashion_data_dir, tiny_runs, tmp_path
+):
+  workdir = str(tmp_path / "mw")
+  args = tiny_train_args(fashion_data_dir, workdir, "--strategy=multi_worker", "--cpu_devices=1")
+  procs = _start_workers(args)
   outputs = [p.communicate(timeout=600) for p in procs]
   for p, (out, err) in zip(procs, outputs):
     assert p.returncode == 0, err[-3000:]
@@ -68,3 +80,29 @@ def test_two_workers_finish_chief_writes_and_match_one_process(
     reference["validation"]["accuracy"], abs=0.04
   )
   assert metrics["validation"]["accuracy"] >= 0.70
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_worker_stops_both_at_the_same_step_and_both_resume(
+  fashion_data_dir, tmp_path
+):
+  """Saving is collective: a scheduler's SIGTERM to the non-chief worker alone must make both
+  workers save the same step and exit with the preemption code, not deadlock."""
+  workdir = str(tmp_path / "mw")
+  args = tiny_train_args(fashion_data_dir, workdir, "--strategy=multi_worker", "--cpu_devices=1")
+  marker = str(tmp_path / "marker")
+  procs = _start_workers(args, {"LS_KERAS_FAULT_PAUSE": f"step:40:{marker}"})
+  deadline = time.time() + 300
+  while not os.path.exists(marker) and time.time() < deadline and procs[1].poll() is None:
+    time.sleep(0.05)
+  procs[1].send_signal(signal.SIGTERM)  # The worker that paused first; the other waits on it.
+  os.remove(marker)
+  outputs = [p.communicate(timeout=300) for p in procs]
+  assert [p.returncode for p in procs] == [cli.EXIT_PREEMPTED] * 2, outputs[0][1][-2000:]
+  steps = {re.search(r"checkpoint of step (\d+)", err).group(1) for _, err in outputs}
+  assert len(steps) == 1  # The same step on both.
+  names = [os.path.basename(p) for p in checkpoints.listed(os.path.join(workdir, "checkpoints"))]
+  assert names[-1] == f"ckpt-{steps.pop()}"
+  outputs = [p.communicate(timeout=600) for p in _start_workers(args)]
+  metrics = json.load(open(os.path.join(workdir, "metrics.json")))
+  assert metrics["steps"] == 2 * (4096 // 128), outputs[0][1][-2000:]

@@ -2,10 +2,12 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
-from conftest import finished_runs, invoke
+from conftest import REPO, finished_runs, invoke
 from ls_keras.distillation import sweep
 from ls_keras.paper import recipes
 
@@ -48,3 +50,41 @@ def test_second_call_runs_nothing_new(tiny_sweep, fashion_data_dir):
   result = invoke("kd_sweep", "--preset=tiny", f"--root={root}", f"--data_dir={fashion_data_dir}")
   assert result.code == 0, result.err[-3000:]
   assert len(before) == 11 and finished_runs(root) == before
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_root_train_each_run_once_and_report_once(
+  tiny_sweep, fashion_data_dir, tmp_path
+):
+  """Two kd_sweep processes on one root (a job array, or one process per GPU): every run is
+  trained by exactly one of them, and one writes the same report as a lone process."""
+  root = str(tmp_path / "shared")
+  args = ["--preset=tiny", f"--root={root}", f"--data_dir={fashion_data_dir}"]
+  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+  procs = [
+    subprocess.Popen(
+      [sys.executable, "-m", "ls_keras.kd_sweep", *args],
+      cwd=REPO,
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for _ in range(2)
+  ]
+  outputs = [p.communicate(timeout=900) for p in procs]
+  assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outputs]
+  runs = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+  assert len(runs) == 11
+  for run in runs:  # One session each: nobody trained a run twice, or resumed another's.
+    sessions = json.load(open(os.path.join(root, run, "config.json")))["sessions"]
+    assert len(sessions) == 1, run
+  writers = [out for out, _ in outputs if "with label smoothing" in out]
+  assert len(writers) == 1, [out[-500:] for out, _ in outputs]  # The report, written once.
+  alone = json.load(open(os.path.join(tiny_sweep[0], "kd_sweep.json")))
+  shared = json.load(open(os.path.join(root, "kd_sweep.json")))
+  assert {k: v["key"] for k, v in shared["curves"].items()} == {
+    k: v["key"] for k, v in alone["curves"].items()
+  }
+  assert sorted(shared["anecdote"]) == sorted(alone["anecdote"])
+  assert not os.path.exists(os.path.join(root, ".lease"))

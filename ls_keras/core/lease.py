@@ -121,6 +121,11 @@ class LeaseHeldError(WorkdirError):
     super().__init__(message)
     self.owner = owner
 
+  @property
+  def owner_text(self) -> str:
+    """The owner in words ('another process' when the lease does not say)."""
+    return self.owner.describe() if self.owner else "another process"
+
 
 class Lease:
   """The lease of one folder: `with Lease(path, what):` owns it for the block.
@@ -143,7 +148,8 @@ class Lease:
     self.took_over: Optional[Owner] = None
 
   def __enter__(self) -> "Lease":
-    self.acquire()
+    if self._fd is None:  # Not taken yet (claim_report hands over a taken one).
+      self.acquire()
     return self
 
   def __exit__(self, *exc) -> None:

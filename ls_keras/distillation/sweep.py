@@ -9,7 +9,7 @@ equivalent smoothing gamma (paper Section 4). The plan is resumable (`ls_keras.t
 import collections
 import dataclasses
 import os
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -217,8 +217,11 @@ def anecdote_table(results: Dict[str, dict]) -> str:
   )
 
 
-def run_sweep(preset: recipes.SweepPreset, root: str) -> dict:
+def run_sweep(preset: recipes.SweepPreset, root: str) -> Optional[dict]:
   """Runs (or reuses) the whole grid and the anecdote; writes kd_sweep.md/.json and figure5.png.
+
+  Several processes may share one root (see training.plan.run_all): the one that finishes
+  the last run writes the report and returns it; the others return None.
 
   Raises:
     UserError: --root is a file or cannot be created; any run's bad input.
@@ -226,7 +229,15 @@ def run_sweep(preset: recipes.SweepPreset, root: str) -> dict:
   workdir_lib.check_output_dir(root, "--root")
   root = os.path.abspath(root)  # Students name their teachers by absolute path.
   jobs, anecdote = plan(preset, root), anecdote_plan(preset, root)
-  results = plan_lib.run_all(jobs + anecdote, root, plan_lib.Progress(jobs + anecdote))
+  outcome = plan_lib.run_all(jobs + anecdote, root, plan_lib.Progress(jobs + anecdote))
+  report = plan_lib.claim_report(outcome, root)
+  if report is None:
+    return None
+  with report:
+    return _write_report(jobs, anecdote, outcome.results, root)
+
+
+def _write_report(jobs: List[Job], anecdote: List[Job], results: Dict[str, dict], root: str):
   summary = curves(jobs, results)
   figure5(summary, os.path.join(root, "figure5.png"))
   text = table(summary) + ("\n" + anecdote_table(results) if anecdote else "")

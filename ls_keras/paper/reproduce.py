@@ -10,7 +10,7 @@ the figure the paper does not have: calibration against training length.
 import dataclasses
 import os
 import time
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -93,8 +93,11 @@ def plan(preset: recipes.ReproducePreset, runs_root: str) -> List[Job]:
 
 def reproduce(
   preset_name: str, root: str, data_dir: str = "", fashion_mnist_source: str = ""
-) -> dict:
+) -> Optional[dict]:
   """Runs (or reuses) the preset's plan under root/runs; writes root/report/index.md and .html.
+
+  Several processes may share one root (see training.plan.run_all): the one that finishes
+  the last run writes the report; the others return None.
 
   Returns:
     {"claims": [{"number", "title", "outcome", "effect", "estimate"}], "seconds", "stage_times"}.
@@ -111,9 +114,25 @@ def reproduce(
   jobs = plan(preset, runs_root)
   progress = plan_lib.Progress(jobs, extra_steps=len(ANALYSES))
   started = time.time()
-  results = plan_lib.run_all(jobs, runs_root, progress)
-  stage_times = {"training runs": time.time() - started}
-  os.makedirs(report_dir, exist_ok=True)
+  outcome = plan_lib.run_all(jobs, runs_root, progress)
+  report = plan_lib.claim_report(outcome, report_dir)
+  if report is None:
+    return None
+  with report:
+    return _analyse(
+      preset_name,
+      preset,
+      jobs,
+      outcome.results,
+      runs_root,
+      report_dir,
+      progress,
+      {"training runs": time.time() - started},
+    )
+
+
+def _analyse(preset_name, preset, jobs, results, runs_root, report_dir, progress, stage_times):
+  """The claims, figures and report of a finished plan (see `reproduce`)."""
   analysis = Analysis(preset, runs_root, report_dir, results)
   claims = []
   for name, build in (

@@ -17,6 +17,7 @@ machine that resumes it; the dynamic loss scale restarts from its initial value.
 
 import os
 import re
+import shutil
 import time
 from typing import List, Optional
 
@@ -88,7 +89,14 @@ def save(checkpoints: tf.train.CheckpointManager, step: int) -> str:
   options = tf.train.CheckpointOptions(
     experimental_write_callbacks=[lambda: pause_point("checkpoint", step)]
   )
-  return checkpoints.save(checkpoint_number=step, options=options)
+  try:
+    return checkpoints.save(checkpoint_number=step, options=options)
+  except BaseException:
+    # TensorFlow writes into ckpt-<step>_temp first; a failed write (a full disk) leaves it.
+    for name in os.listdir(checkpoints.directory):
+      if name.startswith(f"ckpt-{step}_temp"):
+        shutil.rmtree(os.path.join(checkpoints.directory, name), ignore_errors=True)
+    raise
 
 
 def complete_checkpoints(directory: str) -> List[str]:

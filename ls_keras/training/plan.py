@@ -2,7 +2,8 @@
 
 A plan is a list of `Job`s, each a train or distill run in its own workdir under a root.
 Running it reuses finished runs and resumes an interrupted one, so the plan itself is
-resumable; results are read back from the workdirs.
+resumable; results are read back from the workdirs. Several processes can share one plan
+(see `run_all`).
 """
 
 import collections
@@ -110,16 +111,97 @@ def run(job: Job, root: str) -> dict:
   return distillation_run.distill_and_evaluate(job.config, workdir, verbose=False)
 
 
-def run_all(jobs: List[Job], root: str, progress: Progress) -> Dict[str, dict]:
-  """Runs each job unless finished (an interrupted one resumes); returns metrics by job name."""
-  results = {}
-  for job in jobs:
-    reused = workdir_lib.Workdir(os.path.join(root, job.name)).is_finished()
-    started = time.time()
-    results[job.name] = run(job, root)
-    accuracy = results[job.name]["test"]["accuracy"]
-    if reused:
-      progress.step(f"{job.name}: finished earlier, reused (test accuracy {accuracy:.4f})")
-    else:
-      progress.step(f"{job.name}: test accuracy {accuracy:.4f}", time.time() - started, job)
-  return results
+# How long a worker waits between looks at runs other workers are training.
+POLL_SECONDS = 2.0
+
+
+@dataclasses.dataclass
+class Outcome:
+  """What `run_all` leaves: every job's metrics, and whether this process completed the plan.
+
+  `completed_here` is False when this process waited for another worker's runs and the
+  last run to finish was not its own: the worker that finished it writes the report, so
+  the report is written once.
+  """
+
+  results: Dict[str, dict]
+  completed_here: bool
+
+
+def _prerequisite(job: Job) -> Optional[str]:
+  """The workdir `job` needs finished first (a student's teacher run), or None."""
+  teacher = getattr(job.config, "teacher", "")
+  if job.kind == "distill" and teacher and os.path.isdir(teacher):
+    return teacher
+  return None
+
+
+def run_all(jobs: List[Job], root: str, progress: Progress) -> Outcome:
+  """Runs each job unless finished (an interrupted one resumes); returns metrics by job name.
+
+  Several processes may run the same plan on one root (one per GPU, or a scheduler's job
+  array on shared storage): each takes the next run nobody owns (see core/lease.py), skips
+  runs another worker is training or whose teacher is not finished yet, and comes back to
+  them; so every run is trained once, and each process returns once all are finished.
+  """
+  from ls_keras.core import lease as lease_lib
+
+  if not jobs:
+    return Outcome({}, True)
+  results: Dict[str, dict] = {}
+  pending, trained_here, others, announced = list(jobs), set(), set(), set()
+  while pending:
+    deferred = []
+    for job in pending:
+      workdir = workdir_lib.Workdir(os.path.join(root, job.name))
+      teacher = _prerequisite(job)
+      owner = None if workdir.is_finished() else lease_lib.holder(workdir.path)
+      if owner is not None:
+        others.add(job.name)
+      if owner is not None or (teacher and not workdir_lib.Workdir(teacher).is_finished()):
+        deferred.append(job)
+        if job.name not in announced:
+          announced.add(job.name)
+          why = f"trained by {owner.describe()}" if owner else f"waiting for {teacher}"
+          logging.info("%s: %s; coming back to it.", job.name, why)
+        continue
+      reused = workdir.is_finished()
+      started = time.time()
+      try:
+        results[job.name] = run(job, root)
+      except lease_lib.LeaseHeldError:  # Another worker took it between our look and our claim.
+        others.add(job.name)
+        deferred.append(job)
+        continue
+      accuracy = results[job.name]["test"]["accuracy"]
+      if reused:
+        by = "another worker" if job.name in others else "earlier"
+        progress.step(f"{job.name}: finished by {by}, reused (test accuracy {accuracy:.4f})")
+      else:
+        trained_here.add(job.name)
+        progress.step(f"{job.name}: test accuracy {accuracy:.4f}", time.time() - started, job)
+    if len(deferred) == len(pending):
+      time.sleep(POLL_SECONDS)  # Nothing to do here until another worker finishes a run.
+    pending = deferred
+  last = max(jobs, key=lambda j: os.path.getmtime(os.path.join(root, j.name, "metrics.json")))
+  return Outcome(results, not others or last.name in trained_here)
+
+
+def claim_report(outcome: Outcome, folder: str):
+  """The lease under which this process writes the plan's report in `folder`, or None.
+
+  None when another worker completed the plan (it writes the report) or is writing it now;
+  the caller then writes nothing. Use the lease as a context manager around the writing.
+  """
+  from ls_keras.core import lease as lease_lib
+
+  if not outcome.completed_here:
+    logging.info("Another worker finished the last run; it writes the report in %s.", folder)
+    return None
+  report = lease_lib.Lease(folder, "the report")
+  try:
+    report.acquire()
+  except lease_lib.LeaseHeldError as e:
+    logging.info("The report in %s is being written by %s.", folder, e.owner_text)
+    return None
+  return report

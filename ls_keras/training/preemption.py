@@ -33,6 +33,7 @@ class Watch:
   def __init__(self):
     self.signal: Optional[str] = None
     self._previous = {}
+    self._agree = None
 
   def __enter__(self) -> "Watch":
     if threading.current_thread() is threading.main_thread():
@@ -62,6 +63,11 @@ class Watch:
     asked = self.signal is not None
     if strategy_lib.num_workers(strategy) <= 1:
       return asked
-    flag = tf.constant(1.0 if asked else 0.0)
-    agreed = strategy.reduce("MAX", strategy.run(lambda: tf.identity(flag)), axis=None)
-    return bool(agreed.numpy() > 0)
+    if self._agree is None:
+
+      @tf.function
+      def agree(flag):  # One collective: how many workers were asked.
+        return strategy.reduce("SUM", strategy.run(tf.identity, args=(flag,)), axis=None)
+
+      self._agree = agree
+    return bool(self._agree(tf.constant(1.0 if asked else 0.0)).numpy() > 0)
