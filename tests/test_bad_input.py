@@ -171,8 +171,11 @@ CASES = {
   "teacher truncated SavedModel": Case(
     "distill",
     "truncated_saved_model",
-    ("{student}", "--teacher={target}/saved_model"),
+    ("{student}", "--teacher={target}/saved_model", "--trust_saved_model"),
     "truncated or corrupt",
+  ),
+  "teacher SavedModel untrusted": Case(
+    "distill", "finished", ("{student}", "--teacher={target}/saved_model"), "--trust_saved_model"
   ),
   "teacher other inputs": Case(
     "distill", "cifar_teacher", ("{student}", "--teacher={target}"), "inputs of shape (32, 32, 3)"
