@@ -231,11 +231,14 @@ CASES = {
   "project unknown class": Case(
     "project",
     "missing",
-    OUT + ("--workdir={run}", "--classes=Trouser,Bag,Poodle"),
+    OUT + ("--workdir={run}", "--data_dir={data}", "--classes=Trouser,Bag,Poodle"),
     "unknown class 'Poodle'",
   ),
   "project repeated class": Case(
-    "project", "missing", OUT + ("--workdir={run}", "--classes=1,1,2"), "exactly 3 distinct"
+    "project",
+    "missing",
+    OUT + ("--workdir={run}", "--data_dir={data}", "--classes=1,1,2"),
+    "exactly 3 distinct",
   ),
   "project 0 examples": Case(
     "project",
@@ -252,7 +255,19 @@ CASES = {
   "project output is a file": Case(
     "project", "file", ("--workdir={run}", "--output_dir={target}"), "is a file"
   ),
+  "project data not in --data_dir": Case(
+    "project",
+    "data_elsewhere",
+    OUT + ("--workdir={target}", "--data_dir={tmp}/nodata", "--classes=0,1,2"),
+    "pass --data_dir={tmp}/elsewhere",
+  ),
   # mutual_info.
+  "mi recompute data not in --data_dir": Case(
+    "mutual_info",
+    "data_elsewhere",
+    OUT + ("--workdir={target}", "--recompute", "--data_dir={tmp}/nodata"),
+    "pass --data_dir={tmp}/elsewhere",
+  ),
   "mi nothing": Case("mutual_info", "missing", OUT, "at least one --workdir"),
   "mi no series": Case(
     "mutual_info", "finished", OUT + ("--workdir={target}",), "no mutual_information.json"
@@ -381,6 +396,9 @@ def _make_state(state, target, run, student, tmp):
       open(os.path.join(target, "config.json"), "w").write("[]")
     elif state == "other_version":
       _edit_record(target, lambda r: {**r, "format": 99})
+    elif state == "data_elsewhere":  # A stranger's config.json pointing at another folder.
+      elsewhere = os.path.join(tmp, "elsewhere")
+      _edit_record(target, lambda r: {**r, "config": {**r["config"], "data_dir": elsewhere}})
     elif state == "truncated_keras":
       _truncate(os.path.join(target, "model.keras"))
     elif state == "truncated_saved_model":
@@ -433,7 +451,7 @@ def test_bad_input_exits_2_with_a_clear_message_and_changes_nothing(
   before = tree_hash(work)
   result = invoke(case.command, *args)
   assert result.code == 2, (name, result.err[-2000:])
-  assert case.message in result.err, (name, result.err[-2000:])
+  assert case.message.format(**values) in result.err, (name, result.err[-2000:])
   assert result.err.startswith("error: ") and result.err.count("\n") <= 2, result.err
   assert tree_hash(work) == before, f"{name}: a refused command must not change anything on disk"
 

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from ls_keras.core import config
@@ -39,3 +41,24 @@ def test_round_trip_through_json_keeps_tuples():
 def test_unknown_settings_are_refused():
   with pytest.raises(UserError, match="another version"):
     config.from_dict(config.TrainConfig, {"alpha": 0.1, "gamma_ray": 3})
+
+
+def test_path_settings_from_flags_are_recorded_absolute(tmp_path, monkeypatch):
+  """Relative paths are resolved once, against the directory the command starts in."""
+  from absl import flags
+
+  from ls_keras import cli
+
+  monkeypatch.chdir(tmp_path)
+  flag_values = flags.FlagValues()
+  cli.define_config_flags(config.DistillConfig, flag_values)
+  flag_values(["ls_keras", "--data_dir=tfds", "--fashion_mnist_source=idx", "--teacher=../t"])
+  c = cli.config_from_flags(config.DistillConfig, flag_values)
+  assert (c.data_dir, c.fashion_mnist_source) == (str(tmp_path / "tfds"), str(tmp_path / "idx"))
+  assert c.teacher == str(tmp_path.parent / "t")
+  marked = {f.name for f in dataclasses.fields(config.DistillConfig) if f.metadata.get("path")}
+  assert marked == {"data_dir", "fashion_mnist_source", "teacher"}
+  flag_values = flags.FlagValues()
+  cli.define_config_flags(config.TrainConfig, flag_values)
+  flag_values(["ls_keras"])
+  assert cli.config_from_flags(config.TrainConfig, flag_values).data_dir == ""  # TFDS' default.

@@ -7,6 +7,7 @@ Every library function takes a config object; only entry modules read flags. A f
 import dataclasses
 import json
 import math
+import os
 from typing import Any, Optional, Tuple
 
 from ls_keras.core.datasets import SPECS
@@ -20,12 +21,24 @@ OPTIMIZERS = ("sgd", "adam")
 WORKDIR_FORMAT = 2  # 2: lr_boundaries are fractions of training; AlexNet's LRN is Keras ops.
 
 
-def setting(default, help_text, choices=None):
-  """A config field whose help (and choices) also define its command-line flag."""
+def setting(default, help_text, choices=None, path=False):
+  """A config field whose help (and choices) also define its command-line flag.
+
+  `path`: the value names a file or folder. Such values are recorded as absolute paths
+  (`absolute_path`), so a run resumed or analysed from another working directory reads and
+  writes where it first did, not relative to wherever it is started next.
+  """
   metadata = {"help": help_text}
   if choices is not None:
     metadata["choices"] = choices
+  if path:
+    metadata["path"] = True
   return dataclasses.field(default=default, metadata=metadata)
+
+
+def absolute_path(value: str) -> str:
+  """`value` with `~` expanded, made absolute; '' (a path setting's "default") stays ''."""
+  return os.path.abspath(os.path.expanduser(value)) if value else value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,12 +48,13 @@ class TrainConfig:
   # Data.
   dataset: str = setting("fashion_mnist", "Data set, read through TFDS.", DATASETS)
   data_dir: str = setting(
-    "", "TFDS data directory; empty means TFDS' default (~/tensorflow_datasets)."
+    "", "TFDS data directory; empty means TFDS' default (~/tensorflow_datasets).", path=True
   )
   fashion_mnist_source: str = setting(
     "",
     "Folder with the Fashion-MNIST IDX files; empty means $LS_KERAS_FASHION_MNIST_DIR "
     "or Debian's /usr/share/datasets/fashion-mnist.",
+    path=True,
   )
   validation_size: int = setting(
     10000, "Examples held out from the end of the train split for validation."
@@ -139,7 +153,7 @@ class DistillConfig(TrainConfig):
   """
 
   teacher: str = setting(
-    "", "The teacher: a finished workdir, a .keras file or a SavedModel folder."
+    "", "The teacher: a finished workdir, a .keras file or a SavedModel folder.", path=True
   )
   temperature: float = setting(1.0, "Distillation temperature T (> 0).")
   beta: float = setting(1.0, "Weight of the teacher term, in [0, 1] (the paper: 1).")
@@ -274,3 +288,8 @@ def from_dict(cls, data: dict):
 def dumps(config) -> str:
   """The config as sorted, indented JSON (what config.json compares)."""
   return json.dumps(config.to_dict(), indent=2, sort_keys=True)
+
+
+def config_class(kind: str):
+  """The config class of a run kind recorded in config.json ("train" or "distill")."""
+  return DistillConfig if kind == "distill" else TrainConfig

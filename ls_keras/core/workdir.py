@@ -187,6 +187,11 @@ class Workdir:
     """The run's config as an instance of `cls`."""
     return config_lib.from_dict(cls, self.read_record()["config"])
 
+  def run_config(self):
+    """The run's config as the class of its kind (TrainConfig or DistillConfig)."""
+    record = self.read_record()
+    return config_lib.from_dict(config_lib.config_class(record["kind"]), record["config"])
+
   def is_workdir(self) -> bool:
     """Whether the folder is an ls_keras workdir: config.json, and nothing but workdir entries.
 

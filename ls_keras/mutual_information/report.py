@@ -1,19 +1,29 @@
 """Figure 6 for finished runs: the mutual-information series of several runs on one plot."""
 
 import os
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
 from ls_keras.core import config as config_lib
+from ls_keras import data as data_lib
 from ls_keras import mutual_information, training
 from ls_keras.core import plots
 from ls_keras.core import workdir as workdir_lib
 from ls_keras.core.errors import UserError
 
 
-def plot_runs(workdirs: Sequence[str], output_dir: str, recompute: bool = False) -> dict:
-  """Plots each run's I(X; Y) against training step, with log N and log 2 for reference."""
+def plot_runs(
+  workdirs: Sequence[str],
+  output_dir: str,
+  recompute: bool = False,
+  data_dir: Optional[str] = None,
+) -> dict:
+  """Plots each run's I(X; Y) against training step, with log N and log 2 for reference.
+
+  With `recompute`, the images are read from `data_dir` (the command's --data_dir; see
+  `data.load_run_splits`), never prepared there.
+  """
   if not workdirs:
     raise UserError("give at least one --workdir of a finished training run.")
   workdir_lib.check_output_dir(output_dir)
@@ -25,7 +35,7 @@ def plot_runs(workdirs: Sequence[str], output_dir: str, recompute: bool = False)
       if record["kind"] != "train":
         raise UserError(f"{run.path} is a {record['kind']} run; --recompute works on train runs.")
       config = config_lib.from_dict(config_lib.TrainConfig, record["config"])
-      splits = training.load_data(config)
+      splits = data_lib.load_run_splits(config, data_dir)
       series = mutual_information.recompute_from_checkpoints(
         run,
         config,
