@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import shutil
+import zipfile
 
 import keras
 import numpy as np
@@ -177,6 +178,9 @@ CASES = {
   "teacher SavedModel untrusted": Case(
     "distill", "finished", ("{student}", "--teacher={target}/saved_model"), "--trust_saved_model"
   ),
+  "teacher zip bomb": Case(
+    "distill", "zip_bomb", ("{student}", "--teacher={target}/model.keras"), "zip bomb"
+  ),
   "teacher other inputs": Case(
     "distill", "cifar_teacher", ("{student}", "--teacher={target}"), "inputs of shape (32, 32, 3)"
   ),
@@ -254,6 +258,12 @@ CASES = {
   ),
   "project output is a file": Case(
     "project", "file", ("--workdir={run}", "--output_dir={target}"), "is a file"
+  ),
+  "project zip bomb model": Case(
+    "project",
+    "zip_bomb",
+    OUT + ("--workdir={target}", "--data_dir={data}", "--classes=0,1,2"),
+    "zip bomb",
   ),
   "project data not in --data_dir": Case(
     "project",
@@ -339,6 +349,16 @@ def _edit_record(path, edit):
   json.dump(edit(record), open(os.path.join(path, "config.json"), "w"))
 
 
+def _zip_bomb(path, megabytes=200):
+  """A `.keras` file (a zip) whose one member unpacks to `megabytes` MB of zeros (~0.2 MB)."""
+  os.remove(path)
+  zeros = bytes(2**20)
+  with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+    with archive.open("model.weights.h5", "w", force_zip64=True) as member:
+      for _ in range(megabytes):
+        member.write(zeros)
+
+
 def _teacher(path, input_shape, classes, nan=False):
   model = keras.Sequential(
     [
@@ -396,6 +416,8 @@ def _make_state(state, target, run, student, tmp):
       open(os.path.join(target, "config.json"), "w").write("[]")
     elif state == "other_version":
       _edit_record(target, lambda r: {**r, "format": 99})
+    elif state == "zip_bomb":
+      _zip_bomb(os.path.join(target, "model.keras"))
     elif state == "data_elsewhere":  # A stranger's config.json pointing at another folder.
       elsewhere = os.path.join(tmp, "elsewhere")
       _edit_record(target, lambda r: {**r, "config": {**r["config"], "data_dir": elsewhere}})
