@@ -271,7 +271,36 @@ CASES = {
     OUT + ("--workdir={target}", "--data_dir={tmp}/nodata", "--classes=0,1,2"),
     "pass --data_dir={tmp}/elsewhere",
   ),
+  "project config lacks dataset": Case(
+    "project",
+    "no_dataset",
+    OUT + ("--workdir={target}", "--data_dir={data}"),
+    'lacks the setting "dataset"',
+  ),
+  # Corrupt analysis inputs.
+  "calibrate string alpha": Case(
+    "calibrate", "string_alpha", OUT + ("--workdir={target}",), 'setting "alpha" is "0.1"'
+  ),
+  "calibrate hidden units not numbers": Case(
+    "calibrate", "string_hidden_units", OUT + ("--workdir={target}",), '"hidden_units" is ["16"]'
+  ),
+  "calibrate test of 3 classes": Case(
+    "calibrate",
+    "three_class_test",
+    OUT + ("--workdir={target}",),
+    "shape (500, 10) but {target}/logits/test.npz (500, 3)",
+  ),
+  "train metrics empty": Case("train", "empty_metrics", ("{base}",), "metrics.json lacks"),
+  "resume truncated history": Case(
+    "train", "truncated_history", ("{base}",), "history.json is not a list of per-epoch"
+  ),
+  "resume history not records": Case(
+    "train", "history_not_records", ("{base}",), "not a list of per-epoch records"
+  ),
   # mutual_info.
+  "mi series empty": Case(
+    "mutual_info", "empty_mi_series", OUT + ("--workdir={target}",), "not a mutual-information"
+  ),
   "mi recompute data not in --data_dir": Case(
     "mutual_info",
     "data_elsewhere",
@@ -403,7 +432,13 @@ def _make_state(state, target, run, student, tmp):
     copy(student)
   else:
     copy()
-    if state in ("unfinished", "unfinished_no_model", "truncated_checkpoint"):
+    if state in (
+      "unfinished",
+      "unfinished_no_model",
+      "truncated_checkpoint",
+      "truncated_history",
+      "history_not_records",
+    ):
       os.remove(os.path.join(target, "metrics.json"))
     if state == "unfinished_no_model":
       os.remove(os.path.join(target, "model.keras"))
@@ -416,11 +451,29 @@ def _make_state(state, target, run, student, tmp):
       open(os.path.join(target, "config.json"), "w").write("[]")
     elif state == "other_version":
       _edit_record(target, lambda r: {**r, "format": 99})
+    elif state == "truncated_history":
+      _truncate(os.path.join(target, "history.json"))
+    elif state == "history_not_records":
+      open(os.path.join(target, "history.json"), "w").write("{}")
+    elif state == "empty_metrics":
+      open(os.path.join(target, "metrics.json"), "w").write("{}")
+    elif state == "empty_mi_series":
+      open(os.path.join(target, "mutual_information.json"), "w").write("[]")
     elif state == "zip_bomb":
       _zip_bomb(os.path.join(target, "model.keras"))
     elif state == "data_elsewhere":  # A stranger's config.json pointing at another folder.
       elsewhere = os.path.join(tmp, "elsewhere")
       _edit_record(target, lambda r: {**r, "config": {**r["config"], "data_dir": elsewhere}})
+    elif state == "no_dataset":
+      _edit_record(
+        target, lambda r: {**r, "config": {k: v for k, v in r["config"].items() if k != "dataset"}}
+      )
+    elif state == "string_alpha":
+      _edit_record(target, lambda r: {**r, "config": {**r["config"], "alpha": "0.1"}})
+    elif state == "string_hidden_units":
+      _edit_record(target, lambda r: {**r, "config": {**r["config"], "hidden_units": ["16"]}})
+    elif state == "three_class_test":
+      _edit_logits(target, lambda z, y: (z[:, :3], y % 3))
     elif state == "truncated_keras":
       _truncate(os.path.join(target, "model.keras"))
     elif state == "truncated_saved_model":

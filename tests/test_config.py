@@ -1,4 +1,5 @@
 import dataclasses
+import json
 
 import pytest
 
@@ -62,3 +63,33 @@ def test_path_settings_from_flags_are_recorded_absolute(tmp_path, monkeypatch):
   cli.define_config_flags(config.TrainConfig, flag_values)
   flag_values(["ls_keras"])
   assert cli.config_from_flags(config.TrainConfig, flag_values).data_dir == ""  # TFDS' default.
+
+
+@pytest.mark.parametrize(
+  "change, message",
+  [
+    ({"alpha": "0.1"}, 'setting "alpha" is "0.1", not a number'),
+    ({"alpha": True}, 'setting "alpha" is true, not a number'),
+    ({"epochs": 2.5}, 'setting "epochs" is 2.5, not an integer'),
+    ({"hidden_units": [16, "a"]}, 'setting "hidden_units" is [16, "a"], not a list of integers'),
+    ({"lr_boundaries": 0.5}, 'setting "lr_boundaries" is 0.5, not a list of numbers'),
+    ({"dataset": "svhn"}, 'setting "dataset" is "svhn", not one of'),
+    ({"alpha": 1.5}, 'setting "alpha" is not allowed (--alpha=1.5'),
+    ({"dataset": None}, 'setting "dataset" is null, not a string'),
+  ],
+)
+def test_a_recorded_config_is_checked_setting_by_setting(change, message):
+  data = {**json.loads(config.dumps(config.TrainConfig())), **change}
+  with pytest.raises(UserError) as e:
+    config.check_recorded(config.TrainConfig, data)
+  assert message in str(e.value)
+
+
+def test_a_recorded_config_must_be_whole():
+  data = json.loads(config.dumps(config.TrainConfig()))
+  config.check_recorded(config.TrainConfig, data)  # As written: fine.
+  del data["validation_size"]
+  with pytest.raises(UserError, match='lacks the setting "validation_size"'):
+    config.check_recorded(config.TrainConfig, data)
+  with pytest.raises(UserError, match="not an object"):
+    config.check_recorded(config.TrainConfig, [])

@@ -8,6 +8,7 @@ import dataclasses
 import json
 import math
 import os
+import typing
 from typing import Any, Optional, Tuple
 
 from ls_keras.core.datasets import SPECS
@@ -293,3 +294,48 @@ def dumps(config) -> str:
 def config_class(kind: str):
   """The config class of a run kind recorded in config.json ("train" or "distill")."""
   return DistillConfig if kind == "distill" else TrainConfig
+
+
+def check_recorded(cls, data: Any) -> None:
+  """Raises UserError naming the setting unless `data` (config.json's "config") is a whole `cls`.
+
+  A workdir's files are input like any other: every setting must be present, of its field's
+  type (a JSON list for a tuple) and allowed, so analyses never meet a string alpha or a
+  missing dataset as a TypeError or KeyError deep inside.
+  """
+  if not isinstance(data, dict):
+    raise UserError(f'its "config" is {type(data).__name__}, not an object of settings')
+  hints = typing.get_type_hints(cls)
+  for f in dataclasses.fields(cls):
+    if f.name not in data:
+      raise UserError(f'it lacks the setting "{f.name}"')
+    value, kind = data[f.name], hints[f.name]
+    if typing.get_origin(kind) is tuple:
+      element = typing.get_args(kind)[0]
+      ok = isinstance(value, list) and all(_is_a(v, element) for v in value)
+      what = f"a list of {_KINDS[element]}s"
+    else:
+      ok, what = _is_a(value, kind), f"{'an' if kind is int else 'a'} {_KINDS[kind]}"
+    if not ok:
+      raise UserError(f'its setting "{f.name}" is {json.dumps(value)}, not {what}')
+    choices = f.metadata.get("choices")
+    if choices is not None and value not in choices:
+      raise UserError(f'its setting "{f.name}" is {json.dumps(value)}, not one of {choices}')
+    try:
+      check_field(f.name, tuple(value) if isinstance(value, list) else value)
+    except UserError as e:
+      raise UserError(f'its setting "{f.name}" is not allowed ({e})') from e
+
+
+_KINDS = {bool: "boolean", int: "integer", float: "number", str: "string"}
+
+
+def _is_a(value: Any, kind) -> bool:
+  """Whether a JSON value is of a config field's type (an int is a float; a bool is neither)."""
+  if kind is bool:
+    return isinstance(value, bool)
+  if isinstance(value, bool):
+    return False
+  if kind is float:
+    return isinstance(value, (int, float))
+  return isinstance(value, kind)

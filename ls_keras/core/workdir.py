@@ -25,7 +25,7 @@ from absl import logging
 
 from ls_keras.core import config as config_lib
 from ls_keras import __version__
-from ls_keras.core.errors import WorkdirError
+from ls_keras.core.errors import UserError, WorkdirError
 
 # Everything a run or an analysis of it writes into a workdir. Dot-files are the
 # temporary names of atomic writes (`atomic_write_bytes`, `export_model`).
@@ -181,6 +181,13 @@ class Workdir:
         f"this version reads format {config_lib.WORKDIR_FORMAT}). Use that version, or rerun with "
         "--overwrite to start afresh."
       )
+    try:
+      config_lib.check_recorded(config_lib.config_class(record["kind"]), record["config"])
+    except UserError as e:
+      raise WorkdirError(
+        f"{self.file('config.json')} cannot be used: {e}. The file is corrupt or was edited; "
+        "rerun the training with --overwrite to start afresh."
+      ) from e
     return record
 
   def read_config(self, cls):
@@ -310,7 +317,9 @@ class Workdir:
     """The metrics of this very run if it already finished (nothing to do), else None."""
     if self.check(config, kind, overwrite) and self.is_finished():
       logging.info("%s already holds this finished run; nothing to do.", self.path)
-      return self.read_metrics()
+      metrics = self.read_metrics()
+      _check_metrics(self.file("metrics.json"), metrics, kind)
+      return metrics
     return None
 
   # Results.
@@ -343,6 +352,34 @@ class Workdir:
         return f["logits"], f["labels"]
     except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as e:
       raise WorkdirError(f"{path} is corrupt ({e}); rerun the training with --overwrite.") from e
+
+
+def _check_metrics(path: str, metrics: Any, kind: str) -> None:
+  """metrics.json must hold what a finished run's callers read: per split accuracy, NLL, ECE."""
+  number = (int, float)
+  wanted = {f"{split}.{key}" for split in ("train", "validation", "test") for key in _SPLIT_METRICS}
+  if kind == "distill":
+    wanted.add("equivalent_smoothing")
+  missing = sorted(
+    name
+    for name in wanted
+    if not isinstance(_lookup(metrics, name.split(".")), number)
+    or isinstance(_lookup(metrics, name.split(".")), bool)
+  )
+  if missing:
+    raise WorkdirError(
+      f"{path} lacks the numbers {', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''} "
+      "that a finished run records; the file is corrupt. Rerun with --overwrite to train afresh."
+    )
+
+
+_SPLIT_METRICS = ("accuracy", "nll", "ece")
+
+
+def _lookup(value: Any, keys) -> Any:
+  for key in keys:
+    value = value.get(key) if isinstance(value, dict) else None
+  return value
 
 
 def check_output_dir(path: str, flag: str = "--output_dir", workdir: bool = False) -> None:

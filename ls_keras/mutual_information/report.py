@@ -10,7 +10,7 @@ from ls_keras import data as data_lib
 from ls_keras import mutual_information, training
 from ls_keras.core import plots
 from ls_keras.core import workdir as workdir_lib
-from ls_keras.core.errors import UserError
+from ls_keras.core.errors import UserError, WorkdirError
 
 
 def plot_runs(
@@ -51,7 +51,7 @@ def plot_runs(
           f"{run.path} has no mutual_information.json: train it with --mi_every_steps > 0, or "
           "pass --recompute to estimate from its checkpoints."
         )
-      series = workdir_lib.read_json(series_path)
+      series = _read_series(series_path)
     label = f"alpha={record['config'].get('alpha', 0.0):g} ({os.path.basename(run.path)})"
     curves[label] = (np.array([p["step"] for p in series]), np.array([p["mi"] for p in series]))
     log_n = series[0]["log_n"]
@@ -72,3 +72,28 @@ def plot_runs(
   plots.save(fig, os.path.join(output_dir, "mutual_information.png"))
   workdir_lib.atomic_write_json(os.path.join(output_dir, "mutual_information.json"), results)
   return results
+
+
+def _read_series(path: str) -> list:
+  """mutual_information.json: a non-empty list of {step, mi, log_n} numbers; else WorkdirError."""
+  series = workdir_lib.read_json(path)
+  number = (int, float)
+  usable = (
+    isinstance(series, list)
+    and series
+    and all(
+      isinstance(p, dict)
+      and all(isinstance(p.get(k), number) and not isinstance(p.get(k), bool) for k in _POINT)
+      for p in series
+    )
+  )
+  if not usable:
+    raise WorkdirError(
+      f"{path} is not a mutual-information series (a non-empty list of points with numbers "
+      f"{', '.join(_POINT)}); the file is corrupt. Pass --recompute to estimate it afresh from "
+      "the run's checkpoints."
+    )
+  return series
+
+
+_POINT = ("step", "mi", "log_n")

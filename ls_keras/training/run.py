@@ -29,7 +29,7 @@ from ls_keras import mutual_information
 from ls_keras.training import losses
 from ls_keras import models
 from ls_keras.training import strategy as strategy_lib
-from ls_keras.core.errors import TrainingDivergedError, UserError
+from ls_keras.core.errors import TrainingDivergedError, UserError, WorkdirError
 from ls_keras.core import workdir as workdir_lib
 from ls_keras.core.workdir import Workdir
 from ls_keras.training.loop import (
@@ -172,6 +172,8 @@ def run_job(job: Job, workdir: Workdir, overwrite: bool = False, verbose: bool =
   )  # Read-only, like the restore: both may refuse.
   restored = checkpoints.restore_latest(checkpoint, workdir.checkpoints) if resuming else None
   start_epoch = int(epoch_var.numpy())
+  # Read (and refused if corrupt) before workdir.start writes anything.
+  history = _read_history(workdir.file("history.json"), start_epoch) if resuming else []
   if chief:
     workdir.start(config, job.kind, overwrite, session=job.runtime.session(start_epoch))
   if restored:
@@ -189,7 +191,6 @@ def run_job(job: Job, workdir: Workdir, overwrite: bool = False, verbose: bool =
     for name in ("train", "validation")
   }
   loop = Loop(job.model, strategy, config.jit_compile, config.grad_clip_norm)
-  history = _read_history(workdir.file("history.json"), start_epoch)
   callbacks = keras.callbacks.CallbackList(list(job.callbacks), model=job.model)
   progress = Progress(job.schedule.epochs, verbose)
   evaluated = {}
@@ -341,10 +342,21 @@ def _finish(
 
 
 def _read_history(path: str, epochs_done: int) -> list:
-  """The per-epoch records of the epochs a resumed run keeps."""
-  if not os.path.exists(path):
+  """The per-epoch records of the epochs a resumed run keeps; WorkdirError if the file is bad."""
+  if not epochs_done or not os.path.exists(path):
     return []
-  return [h for h in workdir_lib.read_json(path) if h["epoch"] <= epochs_done]
+  try:
+    history = workdir_lib.read_json(path)
+  except WorkdirError:
+    history = None  # Not JSON: refused below, with what to do about it.
+  if not isinstance(history, list) or not all(
+    isinstance(h, dict) and isinstance(h.get("epoch"), int) for h in history
+  ):
+    raise WorkdirError(
+      f"{path} is not a list of per-epoch records with an integer epoch; the file is truncated "
+      "or corrupt. Rerun with --overwrite to train afresh."
+    )
+  return [h for h in history if h["epoch"] <= epochs_done]
 
 
 @dataclasses.dataclass(frozen=True)
