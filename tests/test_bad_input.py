@@ -290,6 +290,12 @@ CASES = {
     OUT + ("--workdir={target}",),
     "shape (500, 10) but {target}/logits/test.npz (500, 3)",
   ),
+  "calibrate logits not numbers": Case(
+    "calibrate", "string_logits", OUT + ("--workdir={target}",), "(500, 10) and type <U"
+  ),
+  "resume sessions not a list": Case(
+    "train", "sessions_not_list", ("{base}",), '"sessions" is not a list'
+  ),
   "train metrics empty": Case("train", "empty_metrics", ("{base}",), "metrics.json lacks"),
   "resume truncated history": Case(
     "train", "truncated_history", ("{base}",), "history.json is not a list of per-epoch"
@@ -433,6 +439,7 @@ def _make_state(state, target, run, student, tmp):
   else:
     copy()
     if state in (
+      "sessions_not_list",
       "unfinished",
       "unfinished_no_model",
       "truncated_checkpoint",
@@ -472,6 +479,10 @@ def _make_state(state, target, run, student, tmp):
       _edit_record(target, lambda r: {**r, "config": {**r["config"], "alpha": "0.1"}})
     elif state == "string_hidden_units":
       _edit_record(target, lambda r: {**r, "config": {**r["config"], "hidden_units": ["16"]}})
+    elif state == "string_logits":
+      _edit_logits(target, lambda z, y: (z.astype(str), y))
+    elif state == "sessions_not_list":
+      _edit_record(target, lambda r: {**r, "sessions": {}})
     elif state == "three_class_test":
       _edit_logits(target, lambda z, y: (z[:, :3], y % 3))
     elif state == "truncated_keras":

@@ -183,6 +183,11 @@ class Workdir:
       )
     try:
       config_lib.check_recorded(config_lib.config_class(record["kind"]), record["config"])
+      sessions = record.get("sessions", [])
+      if not isinstance(sessions, list) or not all(
+        isinstance(s, dict) and isinstance(s.get("seconds", 0.0), (int, float)) for s in sessions
+      ):
+        raise UserError('its "sessions" is not a list of records of each start')
     except UserError as e:
       raise WorkdirError(
         f"{self.file('config.json')} cannot be used: {e}. The file is corrupt or was edited; "
@@ -349,9 +354,16 @@ class Workdir:
       raise WorkdirError(f"{path} does not exist: {self.path} is not a finished ls_keras run.")
     try:
       with np.load(path) as f:
-        return f["logits"], f["labels"]
+        logits, labels = f["logits"], f["labels"]
     except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as e:
       raise WorkdirError(f"{path} is corrupt ({e}); rerun the training with --overwrite.") from e
+    if logits.ndim != 2 or logits.dtype.kind not in "fiu" or labels.dtype.kind not in "fiu":
+      raise WorkdirError(
+        f"{path} is corrupt (logits of shape {logits.shape} and type {logits.dtype}, labels of "
+        f"type {labels.dtype}; a run saves float logits [N, K] and integer labels [N]); rerun "
+        "the training with --overwrite."
+      )
+    return logits, labels
 
 
 def _check_metrics(path: str, metrics: Any, kind: str) -> None:
