@@ -121,13 +121,20 @@ def _describe(registry) -> str:
 
 
 def config_from_flags(cls, flag_values: flags.FlagValues, **overrides):
-  """The frozen, validated config built from the parsed flags (plus `overrides`)."""
+  """The frozen, validated config built from the parsed flags (plus `overrides`).
+
+  Path settings (fields marked `path`) given on the command line are made absolute here,
+  against the current directory, so config.json records where the run really reads.
+  """
   hints = typing.get_type_hints(cls)
   values = {
     f.name: _convert(f.name, hints[f.name], flag_values[f.name].value)
     for f in dataclasses.fields(cls)
     if f.name in flag_values and f.name not in overrides
   }
+  for f in dataclasses.fields(cls):
+    if f.metadata.get("path") and f.name in values:
+      values[f.name] = config_lib.absolute_path(values[f.name])
   config = cls(**values, **overrides)
   config_lib.validate(config)
   return config

@@ -17,6 +17,14 @@ def define_flags(flag_values: flags.FlagValues) -> None:
   """Defines this command's flags on `flag_values` (by cli.run and cli.invoke, not at import)."""
   cli.define_config_flags(config_lib.DistillConfig, flag_values)
   cli.define_workdir_flags(flag_values, "workdirs/student", "the student's run")
+  flags.DEFINE_bool(
+    "trust_saved_model",
+    False,
+    "Allow a SavedModel folder as --teacher. Loading a SavedModel runs the graph stored in it "
+    "(code its author wrote); without this flag only workdirs and .keras files (safe mode) are "
+    "read. Not part of the run's settings.",
+    flag_values=flag_values,
+  )
   flags.adopt_module_key_flags(cli, flag_values=flag_values)  # --help lists them.
 
 
@@ -26,7 +34,10 @@ def main(flag_values: flags.FlagValues) -> None:
   from ls_keras.distillation import run as distillation_run  # TensorFlow starts slowly.
 
   metrics = distillation_run.distill_and_evaluate(
-    config, flag_values.workdir, overwrite=flag_values.overwrite
+    config,
+    flag_values.workdir,
+    overwrite=flag_values.overwrite,
+    trust_saved_model=flag_values.trust_saved_model,
   )
   print(
     json.dumps(

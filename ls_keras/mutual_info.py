@@ -19,6 +19,14 @@ def define_flags(flag_values: flags.FlagValues) -> None:
     "output_dir", "workdirs/mutual_information", "Where the plot and JSON go.", flag_values
   )
   flags.DEFINE_bool("recompute", False, "Estimate afresh from the runs' saved checkpoints.", **fv)
+  flags.DEFINE_string(
+    "data_dir",
+    "",
+    "With --recompute: TFDS data directory holding the runs' data set, prepared (empty: TFDS' "
+    "default). Read only: analyses never prepare data, nor read it from where a run's "
+    "config.json says.",
+    **fv,
+  )
 
 
 def main(flag_values: flags.FlagValues) -> None:
@@ -26,7 +34,7 @@ def main(flag_values: flags.FlagValues) -> None:
   from ls_keras.mutual_information import report as mutual_info_report
 
   results = mutual_info_report.plot_runs(
-    flag_values.workdir, flag_values.output_dir, flag_values.recompute
+    flag_values.workdir, flag_values.output_dir, flag_values.recompute, flag_values.data_dir
   )
   for path, series in results.items():
     print(f"{path}: " + ", ".join(f"step {p['step']}: {p['mi']:.3f}" for p in series))

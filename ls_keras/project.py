@@ -34,6 +34,13 @@ def define_flags(flag_values: flags.FlagValues) -> None:
   flags.DEFINE_integer(
     "projector_examples", 1000, "Embeddings written for TensorBoard's Projector (0: none).", **fv
   )
+  flags.DEFINE_string(
+    "data_dir",
+    "",
+    "TFDS data directory holding the runs' data set, prepared (empty: TFDS' default). Read "
+    "only: analyses never prepare data, nor read it from where a run's config.json says.",
+    **fv,
+  )
 
 
 def main(flag_values: flags.FlagValues) -> None:
@@ -46,6 +53,7 @@ def main(flag_values: flags.FlagValues) -> None:
     flag_values.output_dir,
     flag_values.examples_per_class,
     flag_values.projector_examples,
+    data_dir=flag_values.data_dir,
   )
   print(projection_report.tightness_table(summary))
   print(

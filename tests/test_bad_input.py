@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import shutil
+import zipfile
 
 import keras
 import numpy as np
@@ -172,8 +173,14 @@ CASES = {
   "teacher truncated SavedModel": Case(
     "distill",
     "truncated_saved_model",
-    ("{student}", "--teacher={target}/saved_model"),
+    ("{student}", "--teacher={target}/saved_model", "--trust_saved_model"),
     "truncated or corrupt",
+  ),
+  "teacher SavedModel untrusted": Case(
+    "distill", "finished", ("{student}", "--teacher={target}/saved_model"), "--trust_saved_model"
+  ),
+  "teacher zip bomb": Case(
+    "distill", "zip_bomb", ("{student}", "--teacher={target}/model.keras"), "zip bomb"
   ),
   "teacher other inputs": Case(
     "distill", "cifar_teacher", ("{student}", "--teacher={target}"), "inputs of shape (32, 32, 3)"
@@ -229,11 +236,14 @@ CASES = {
   "project unknown class": Case(
     "project",
     "missing",
-    OUT + ("--workdir={run}", "--classes=Trouser,Bag,Poodle"),
+    OUT + ("--workdir={run}", "--data_dir={data}", "--classes=Trouser,Bag,Poodle"),
     "unknown class 'Poodle'",
   ),
   "project repeated class": Case(
-    "project", "missing", OUT + ("--workdir={run}", "--classes=1,1,2"), "exactly 3 distinct"
+    "project",
+    "missing",
+    OUT + ("--workdir={run}", "--data_dir={data}", "--classes=1,1,2"),
+    "exactly 3 distinct",
   ),
   "project 0 examples": Case(
     "project",
@@ -250,7 +260,60 @@ CASES = {
   "project output is a file": Case(
     "project", "file", ("--workdir={run}", "--output_dir={target}"), "is a file"
   ),
+  "project zip bomb model": Case(
+    "project",
+    "zip_bomb",
+    OUT + ("--workdir={target}", "--data_dir={data}", "--classes=0,1,2"),
+    "zip bomb",
+  ),
+  "project data not in --data_dir": Case(
+    "project",
+    "data_elsewhere",
+    OUT + ("--workdir={target}", "--data_dir={tmp}/nodata", "--classes=0,1,2"),
+    "pass --data_dir={tmp}/elsewhere",
+  ),
+  "project config lacks dataset": Case(
+    "project",
+    "no_dataset",
+    OUT + ("--workdir={target}", "--data_dir={data}"),
+    'lacks the setting "dataset"',
+  ),
+  # Corrupt analysis inputs.
+  "calibrate string alpha": Case(
+    "calibrate", "string_alpha", OUT + ("--workdir={target}",), 'setting "alpha" is "0.1"'
+  ),
+  "calibrate hidden units not numbers": Case(
+    "calibrate", "string_hidden_units", OUT + ("--workdir={target}",), '"hidden_units" is ["16"]'
+  ),
+  "calibrate test of 3 classes": Case(
+    "calibrate",
+    "three_class_test",
+    OUT + ("--workdir={target}",),
+    "shape (500, 10) but {target}/logits/test.npz (500, 3)",
+  ),
+  "calibrate logits not numbers": Case(
+    "calibrate", "string_logits", OUT + ("--workdir={target}",), "(500, 10) and type <U"
+  ),
+  "resume sessions not a list": Case(
+    "train", "sessions_not_list", ("{base}",), '"sessions" is not a list'
+  ),
+  "train metrics empty": Case("train", "empty_metrics", ("{base}",), "metrics.json lacks"),
+  "resume truncated history": Case(
+    "train", "truncated_history", ("{base}",), "history.json is not a list of per-epoch"
+  ),
+  "resume history not records": Case(
+    "train", "history_not_records", ("{base}",), "not a list of per-epoch records"
+  ),
   # mutual_info.
+  "mi series empty": Case(
+    "mutual_info", "empty_mi_series", OUT + ("--workdir={target}",), "not a mutual-information"
+  ),
+  "mi recompute data not in --data_dir": Case(
+    "mutual_info",
+    "data_elsewhere",
+    OUT + ("--workdir={target}", "--recompute", "--data_dir={tmp}/nodata"),
+    "pass --data_dir={tmp}/elsewhere",
+  ),
   "mi nothing": Case("mutual_info", "missing", OUT, "at least one --workdir"),
   "mi no series": Case(
     "mutual_info", "finished", OUT + ("--workdir={target}",), "no mutual_information.json"
@@ -402,6 +465,16 @@ def _edit_record(path, edit):
   json.dump(edit(record), open(os.path.join(path, "config.json"), "w"))
 
 
+def _zip_bomb(path, megabytes=200):
+  """A `.keras` file (a zip) whose one member unpacks to `megabytes` MB of zeros (~0.2 MB)."""
+  os.remove(path)
+  zeros = bytes(2**20)
+  with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+    with archive.open("model.weights.h5", "w", force_zip64=True) as member:
+      for _ in range(megabytes):
+        member.write(zeros)
+
+
 def _teacher(path, input_shape, classes, nan=False):
   model = keras.Sequential(
     [
@@ -448,7 +521,14 @@ def _make_state(state, target, run, student, tmp):
     copy(student)
   else:
     copy()
-    if state in ("unfinished", "unfinished_no_model", "truncated_checkpoint"):
+    if state in (
+      "sessions_not_list",
+      "unfinished",
+      "unfinished_no_model",
+      "truncated_checkpoint",
+      "truncated_history",
+      "history_not_records",
+    ):
       os.remove(os.path.join(target, "metrics.json"))
     if state == "unfinished_no_model":
       os.remove(os.path.join(target, "model.keras"))
@@ -463,6 +543,33 @@ def _make_state(state, target, run, student, tmp):
       open(os.path.join(target, "config.json"), "w").write("[]")
     elif state == "other_version":
       _edit_record(target, lambda r: {**r, "format": 99})
+    elif state == "truncated_history":
+      _truncate(os.path.join(target, "history.json"))
+    elif state == "history_not_records":
+      open(os.path.join(target, "history.json"), "w").write("{}")
+    elif state == "empty_metrics":
+      open(os.path.join(target, "metrics.json"), "w").write("{}")
+    elif state == "empty_mi_series":
+      open(os.path.join(target, "mutual_information.json"), "w").write("[]")
+    elif state == "zip_bomb":
+      _zip_bomb(os.path.join(target, "model.keras"))
+    elif state == "data_elsewhere":  # A stranger's config.json pointing at another folder.
+      elsewhere = os.path.join(tmp, "elsewhere")
+      _edit_record(target, lambda r: {**r, "config": {**r["config"], "data_dir": elsewhere}})
+    elif state == "no_dataset":
+      _edit_record(
+        target, lambda r: {**r, "config": {k: v for k, v in r["config"].items() if k != "dataset"}}
+      )
+    elif state == "string_alpha":
+      _edit_record(target, lambda r: {**r, "config": {**r["config"], "alpha": "0.1"}})
+    elif state == "string_hidden_units":
+      _edit_record(target, lambda r: {**r, "config": {**r["config"], "hidden_units": ["16"]}})
+    elif state == "string_logits":
+      _edit_logits(target, lambda z, y: (z.astype(str), y))
+    elif state == "sessions_not_list":
+      _edit_record(target, lambda r: {**r, "sessions": {}})
+    elif state == "three_class_test":
+      _edit_logits(target, lambda z, y: (z[:, :3], y % 3))
     elif state == "truncated_keras":
       _truncate(os.path.join(target, "model.keras"))
     elif state == "truncated_saved_model":
@@ -515,7 +622,7 @@ def test_bad_input_exits_2_with_a_clear_message_and_changes_nothing(
   before = tree_hash(work)
   result = invoke(case.command, *args)
   assert result.code == 2, (name, result.err[-2000:])
-  assert case.message in result.err, (name, result.err[-2000:])
+  assert case.message.format(**values) in result.err, (name, result.err[-2000:])
   assert result.err.startswith("error: ") and result.err.count("\n") <= 2, result.err
   assert tree_hash(work) == before, f"{name}: a refused command must not change anything on disk"
 

@@ -1,3 +1,6 @@
+import dataclasses
+import json
+
 import pytest
 
 from ls_keras.core import config
@@ -70,3 +73,61 @@ def test_hidden_weights_counts_consecutive_layer_products():
   assert config.hidden_weights((1200,)) == 0
   assert config.hidden_weights((1200, 1200)) == 1200 * 1200
   assert config.hidden_weights((3, 4, 5)) == 3 * 4 + 4 * 5
+
+
+def test_path_settings_from_flags_are_recorded_absolute(tmp_path, monkeypatch):
+  """Relative paths are resolved once, against the directory the command starts in."""
+  from absl import flags
+
+  from ls_keras import cli
+
+  monkeypatch.chdir(tmp_path)
+  flag_values = flags.FlagValues()
+  cli.define_config_flags(config.DistillConfig, flag_values)
+  flag_values(["ls_keras", "--data_dir=tfds", "--fashion_mnist_source=idx", "--teacher=../t"])
+  c = cli.config_from_flags(config.DistillConfig, flag_values)
+  assert (c.data_dir, c.fashion_mnist_source) == (str(tmp_path / "tfds"), str(tmp_path / "idx"))
+  assert c.teacher == str(tmp_path.parent / "t")
+  marked = {f.name for f in dataclasses.fields(config.DistillConfig) if f.metadata.get("path")}
+  assert marked == {"data_dir", "fashion_mnist_source", "teacher"}
+  flag_values = flags.FlagValues()
+  cli.define_config_flags(config.TrainConfig, flag_values)
+  flag_values(["ls_keras"])
+  assert cli.config_from_flags(config.TrainConfig, flag_values).data_dir == ""  # TFDS' default.
+
+
+@pytest.mark.parametrize(
+  "change, message",
+  [
+    ({"alpha": "0.1"}, 'setting "alpha" is "0.1", not a number'),
+    ({"alpha": True}, 'setting "alpha" is true, not a number'),
+    ({"epochs": 2.5}, 'setting "epochs" is 2.5, not an integer'),
+    ({"hidden_units": [16, "a"]}, 'setting "hidden_units" is [16, "a"], not a list of integers'),
+    ({"lr_boundaries": 0.5}, 'setting "lr_boundaries" is 0.5, not a list of numbers'),
+    ({"dataset": "svhn"}, 'setting "dataset" is "svhn", not one of'),
+    ({"alpha": 1.5}, 'setting "alpha" is not allowed (--alpha=1.5'),
+    ({"dataset": None}, 'setting "dataset" is null, not a string'),
+  ],
+)
+def test_a_recorded_config_is_checked_setting_by_setting(change, message):
+  data = {**json.loads(config.dumps(config.TrainConfig())), **change}
+  with pytest.raises(UserError) as e:
+    config.check_recorded(config.TrainConfig, data)
+  assert message in str(e.value)
+
+
+def test_a_recorded_config_must_be_whole():
+  data = json.loads(config.dumps(config.TrainConfig()))
+  config.check_recorded(config.TrainConfig, data)  # As written: fine.
+  del data["validation_size"]
+  with pytest.raises(UserError, match='lacks the setting "validation_size"'):
+    config.check_recorded(config.TrainConfig, data)
+  with pytest.raises(UserError, match="not an object"):
+    config.check_recorded(config.TrainConfig, [])
+
+
+def test_a_record_written_before_an_optional_setting_existed_means_its_default():
+  data = json.loads(config.dumps(config.TrainConfig()))
+  del data["checkpoint_every_steps"]  # Added after workdir format 2.
+  config.check_recorded(config.TrainConfig, data)
+  assert config.from_dict(config.TrainConfig, data) == config.TrainConfig()

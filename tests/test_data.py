@@ -186,3 +186,19 @@ def test_splits_are_index_slices_so_file_order_cannot_change_them():
   }
   with pytest.raises(UserError, match="--validation_size=50000 leaves no training examples"):
     data.split_names(spec, 50000, 10000, validation_size=50000)
+
+
+def test_analyses_never_prepare_data_and_name_the_folder_the_run_used(idx_folder, tmp_path):
+  """prepare=False (analyses): a missing Fashion-MNIST is an error, and nothing is written."""
+  from ls_keras.core import config
+
+  nowhere = str(tmp_path / "nowhere")
+  with pytest.raises(DataNotPreparedError, match="never write it") as e:
+    data.load_splits(
+      "fashion_mnist", data_dir=nowhere, fashion_mnist_source=idx_folder, prepare=False
+    )
+  assert nowhere in str(e.value) and not os.path.exists(nowhere)
+  run = config.TrainConfig(data_dir=str(tmp_path / "recorded"), fashion_mnist_source=idx_folder)
+  with pytest.raises(DataNotPreparedError, match=f"pass --data_dir={tmp_path / 'recorded'}"):
+    data.load_run_splits(run, nowhere)
+  assert not os.path.exists(nowhere) and not os.path.exists(tmp_path / "recorded")

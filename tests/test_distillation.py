@@ -154,7 +154,8 @@ def test_teacher_can_be_an_exported_saved_model(tiny_runs, fashion_data_dir, tmp
     "--epochs=1",
     "--train_examples=1024",
   )
-  result = invoke("distill", f"--teacher={os.path.join(tiny_runs[0.0], 'saved_model')}", *args)
+  teacher = f"--teacher={os.path.join(tiny_runs[0.0], 'saved_model')}"
+  result = invoke("distill", teacher, "--trust_saved_model", *args)
   assert result.code == 0, result.err[-3000:]
   metrics = json.load(open(os.path.join(workdir, "metrics.json")))
   assert (
@@ -220,7 +221,7 @@ def test_same_seed_students_share_their_initialisation_whatever_the_teacher_form
   initial = []
   for teacher in (tiny_runs[0.0], os.path.join(tiny_runs[0.0], "saved_model"), None):
     if teacher:
-      distillation.load_teacher(teacher)
+      distillation.load_teacher(teacher, trust_saved_model=True)
     initial.append(training.build_network(config, splits).get_weights())
   direct = training.build_network(
     config_lib.TrainConfig(
@@ -233,3 +234,21 @@ def test_same_seed_students_share_their_initialisation_whatever_the_teacher_form
   for weights in initial[1:] + [direct]:
     for a, b in zip(initial[0], weights):
       np.testing.assert_array_equal(a, b)
+
+
+def test_a_savedmodel_teacher_needs_trust_and_a_workdir_is_read_through_its_keras_file(tmp_path):
+  """A SavedModel runs its own graph (code); a workdir's model.keras loads in safe mode."""
+  from ls_keras.core.errors import UserError
+
+  run = tmp_path / "run"
+  (run / "saved_model").mkdir(parents=True)
+  (run / "model.keras").write_bytes(b"")
+  (run / "saved_model" / "saved_model.pb").write_bytes(b"")
+  assert distillation.teacher_format(str(run)) == "workdir"  # Never its SavedModel.
+  assert distillation.teacher_format(str(run / "model.keras")) == "keras"
+  with pytest.raises(UserError, match="--trust_saved_model") as e:
+    distillation.teacher_format(str(run / "saved_model"))
+  assert "code" in str(e.value) and ".keras" in str(e.value)
+  assert distillation.teacher_format(str(run / "saved_model"), trust_saved_model=True) == (
+    "saved_model"
+  )

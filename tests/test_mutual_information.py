@@ -117,11 +117,12 @@ def test_callback_writes_a_finite_series_during_training(mi_run):
   assert len(acc.Tensors("mutual_information")) == 5
 
 
-def test_cli_plots_series_and_recomputes_from_checkpoints(mi_run, tmp_path):
+def test_cli_plots_series_and_recomputes_from_checkpoints(mi_run, fashion_data_dir, tmp_path):
   result = invoke("mutual_info", f"--workdir={mi_run}", f"--output_dir={tmp_path}")
   assert result.code == 0, result.err[-3000:]
   assert open(tmp_path / "mutual_information.png", "rb").read(4) == b"\x89PNG"
-  result = invoke("mutual_info", f"--workdir={mi_run}", f"--output_dir={tmp_path}", "--recompute")
+  out, data = f"--output_dir={tmp_path}", f"--data_dir={fashion_data_dir}"
+  result = invoke("mutual_info", f"--workdir={mi_run}", out, "--recompute", data)
   assert result.code == 0, result.err[-3000:]
   recomputed = json.load(open(os.path.join(mi_run, "mutual_information_recomputed.json")))
   recorded = {

@@ -10,10 +10,11 @@ from conftest import invoke
 
 
 @pytest.fixture(scope="module")
-def projected(tiny_runs, tmp_path_factory):
+def projected(tiny_runs, fashion_data_dir, tmp_path_factory):
   out = tmp_path_factory.mktemp("proj")
   result = invoke(
     "project",
+    f"--data_dir={fashion_data_dir}",
     f"--workdir={tiny_runs[0.0]}",
     f"--workdir={tiny_runs[0.1]}",
     "--classes=similar",

@@ -182,3 +182,15 @@ def test_mirrored_strategy_over_two_logical_cpus_trains(fashion_data_dir, tmp_pa
   metrics = json.load(open(os.path.join(workdir, "metrics.json")))
   assert metrics["validation"]["accuracy"] >= 0.70
   assert metrics["validation"]["num_examples"] == 1000  # Padding for the replicas was masked out.
+
+
+def test_a_relative_data_dir_is_recorded_absolute(fashion_data_dir, tmp_path, monkeypatch):
+  """Resumed from another directory, the run must read the same data, not prepare it anew."""
+  monkeypatch.chdir(tmp_path)
+  relative = os.path.relpath(fashion_data_dir)
+  small = ("--model=mlp", "--hidden_units=16", "--epochs=1", "--train_examples=1024")
+  args = tiny_train_args(fashion_data_dir, "run", *small, f"--data_dir={relative}")
+  result = invoke("train", *args)
+  assert result.code == 0, result.err[-2000:]
+  recorded = json.load(open(tmp_path / "run" / "config.json"))["config"]
+  assert recorded["data_dir"] == os.path.abspath(fashion_data_dir) != relative

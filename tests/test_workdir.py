@@ -98,3 +98,47 @@ def test_sessions_record_each_start(tmp_path):
   assert [s["start_epoch"] for s in run.read_record()["sessions"]] == [0, 3]
   run.end_session(12.5)
   assert run.read_record()["sessions"][-1]["seconds"] == 12.5 and run.run_seconds() == 12.5
+
+
+@pytest.mark.parametrize(
+  "edit, message",
+  [
+    (lambda c: {**c, "alpha": "0.1"}, 'setting "alpha" is "0.1", not a number'),
+    (lambda c: {k: v for k, v in c.items() if k != "dataset"}, 'lacks the setting "dataset"'),
+  ],
+)
+def test_a_malformed_config_json_names_the_file_and_the_setting(tmp_path, edit, message):
+  run = workdir.Workdir(str(tmp_path / "run"))
+  run.start(config.TrainConfig(), "train")
+  record = json.load(open(run.file("config.json")))
+  json.dump({**record, "config": edit(record["config"])}, open(run.file("config.json"), "w"))
+  for read in (run.read_record, run.run_config, lambda: run.check(config.TrainConfig(), "train")):
+    with pytest.raises(WorkdirError) as e:
+      read()
+    assert run.file("config.json") in str(e.value) and message in str(e.value)
+  assert run.check(config.TrainConfig(), "train", overwrite=True) is False  # Ours: replaceable.
+
+
+def test_finished_metrics_must_hold_what_a_run_records(tmp_path):
+  run = workdir.Workdir(str(tmp_path / "run"))
+  c = config.TrainConfig()
+  run.start(c, "train")
+  run.write_metrics({"train": {}, "validation": {"accuracy": 0.9}})
+  with pytest.raises(WorkdirError, match="metrics.json lacks the numbers test.accuracy"):
+    run.finished_metrics(c, "train")
+  split = {"accuracy": 0.9, "nll": 0.3, "ece": 0.01}
+  run.write_metrics({s: split for s in ("train", "validation", "test")})
+  assert run.finished_metrics(c, "train")["test"] == split
+
+
+def test_a_workdir_of_the_previous_version_resumes_as_the_same_run(tmp_path):
+  """Its config.json lacks settings added since (their defaults): still this run, not another."""
+  run = workdir.Workdir(str(tmp_path / "w"))
+  settings = config.TrainConfig(alpha=0.1)
+  run.start(settings, "train")
+  record = json.load(open(run.file("config.json")))
+  del record["config"]["checkpoint_every_steps"]
+  json.dump(record, open(run.file("config.json"), "w"))
+  assert run.check(settings, "train") is True
+  with pytest.raises(WorkdirError, match="settings that differ: checkpoint_every_steps"):
+    run.check(settings.replace(checkpoint_every_steps=10), "train")

@@ -27,6 +27,12 @@ def calibrate_run(
   """
   val_logits, val_labels = run.load_logits("validation")
   test_logits, test_labels = run.load_logits("test")
+  if val_logits.ndim != 2 or test_logits.ndim != 2 or val_logits.shape[1] != test_logits.shape[1]:
+    raise UserError(
+      f"{run.logits_path('validation')} holds logits of shape {val_logits.shape} but "
+      f"{run.logits_path('test')} {test_logits.shape}: one run's splits must have the same "
+      "classes. The files are corrupt; rerun the training with --overwrite."
+    )
   scaling = calibration.temperature_scale(
     val_labels, val_logits, test_labels, test_logits, num_bins=num_bins
   )

@@ -7,6 +7,8 @@ Every library function takes a config object; only entry modules read flags. A f
 import dataclasses
 import json
 import math
+import os
+import typing
 from typing import Any, Optional, Tuple
 
 from ls_keras.core.datasets import SPECS
@@ -20,12 +22,28 @@ OPTIMIZERS = ("sgd", "adam")
 WORKDIR_FORMAT = 2  # 2: lr_boundaries are fractions of training; AlexNet's LRN is Keras ops.
 
 
-def setting(default, help_text, choices=None):
-  """A config field whose help (and choices) also define its command-line flag."""
+def setting(default, help_text, choices=None, path=False, optional=False):
+  """A config field whose help (and choices) also define its command-line flag.
+
+  `path`: the value names a file or folder. Such values are recorded as absolute paths
+  (`absolute_path`), so a run resumed or analysed from another working directory reads and
+  writes where it first did, not relative to wherever it is started next.
+  `optional`: added after the current WORKDIR_FORMAT; config.json files written before it
+  lack the setting, which then means its default (the behaviour before it existed).
+  """
   metadata = {"help": help_text}
   if choices is not None:
     metadata["choices"] = choices
+  if path:
+    metadata["path"] = True
+  if optional:
+    metadata["optional"] = True
   return dataclasses.field(default=default, metadata=metadata)
+
+
+def absolute_path(value: str) -> str:
+  """`value` with `~` expanded, made absolute; '' (a path setting's "default") stays ''."""
+  return os.path.abspath(os.path.expanduser(value)) if value else value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,12 +53,13 @@ class TrainConfig:
   # Data.
   dataset: str = setting("fashion_mnist", "Data set, read through TFDS.", DATASETS)
   data_dir: str = setting(
-    "", "TFDS data directory; empty means TFDS' default (~/tensorflow_datasets)."
+    "", "TFDS data directory; empty means TFDS' default (~/tensorflow_datasets).", path=True
   )
   fashion_mnist_source: str = setting(
     "",
     "Folder with the Fashion-MNIST IDX files; empty means $LS_KERAS_FASHION_MNIST_DIR "
     "or Debian's /usr/share/datasets/fashion-mnist.",
+    path=True,
   )
   validation_size: int = setting(
     10000, "Examples held out from the end of the train split for validation."
@@ -91,6 +110,7 @@ class TrainConfig:
     0,
     "Also checkpoint every N global steps between evaluations (0: only at evaluations and "
     "when preempted), so a killed run loses at most N steps.",
+    optional=True,
   )
   train_steps: int = setting(0, "Total training steps; 0 means epochs * steps per epoch.")
   seed: int = setting(0, "Seed for initialisation, shuffling and augmentation.")
@@ -149,7 +169,7 @@ class DistillConfig(TrainConfig):
   """
 
   teacher: str = setting(
-    "", "The teacher: a finished workdir, a .keras file or a SavedModel folder."
+    "", "The teacher: a finished workdir, a .keras file or a SavedModel folder.", path=True
   )
   temperature: float = setting(1.0, "Distillation temperature T, in [0.05, 1000].")
   beta: float = setting(1.0, "Weight of the teacher term, in [0, 1] (the paper: 1).")
@@ -303,3 +323,55 @@ def from_dict(cls, data: dict):
 def dumps(config) -> str:
   """The config as sorted, indented JSON (what config.json compares)."""
   return json.dumps(config.to_dict(), indent=2, sort_keys=True)
+
+
+def config_class(kind: str):
+  """The config class of a run kind recorded in config.json ("train" or "distill")."""
+  return DistillConfig if kind == "distill" else TrainConfig
+
+
+def check_recorded(cls, data: Any) -> None:
+  """Raises UserError naming the setting unless `data` (config.json's "config") is a whole `cls`.
+
+  A workdir's files are input like any other: every setting must be present, of its field's
+  type (a JSON list for a tuple) and allowed, so analyses never meet a string alpha or a
+  missing dataset as a TypeError or KeyError deep inside.
+  """
+  if not isinstance(data, dict):
+    raise UserError(f'its "config" is {type(data).__name__}, not an object of settings')
+  hints = typing.get_type_hints(cls)
+  for f in dataclasses.fields(cls):
+    if f.name not in data:
+      if f.metadata.get("optional"):
+        continue  # Written before the setting existed: its default.
+      raise UserError(f'it lacks the setting "{f.name}"')
+    value, kind = data[f.name], hints[f.name]
+    if typing.get_origin(kind) is tuple:
+      element = typing.get_args(kind)[0]
+      ok = isinstance(value, list) and all(_is_a(v, element) for v in value)
+      what = f"a list of {_KINDS[element]}s"
+    else:
+      ok, what = _is_a(value, kind), f"{'an' if kind is int else 'a'} {_KINDS[kind]}"
+    if not ok:
+      raise UserError(f'its setting "{f.name}" is {json.dumps(value)}, not {what}')
+    choices = f.metadata.get("choices")
+    if choices is not None and value not in choices:
+      raise UserError(f'its setting "{f.name}" is {json.dumps(value)}, not one of {choices}')
+    try:
+      check_field(f.name, tuple(value) if isinstance(value, list) else value)
+    except UserError as e:
+      raise UserError(f'its setting "{f.name}" is not allowed ({e})') from e
+
+
+_KINDS = {bool: "boolean", int: "integer", float: "number", str: "string"}
+
+
+def _is_a(value: Any, kind) -> bool:
+  """Whether a JSON value is of a config field's type (an int is a float; a bool is neither)."""
+  if kind is bool:
+    return isinstance(value, bool)
+  if isinstance(value, bool):
+    return False
+  if kind is float:
+    return isinstance(value, (int, float))
+  return isinstance(value, kind)

@@ -26,7 +26,7 @@ from absl import logging
 
 from ls_keras.core import config as config_lib
 from ls_keras import __version__
-from ls_keras.core.errors import WorkdirError
+from ls_keras.core.errors import UserError, WorkdirError
 from ls_keras.core.lease import LEASE_FILE
 
 # Everything a run or an analysis of it writes into a workdir. Dot-files are the
@@ -188,11 +188,28 @@ class Workdir:
         f"this version reads format {config_lib.WORKDIR_FORMAT}). Use that version, or rerun with "
         "--overwrite to start afresh."
       )
+    try:
+      config_lib.check_recorded(config_lib.config_class(record["kind"]), record["config"])
+      sessions = record.get("sessions", [])
+      if not isinstance(sessions, list) or not all(
+        isinstance(s, dict) and isinstance(s.get("seconds", 0.0), (int, float)) for s in sessions
+      ):
+        raise UserError('its "sessions" is not a list of records of each start')
+    except UserError as e:
+      raise WorkdirError(
+        f"{self.file('config.json')} cannot be used: {e}. The file is corrupt or was edited; "
+        "rerun the training with --overwrite to start afresh."
+      ) from e
     return record
 
   def read_config(self, cls):
     """The run's config as an instance of `cls`."""
     return config_lib.from_dict(cls, self.read_record()["config"])
+
+  def run_config(self):
+    """The run's config as the class of its kind (TrainConfig or DistillConfig)."""
+    record = self.read_record()
+    return config_lib.from_dict(config_lib.config_class(record["kind"]), record["config"])
 
   def is_workdir(self) -> bool:
     """Whether the folder is an ls_keras workdir: config.json, and nothing but workdir entries.
@@ -311,7 +328,9 @@ class Workdir:
     """The metrics of this very run if it already finished (nothing to do), else None."""
     if self.check(config, kind, overwrite) and self.is_finished():
       logging.info("%s already holds this finished run; nothing to do.", self.path)
-      return self.read_metrics()
+      metrics = self.read_metrics()
+      _check_metrics(self.file("metrics.json"), metrics, kind)
+      return metrics
     return None
 
   # Results.
@@ -341,9 +360,44 @@ class Workdir:
       raise WorkdirError(f"{path} does not exist: {self.path} is not a finished ls_keras run.")
     try:
       with np.load(path) as f:
-        return f["logits"], f["labels"]
+        logits, labels = f["logits"], f["labels"]
     except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as e:
       raise WorkdirError(f"{path} is corrupt ({e}); rerun the training with --overwrite.") from e
+    if logits.ndim != 2 or logits.dtype.kind not in "fiu" or labels.dtype.kind not in "fiu":
+      raise WorkdirError(
+        f"{path} is corrupt (logits of shape {logits.shape} and type {logits.dtype}, labels of "
+        f"type {labels.dtype}; a run saves float logits [N, K] and integer labels [N]); rerun "
+        "the training with --overwrite."
+      )
+    return logits, labels
+
+
+def _check_metrics(path: str, metrics: Any, kind: str) -> None:
+  """metrics.json must hold what a finished run's callers read: per split accuracy, NLL, ECE."""
+  number = (int, float)
+  wanted = {f"{split}.{key}" for split in ("train", "validation", "test") for key in _SPLIT_METRICS}
+  if kind == "distill":
+    wanted.add("equivalent_smoothing")
+  missing = sorted(
+    name
+    for name in wanted
+    if not isinstance(_lookup(metrics, name.split(".")), number)
+    or isinstance(_lookup(metrics, name.split(".")), bool)
+  )
+  if missing:
+    raise WorkdirError(
+      f"{path} lacks the numbers {', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''} "
+      "that a finished run records; the file is corrupt. Rerun with --overwrite to train afresh."
+    )
+
+
+_SPLIT_METRICS = ("accuracy", "nll", "ece")
+
+
+def _lookup(value: Any, keys) -> Any:
+  for key in keys:
+    value = value.get(key) if isinstance(value, dict) else None
+  return value
 
 
 def _settings(cls, recorded: Any) -> dict:

@@ -7,6 +7,7 @@ from ls_keras.data.pipeline import (
   class_examples,
   eval_batches,
   load_splits,
+  load_run_splits,
   split_names,
   train_batches,
 )
@@ -19,6 +20,7 @@ __all__ = [
   "class_examples",
   "eval_batches",
   "load_splits",
+  "load_run_splits",
   "split_names",
   "train_batches",
 ]

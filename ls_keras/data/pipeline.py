@@ -139,6 +139,7 @@ def load_splits(
   validation_size: int = 10000,
   train_examples: int = 0,
   eval_examples: int = 0,
+  prepare: bool = True,
 ) -> Splits:
   """Train = the train split minus its last `validation_size` examples; validation = those.
 
@@ -153,20 +154,65 @@ def load_splits(
     validation_size: examples held out from the end of the train split.
     train_examples: use only the first N training examples (0: all).
     eval_examples: use only the first N validation and test examples (0: all).
+    prepare: whether a data set ls_keras can prepare offline (Fashion-MNIST) is written into
+      `data_dir` when it is missing there. Analyses pass False: they read the data of
+      finished runs and never write data sets (a run's config.json must not direct a write).
 
   Raises:
     DataNotPreparedError: the data set is not prepared under `data_dir` (with how to prepare it).
     UserError: unknown data set, or sizes that leave no training examples.
   """
   source = fashion_mnist.resolve_source(fashion_mnist_source) if dataset == "fashion_mnist" else ""
+  data_dir = os.path.abspath(os.path.expanduser(data_dir)) if data_dir else ""
+  if not prepare and dataset == "fashion_mnist":
+    builder = fashion_mnist.FashionMnist(data_dir=data_dir or None, source=source)
+    if not builder.is_prepared():
+      raise DataNotPreparedError(
+        f"The data set 'fashion_mnist' is not prepared in {builder.data_dir_root}, and analyses "
+        "only read prepared data, never write it. Pass --data_dir=DIR where the runs' training "
+        f"prepared it, or run train with --data_dir={data_dir or builder.data_dir_root} "
+        "first (it prepares Fashion-MNIST from its IDX files)."
+      )
   return _load_splits(
     dataset,
-    os.path.abspath(os.path.expanduser(data_dir)) if data_dir else "",
+    data_dir,
     source,
     validation_size,
     train_examples,
     eval_examples,
   )
+
+
+def load_run_splits(config, data_dir: Optional[str] = None) -> Splits:
+  """The splits a finished run (its config object) was trained and evaluated on, for analyses.
+
+  Read from `data_dir`, the folder the analysis was given on its command line ('' for TFDS'
+  default), never prepared there. The data_dir recorded in the run's config.json is only
+  named in the error when the data is missing: a workdir's files are data, and must not
+  decide where an analysis reads or writes. `data_dir=None` (library callers that made the
+  runs themselves, such as the main job) reads from the recorded folder, still read-only.
+
+  Raises:
+    DataNotPreparedError: the data is not prepared there (naming the recorded folder).
+  """
+  recorded = config.data_dir
+  try:
+    return load_splits(
+      config.dataset,
+      data_dir=recorded if data_dir is None else data_dir,
+      validation_size=config.validation_size,
+      train_examples=config.train_examples,
+      eval_examples=config.eval_examples,
+      prepare=False,
+    )
+  except DataNotPreparedError as e:
+    given = os.path.abspath(os.path.expanduser(data_dir)) if data_dir else data_dir
+    if data_dir is None or not recorded or given == recorded:
+      raise
+    raise DataNotPreparedError(
+      f"{e} The run was trained on data in {recorded}: pass --data_dir={recorded} if it is "
+      "still there."
+    ) from e
 
 
 @functools.lru_cache(maxsize=8)

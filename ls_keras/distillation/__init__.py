@@ -8,6 +8,7 @@ from ls_keras.distillation.distiller import (
   distillation_terms,
   equivalent_smoothing,
   load_teacher,
+  teacher_format,
 )
 
 __all__ = [
@@ -18,4 +19,5 @@ __all__ = [
   "distillation_terms",
   "equivalent_smoothing",
   "load_teacher",
+  "teacher_format",
 ]

@@ -176,26 +176,53 @@ def check_hyperparameters(temperature: float, beta: float) -> None:
   config_lib.check_field("beta", beta)
 
 
-def load_teacher(path: str) -> keras.Model:
-  """A teacher from a workdir, a `.keras` file (safe mode) or a SavedModel folder."""
+def teacher_format(path: str, trust_saved_model: bool = False) -> str:
+  """What `path` holds as a teacher: "workdir", "keras" or "saved_model"; a UserError otherwise.
+
+  A workdir is read through its model.keras (safe mode), never its SavedModel. A SavedModel
+  folder is accepted only with `trust_saved_model`: loading one runs the TensorFlow graph
+  stored in it, a program its author wrote (it can read and write files), so it is refused
+  unless the user vouches for its author. Read-only, so it can refuse before anything runs.
+  """
   if os.path.isdir(path) and os.path.exists(os.path.join(path, "model.keras")):
-    return export_lib.load_keras_model(os.path.join(path, "model.keras"))
+    return "workdir"
   if path.endswith(".keras"):
-    return export_lib.load_keras_model(path)
+    return "keras"
   if os.path.exists(os.path.join(path, "saved_model.pb")):
-    loaded = export_lib.load_saved_model(path)  # Clear error if corrupt.
-    if not hasattr(loaded, "serve"):
+    if not trust_saved_model:
       raise UserError(
-        f"--teacher={path} is a SavedModel without a 'serve' endpoint; export it with model.export."
+        f"--teacher={path} is a SavedModel: loading it runs the TensorFlow graph stored in it, "
+        "which is code its author wrote and which may read or write any file. Pass "
+        "--trust_saved_model if you trust its author, or distil from the teacher's .keras file "
+        "(loaded in Keras' safe mode, no code) or from its ls_keras workdir (which uses its "
+        "model.keras)."
       )
-    inputs = keras.Input(tuple(loaded.serve.input_signature[0].shape[1:]))
-    # float32: the SavedModel's signature takes float32 images, whatever the run's precision.
-    layer = keras.layers.TFSMLayer(path, call_endpoint="serve", trainable=False, dtype="float32")
-    return keras.Model(inputs, layer(inputs), name="teacher")
+    return "saved_model"
   raise UserError(
     f"--teacher={path} is neither a finished ls_keras workdir (with model.keras), a .keras file, "
     "nor a SavedModel folder."
   )
+
+
+def load_teacher(path: str, trust_saved_model: bool = False) -> keras.Model:
+  """A teacher from a workdir or a `.keras` file (safe mode), or a trusted SavedModel folder.
+
+  See `teacher_format`: a SavedModel is loaded only with `trust_saved_model`.
+  """
+  kind = teacher_format(path, trust_saved_model)
+  if kind == "workdir":
+    return export_lib.load_keras_model(os.path.join(path, "model.keras"))
+  if kind == "keras":
+    return export_lib.load_keras_model(path)
+  loaded = export_lib.load_saved_model(path)  # Clear error if corrupt.
+  if not hasattr(loaded, "serve"):
+    raise UserError(
+      f"--teacher={path} is a SavedModel without a 'serve' endpoint; export it with model.export."
+    )
+  inputs = keras.Input(tuple(loaded.serve.input_signature[0].shape[1:]))
+  # float32: the SavedModel's signature takes float32 images, whatever the run's precision.
+  layer = keras.layers.TFSMLayer(path, call_endpoint="serve", trainable=False, dtype="float32")
+  return keras.Model(inputs, layer(inputs), name="teacher")
 
 
 def check_compatible(teacher: keras.Model, image_shape, num_classes: int) -> None:

@@ -13,20 +13,31 @@ from ls_keras.distillation.distiller import (
   check_compatible,
   equivalent_smoothing,
   load_teacher,
+  teacher_format,
 )
 from ls_keras.training import strategy as strategy_lib
 
 
 def distill_and_evaluate(
-  config: config_lib.DistillConfig, workdir: str, overwrite: bool = False, verbose: bool = True
+  config: config_lib.DistillConfig,
+  workdir: str,
+  overwrite: bool = False,
+  verbose: bool = True,
+  trust_saved_model: bool = False,
 ) -> dict:
   """Distils config.teacher into a student trained into `workdir`; returns the student's metrics.
 
   The metrics include the teacher's equivalent smoothing gamma at config.temperature over
   the student's training set. Same workdir semantics as training: finished runs are
   reused, unfinished ones resume.
+
+  `trust_saved_model` allows a SavedModel teacher (see `distiller.teacher_format`). It is an
+  argument, not a config field: it says whether the user trusts a file's author, not how the
+  run trains, so it is neither part of the run's identity nor recorded in config.json (a
+  student resumed with a trusted SavedModel teacher must pass it again).
   """
   config_lib.validate(config)
+  teacher_format(config.teacher, trust_saved_model)  # Refuses before anything is loaded.
   run_dir = Workdir(workdir)
   teacher = os.path.abspath(config.teacher)
   if teacher == run_dir.path or teacher.startswith(run_dir.path + os.sep):
@@ -49,7 +60,7 @@ def distill_and_evaluate(
       config, rt.splits.sizes["train"], rt.strategy.num_replicas_in_sync, callbacks
     )
     with rt.strategy.scope():
-      teacher = load_teacher(config.teacher)
+      teacher = load_teacher(config.teacher, trust_saved_model)
       check_compatible(teacher, rt.splits.spec.image_shape, rt.splits.num_classes)
       student = training.build_network(config, rt.splits)
       distiller = Distiller(

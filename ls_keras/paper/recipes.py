@@ -10,7 +10,7 @@ shape when its length changes.
 import dataclasses
 from typing import Callable, Dict, List, Tuple
 
-from ls_keras.core.config import TrainConfig
+from ls_keras.core.config import TrainConfig, absolute_path
 from ls_keras.core.errors import UserError
 
 
@@ -464,5 +464,8 @@ def lookup(registry: Dict[str, Callable], name: str, flag: str = "--preset"):
 
 
 def preset_data(data_dir: str = "", fashion_mnist_source: str = "") -> dict:
-  """The data settings a preset function applies to every config it builds."""
-  return {"data_dir": data_dir, "fashion_mnist_source": fashion_mnist_source}
+  """The data settings a preset function applies to every config it builds, as absolute paths."""
+  return {
+    "data_dir": absolute_path(data_dir),
+    "fashion_mnist_source": absolute_path(fashion_mnist_source),
+  }

@@ -327,7 +327,12 @@ class Analysis:
       runs = [self.run(self.teacher(0.0, seed)), self.run(self.teacher(a, seed))]
       out = os.path.join(self.report_dir, "projection", f"seed_{seed}")
       summary = projection_report.project_runs(
-        runs, ["dissimilar", "similar"], out, self.preset.projection_examples, 1000 if i == 0 else 0
+        runs,
+        ["dissimilar", "similar"],
+        out,
+        self.preset.projection_examples,
+        1000 if i == 0 else 0,
+        data_dir=self.preset.sweep.teacher.data_dir,  # The command's --data_dir.
       )
       triples = triples or summary["triples"]
 

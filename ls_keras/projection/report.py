@@ -1,7 +1,7 @@
 """Figure 1 for finished runs: projections side by side, tightness numbers, projector embeddings."""
 
 import os
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 
@@ -15,19 +15,6 @@ from ls_keras.core.errors import UserError
 SPLITS = ("train", "validation")
 
 
-def load_run_data(record: dict) -> data_lib.Splits:
-  """The splits a run was trained on, from the data settings in its config.json."""
-  c = record["config"]
-  return data_lib.load_splits(
-    c["dataset"],
-    data_dir=c.get("data_dir", ""),
-    fashion_mnist_source=c.get("fashion_mnist_source", ""),
-    validation_size=c["validation_size"],
-    train_examples=c.get("train_examples", 0),
-    eval_examples=c.get("eval_examples", 0),
-  )
-
-
 def _label(run: workdir_lib.Workdir, record: dict) -> str:
   return f"{os.path.basename(run.path)} (alpha={record['config'].get('alpha', 0.0):g})"
 
@@ -38,8 +25,13 @@ def project_runs(
   output_dir: str,
   examples_per_class: int = 100,
   projector_examples: int = 1000,
+  data_dir: Optional[str] = None,
 ) -> dict:
-  """Projects every run on every class triple; writes projection.png/.npz/.json to output_dir."""
+  """Projects every run on every class triple; writes projection.png/.npz/.json to output_dir.
+
+  The images are read from `data_dir` (the command's --data_dir; see
+  `data.load_run_splits`), never prepared there.
+  """
   if not workdirs:
     raise UserError("give at least one --workdir of a finished training run.")
   if examples_per_class < 1 or projector_examples < 0:
@@ -65,7 +57,7 @@ def project_runs(
   loaded = [
     export_lib.load_keras_model(run.keras_model) for run in runs
   ]  # Fail fast on a bad model.
-  splits = load_run_data(records[0])
+  splits = data_lib.load_run_splits(runs[0].run_config(), data_dir)
   baseline = next(
     (run for run, r in zip(runs, records) if r["config"].get("alpha", 0.0) == 0.0), runs[0]
   )

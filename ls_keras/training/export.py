@@ -4,6 +4,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import zipfile
 
 import keras
 import tensorflow as tf
@@ -46,10 +47,52 @@ def _remove(path: str) -> None:
       os.remove(path)
 
 
+# A `.keras` file is a zip archive. Its members (config JSON, HDF5 weights) compress little:
+# float weights hardly at all. One that expands more than MAX_EXPANSION times and to more
+# than MAX_UNPACKED bytes in all, or that holds a member above MAX_MEMBER bytes, is refused
+# unopened: a 1.5 MB zip bomb otherwise made Keras allocate gigabytes before failing.
+MAX_EXPANSION = 100
+MAX_UNPACKED = 64 * 2**20
+MAX_MEMBER = 4 * 2**30
+
+
+def check_archive(path: str) -> None:
+  """Refuses a `.keras` file whose members would unpack to far more than the file's size.
+
+  Reads only the zip's central directory. The sizes it declares bound what is unpacked:
+  Python's zipfile, which Keras reads through, stops each member at its declared size.
+
+  Raises:
+    WorkdirError: the file is not a zip archive, or its members' sizes are out of bounds.
+  """
+  try:
+    with zipfile.ZipFile(path) as archive:
+      sizes = {info.filename: info.file_size for info in archive.infolist()}
+  except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as e:
+    raise WorkdirError(
+      f"{path} cannot be loaded (not a readable zip archive: {e}); the file is truncated, "
+      "corrupt or not a Keras model. Re-export it by rerunning the training."
+    ) from e
+  packed, unpacked = os.path.getsize(path), sum(sizes.values())
+  largest = max(sizes, key=sizes.get, default=None)
+  if (largest is not None and sizes[largest] > MAX_MEMBER) or (
+    unpacked > MAX_EXPANSION * packed and unpacked > MAX_UNPACKED
+  ):
+    raise WorkdirError(
+      f"{path} is a {packed}-byte archive that would unpack to {unpacked} bytes (its largest "
+      f"member, {largest}, to {sizes[largest]}); a Keras model file expands at most "
+      f"{MAX_EXPANSION}x, so this one is not a model (a zip bomb, or corrupt). Not loading it."
+    )
+
+
 def load_keras_model(path: str) -> keras.Model:
-  """Loads a `.keras` file in safe mode (no arbitrary code) with a clear error when it is bad."""
+  """Loads a `.keras` file in safe mode (no arbitrary code) with a clear error when it is bad.
+
+  Its archive is size-checked first (`check_archive`), so a crafted file cannot exhaust memory.
+  """
   if not os.path.exists(path):
     raise WorkdirError(f"{path} does not exist: the run did not finish exporting its model.")
+  check_archive(path)
   try:
     model = keras.saving.load_model(path, compile=False, safe_mode=True)
   except Exception as e:  # pylint: disable=broad-except  # Keras raises many types for bad files.

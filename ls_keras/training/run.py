@@ -187,11 +187,11 @@ def _run_owned(
   epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")  # Host-side loop state.
   checkpoint = checkpoints.make_checkpoint(job.model, epoch_var, random_states(job.model))
   resuming = workdir.check(config, job.kind, overwrite)  # Read-only, like the restore.
-  history = _read_history(workdir.file("history.json")) if resuming else []
   restored = checkpoints.restore_latest(checkpoint, workdir.checkpoints) if resuming else None
   step = int(job.model.optimizer.iterations.numpy())
   start_epoch, done_in_epoch = schedule.position(step)
-  history = [h for h in history if h["epoch"] <= start_epoch]
+  # Read (and refused if corrupt) before workdir.start writes anything.
+  history = _read_history(workdir.file("history.json"), start_epoch) if resuming else []
   if chief:
     workdir.start(config, job.kind, overwrite, session=job.runtime.session(start_epoch))
   if restored:
@@ -407,23 +407,22 @@ def _finish(
   return metrics
 
 
-def _read_history(path: str) -> list:
-  """history.json's per-epoch records ([] when there is none yet).
-
-  Raises:
-    WorkdirError: the file is corrupt or its records have no epoch number.
-  """
-  if not os.path.exists(path):
+def _read_history(path: str, epochs_done: int) -> list:
+  """The per-epoch records of the epochs a resumed run keeps; WorkdirError if the file is bad."""
+  if not epochs_done or not os.path.exists(path):
     return []
-  history = workdir_lib.read_json(path)
+  try:
+    history = workdir_lib.read_json(path)
+  except WorkdirError:
+    history = None  # Not JSON: refused below, with what to do about it.
   if not isinstance(history, list) or not all(
     isinstance(h, dict) and isinstance(h.get("epoch"), int) for h in history
   ):
     raise WorkdirError(
-      f"{path} is not a list of per-epoch records; the file is corrupt. Rerun with "
-      "--overwrite to start afresh."
+      f"{path} is not a list of per-epoch records with an integer epoch; the file is truncated "
+      "or corrupt. Rerun with --overwrite to train afresh."
     )
-  return history
+  return [h for h in history if h["epoch"] <= epochs_done]
 
 
 @dataclasses.dataclass(frozen=True)
