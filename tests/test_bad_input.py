@@ -297,6 +297,12 @@ CASES = {
   "resume sessions not a list": Case(
     "train", "sessions_not_list", ("{base}",), '"sessions" is not a list'
   ),
+  "resume index naming another run": Case(
+    "train", "crafted_index", ("{base}",), "only reads its own checkpoints"
+  ),
+  "resume garbled index, no checkpoint files": Case(
+    "train", "garbled_index_no_files", ("{base}",), "will not silently start the run over"
+  ),
   "train metrics empty": Case("train", "empty_metrics", ("{base}",), "metrics.json lacks"),
   "resume truncated history": Case(
     "train", "truncated_history", ("{base}",), "history.json is not a list of per-epoch"
@@ -313,6 +319,18 @@ CASES = {
     "data_elsewhere",
     OUT + ("--workdir={target}", "--recompute", "--data_dir={tmp}/nodata"),
     "pass --data_dir={tmp}/elsewhere",
+  ),
+  "mi recompute truncated checkpoint": Case(
+    "mutual_info",
+    "finished_truncated_checkpoint",
+    OUT + ("--workdir={target}", "--recompute", "--data_dir={data}"),
+    "cannot be read",
+  ),
+  "mi recompute index naming another run": Case(
+    "mutual_info",
+    "finished_crafted_index",
+    OUT + ("--workdir={target}", "--recompute", "--data_dir={data}"),
+    "only reads its own checkpoints",
   ),
   "mi nothing": Case("mutual_info", "missing", OUT, "at least one --workdir"),
   "mi no series": Case(
@@ -528,12 +546,24 @@ def _make_state(state, target, run, student, tmp):
       "truncated_checkpoint",
       "truncated_history",
       "history_not_records",
+      "crafted_index",
+      "garbled_index_no_files",
     ):
       os.remove(os.path.join(target, "metrics.json"))
+    index = os.path.join(target, "checkpoints", "checkpoint")
+    if state in ("crafted_index", "finished_crafted_index"):  # Another user's run, by path.
+      victim = "../../victim/checkpoints/ckpt-64"
+      open(index, "w").write(
+        f'model_checkpoint_path: "{victim}"\nall_model_checkpoint_paths: "{victim}"\n'
+      )
+    elif state == "garbled_index_no_files":  # A sync that copied half the index, no files.
+      for name in os.listdir(os.path.dirname(index)):
+        os.remove(os.path.join(os.path.dirname(index), name))
+      open(index, "wb").write(b"model_checkpoint_pa\x00")
     if state == "unfinished_no_model":
       os.remove(os.path.join(target, "model.keras"))
       shutil.rmtree(os.path.join(target, "saved_model"))
-    elif state == "truncated_checkpoint":
+    elif state in ("truncated_checkpoint", "finished_truncated_checkpoint"):
       _truncate(
         checkpoints.listed(os.path.join(target, "checkpoints"))[-1] + ".data-00000-of-00001"
       )
@@ -591,7 +621,13 @@ def _make_state(state, target, run, student, tmp):
         else ((28, 28, 1), 5 if "five" in state else 10)
       )
       _teacher(target, shape, classes, nan=state == "nan_teacher")
-    elif state not in ("finished", "unfinished"):
+    elif state not in (
+      "finished",
+      "unfinished",
+      "crafted_index",
+      "finished_crafted_index",
+      "garbled_index_no_files",
+    ):
       raise ValueError(state)
   return target
 

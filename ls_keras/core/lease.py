@@ -272,6 +272,17 @@ class Lease:
     self._created = None
 
 
+def check_free(folder: str, what: str = "this workdir") -> None:
+  """Raises LeaseHeldError at once when a live process owns `folder` (read-only, no lock kept).
+
+  Lets a command refuse before it spends seconds loading data and building a model; the
+  lease itself, taken later, is what guarantees one owner.
+  """
+  owner = holder(folder)
+  if owner is not None:
+    Lease(folder, what)._refuse(owner)
+
+
 def holder(folder: str) -> Optional[Owner]:
   """The live owner of `folder`'s lease, or None if it is free (taking nothing).
 

@@ -6,6 +6,7 @@ import numpy as np
 
 from ls_keras import mutual_information, training
 from ls_keras.core import config as config_lib
+from ls_keras.core import lease as lease_lib
 from ls_keras.core.errors import UserError
 from ls_keras.core.workdir import Workdir
 from ls_keras.distillation.distiller import (
@@ -48,6 +49,7 @@ def distill_and_evaluate(
   finished = run_dir.finished_metrics(config, "distill", overwrite)
   if finished is not None:
     return finished
+  lease_lib.check_free(run_dir.path, "one run")
   with training.runtime(config) as rt:
     callbacks = []
     if config.mi_every_steps:  # Follows the student, set below.

@@ -501,6 +501,7 @@ def train_and_evaluate(
   finished = run_dir.finished_metrics(config, "train", overwrite)
   if finished is not None:
     return finished
+  lease_lib.check_free(run_dir.path, "one run")
   with runtime(config) as rt:
     callbacks = []
     if config.mi_every_steps:
