@@ -450,6 +450,7 @@ def base_args(fashion_data_dir):
     "--epochs=1",
     "--train_examples=1024",
     "--eval_examples=500",
+    "--mi_examples_per_class=50",  # Few enough for 1024 examples (mutual_info --recompute).
   )
 
 

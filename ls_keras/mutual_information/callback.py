@@ -136,22 +136,22 @@ def recompute_from_checkpoints(
 
   Writes nothing; the caller saves the series (mutual_information_recomputed.json).
   """
+  paths = checkpoints.listed(run.checkpoints)  # Only the run's own checkpoints.
+  if not paths:
+    raise UserError(f"{run.path} has no checkpoints to recompute the estimate from.")
   classes = tuple(config.mi_classes)
   check_settings(classes, splits.num_classes, config.mi_examples_per_class, config.mi_augmentations)
   images, _ = data_lib.class_examples(splits.train, classes, config.mi_examples_per_class)
   differences = LogitDifferences(
     images, classes, config.mi_augmentations, splits.spec.augmentation, config.seed
   )
-  paths = checkpoints.listed(run.checkpoints)  # Only the run's own checkpoints.
-  if not paths:
-    raise UserError(f"{run.path} has no checkpoints to recompute the estimate from.")
   series = []
   for path in paths:
     model = build_model()
     model.optimizer.build(model.trainable_variables)
     try:
       checkpoints.make_checkpoint(model).read(path).expect_partial()
-    except (tf.errors.OpError, ValueError) as e:
+    except checkpoints.UNREADABLE as e:
       raise WorkdirError(
         f"the checkpoint {path} cannot be read ({type(e).__name__}); it is truncated or "
         "corrupt, so the estimate cannot be recomputed from it."

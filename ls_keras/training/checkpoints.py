@@ -35,6 +35,9 @@ from ls_keras.core.errors import WorkdirError
 FAULT_ENV = "LS_KERAS_FAULT_PAUSE"
 KEEP = 2
 INDEX = "checkpoint"
+# What reading a truncated or foreign checkpoint raises (IndexError: "Read less bytes than
+# requested"; AssertionError: objects left unmatched).
+UNREADABLE = (tf.errors.OpError, AssertionError, ValueError, IndexError, KeyError)
 _NAME = re.compile(r"^ckpt-(\d+)\.index$")
 
 
@@ -207,7 +210,7 @@ def restore_latest(checkpoint: tf.train.Checkpoint, directory: str) -> Optional[
   if not paths:
     return None
   path = paths[-1]
-  unreadable = (tf.errors.OpError, AssertionError, ValueError, IndexError, KeyError)
+  unreadable = UNREADABLE
   try:
     try:
       checkpoint.read(path).assert_existing_objects_matched()  # read() pairs with the write.
