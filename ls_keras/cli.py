@@ -12,6 +12,7 @@ import errno
 import logging as std_logging
 import os
 import sys
+import tempfile
 import typing
 from typing import Optional, Sequence, Tuple
 
@@ -148,13 +149,80 @@ class _OnlyOurInfo(std_logging.Filter):
     return record.levelno >= std_logging.WARNING or ours
 
 
+class _Plain(std_logging.Formatter):
+  """Our lines as plain sentences: 'message' for information, 'warning: message' above it."""
+
+  def format(self, record):
+    message = record.getMessage()
+    if record.exc_info:
+      message += "\n" + self.formatException(record.exc_info)
+    if record.levelno >= std_logging.WARNING:
+      return f"{record.levelname.lower()}: {message}"
+    return message
+
+
 def _setup_logging(flag_values: flags.FlagValues) -> None:
   if "verbosity" in flag_values and flag_values["verbosity"].present:
-    return  # The user chose; show everything at that level.
+    return  # The user chose; show everything at that level, with absl's prefixes.
   logging.set_verbosity(logging.INFO)
   handler = logging.get_absl_handler()
   if not any(isinstance(f, _OnlyOurInfo) for f in handler.filters):
     handler.addFilter(_OnlyOurInfo())
+  handler.setFormatter(_Plain())
+
+
+# TensorFlow's start-up lines that say nothing to act on; written by its C++ runtime to
+# the process' stderr before any logging setting applies (TF_CPP_MIN_LOG_LEVEL included).
+_CHATTER = (
+  "All log messages before absl::InitializeLog()",
+  "oneDNN custom operations are on",
+  "This TensorFlow binary is optimized to use available CPU instructions",
+  "To enable the following instructions:",
+  "Could not find cuda drivers on your machine",
+)
+_NO_DRIVER = "Could not find cuda drivers on your machine"
+_CUINIT = "failed call to cuInit"
+
+
+def start_tensorflow() -> None:
+  """Imports TensorFlow and lists its devices, passing on only the start-up lines that matter.
+
+  Its notices on every start (oneDNN, CPU instructions, no CUDA driver) and its C++ INFO
+  lines are dropped, and so is the `cuInit` error where no CUDA driver is installed (a CPU
+  machine, where it reads like a failure but is none). Every other line, real warnings and
+  errors included, is passed on. Commands call this just before their first TensorFlow
+  work, so answers that need none (a finished run, a bad flag) come without TensorFlow's
+  start-up time.
+  """
+  if "tensorflow" in sys.modules:
+    return
+  # TensorFlow's C++ INFO lines (buffer sizes, op placement) are for its developers; its
+  # warnings and errors still show. A user's own setting wins.
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+  sys.stderr.flush()
+  saved = os.dup(2)
+  with tempfile.TemporaryFile() as captured:
+    os.dup2(captured.fileno(), 2)
+    try:
+      import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+      tf.config.list_physical_devices()  # CUDA's initialisation prints here.
+    finally:
+      os.dup2(saved, 2)
+      os.close(saved)
+      captured.seek(0)
+      lines = captured.read().decode("utf-8", "replace").splitlines(keepends=True)
+  sys.stderr.writelines(tensorflow_lines_worth_showing(lines))
+
+
+def tensorflow_lines_worth_showing(lines: Sequence[str]) -> list:
+  """The lines of TensorFlow's start-up output a user needs (see `start_tensorflow`)."""
+  no_driver = any(_NO_DRIVER in line for line in lines)
+  return [
+    line
+    for line in lines
+    if not any(c in line for c in _CHATTER) and not (no_driver and _CUINIT in line)
+  ]
 
 
 # What an OS error means, in words, and what the user does about it (`os_error_words`).
@@ -234,6 +302,26 @@ def _guarded(main, flag_values: flags.FlagValues) -> int:
     sys.stderr.write(f"error: {message}\n")
     return EXIT_BAD_INPUT
   return 0
+
+
+def reuse_or_claimable(config, kind: str, workdir: str, overwrite: bool) -> Optional[dict]:
+  """What `train` or `distill` can answer before starting TensorFlow.
+
+  Returns the metrics of this very run when the workdir already holds it finished (nothing
+  to do), else None once the workdir may be used.
+
+  Raises:
+    WorkdirError: the workdir holds another or a broken run, is not a workdir, or another
+      live process owns it.
+  """
+  from ls_keras.core import lease  # pylint: disable=import-outside-toplevel
+  from ls_keras.core import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
+
+  run_dir = workdir_lib.Workdir(workdir)
+  finished = run_dir.finished_metrics(config, kind, overwrite)
+  if finished is None:
+    lease.check_free(run_dir.path, "one run")
+  return finished
 
 
 def _parse_error(e: Exception, argv: Sequence[str]) -> str:

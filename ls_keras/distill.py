@@ -25,20 +25,24 @@ def define_flags(flag_values: flags.FlagValues) -> None:
     "read. Not part of the run's settings.",
     flag_values=flag_values,
   )
-  flags.adopt_module_key_flags(cli, flag_values=flag_values)  # --help lists them.
+  flags.adopt_module_key_flags(cli, flag_values=flag_values)  # --help lists them,
+  flags.declare_key_flag("flagfile", flag_values=flag_values)  # and --flagfile.
 
 
 def main(flag_values: flags.FlagValues) -> None:
   """Runs the command on parsed flags; bad input raises UserError (exit code 2 in cli)."""
   config = cli.config_from_flags(config_lib.DistillConfig, flag_values)
-  from ls_keras.distillation import run as distillation_run  # TensorFlow starts slowly.
+  metrics = cli.reuse_or_claimable(config, "distill", flag_values.workdir, flag_values.overwrite)
+  if metrics is None:
+    cli.start_tensorflow()
+    from ls_keras.distillation import run as distillation_run  # After the quick answers.
 
-  metrics = distillation_run.distill_and_evaluate(
-    config,
-    flag_values.workdir,
-    overwrite=flag_values.overwrite,
-    trust_saved_model=flag_values.trust_saved_model,
-  )
+    metrics = distillation_run.distill_and_evaluate(
+      config,
+      flag_values.workdir,
+      overwrite=flag_values.overwrite,
+      trust_saved_model=flag_values.trust_saved_model,
+    )
   print(
     json.dumps(
       {

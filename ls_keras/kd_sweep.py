@@ -19,11 +19,13 @@ def define_flags(flag_values: flags.FlagValues) -> None:
   cli.define_plan_flags(
     flag_values, recipes.SWEEPS, "workdirs/kd_sweep", "one workdir per run, and the results"
   )
-  flags.adopt_module_key_flags(cli, flag_values=flag_values)  # --help lists them.
+  flags.adopt_module_key_flags(cli, flag_values=flag_values)  # --help lists them,
+  flags.declare_key_flag("flagfile", flag_values=flag_values)  # and --flagfile.
 
 
 def main(flag_values: flags.FlagValues) -> None:
   """Runs the command on parsed flags; bad input raises UserError (exit code 2 in cli)."""
+  cli.start_tensorflow()
   from ls_keras.distillation import sweep
 
   data = recipes.preset_data(flag_values.data_dir, flag_values.fashion_mnist_source)

@@ -31,6 +31,7 @@ def define_flags(flag_values: flags.FlagValues) -> None:
 
 def main(flag_values: flags.FlagValues) -> None:
   """Runs the command on parsed flags; bad input raises UserError (exit code 2 in cli)."""
+  cli.start_tensorflow()
   from ls_keras.mutual_information import report as mutual_info_report
 
   results = mutual_info_report.plot_runs(

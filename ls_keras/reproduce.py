@@ -20,11 +20,13 @@ def define_flags(flag_values: flags.FlagValues) -> None:
   cli.define_plan_flags(
     flag_values, recipes.REPRODUCTIONS, "workdirs/reproduce", "every run and the report"
   )
-  flags.adopt_module_key_flags(cli, flag_values=flag_values)  # --help lists them.
+  flags.adopt_module_key_flags(cli, flag_values=flag_values)  # --help lists them,
+  flags.declare_key_flag("flagfile", flag_values=flag_values)  # and --flagfile.
 
 
 def main(flag_values: flags.FlagValues) -> None:
   """Runs the command on parsed flags; bad input raises UserError (exit code 2 in cli)."""
+  cli.start_tensorflow()
   from ls_keras.paper import reproduce as reproduce_lib  # TensorFlow starts slowly.
 
   result = reproduce_lib.reproduce(

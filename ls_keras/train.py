@@ -17,17 +17,21 @@ def define_flags(flag_values: flags.FlagValues) -> None:
   """Defines this command's flags on `flag_values` (by cli.run and cli.invoke, not at import)."""
   cli.define_config_flags(config_lib.TrainConfig, flag_values)
   cli.define_workdir_flags(flag_values, "workdirs/train", "the run")
-  flags.adopt_module_key_flags(cli, flag_values=flag_values)  # --help lists them.
+  flags.adopt_module_key_flags(cli, flag_values=flag_values)  # --help lists them,
+  flags.declare_key_flag("flagfile", flag_values=flag_values)  # and --flagfile.
 
 
 def main(flag_values: flags.FlagValues) -> None:
   """Runs the command on parsed flags; bad input raises UserError (exit code 2 in cli)."""
   config = cli.config_from_flags(config_lib.TrainConfig, flag_values)
-  from ls_keras import training  # Imported after flag parsing: TensorFlow starts slowly.
+  metrics = cli.reuse_or_claimable(config, "train", flag_values.workdir, flag_values.overwrite)
+  if metrics is None:
+    cli.start_tensorflow()
+    from ls_keras import training  # After the answers that need no TensorFlow.
 
-  metrics = training.train_and_evaluate(
-    config, flag_values.workdir, overwrite=flag_values.overwrite
-  )
+    metrics = training.train_and_evaluate(
+      config, flag_values.workdir, overwrite=flag_values.overwrite
+    )
   print(json.dumps({split: metrics[split] for split in ("validation", "test")}, indent=2))
 
 

@@ -129,3 +129,9 @@ def test_saved_models_load_in_plain_keras_in_a_fresh_process(tmp_path):
     np.testing.assert_allclose(
       np.load(tmp_path / f"{name}.y.npy"), expected[name], rtol=1e-5, atol=1e-5
     )
+
+
+def test_the_settings_know_every_registered_model_without_importing_it():
+  from ls_keras.core import config
+
+  assert set(config.MODEL_NAMES) == set(models.MODELS)
