@@ -135,3 +135,18 @@ def test_the_settings_know_every_registered_model_without_importing_it():
   from ls_keras.core import config
 
   assert set(config.MODEL_NAMES) == set(models.MODELS)
+
+
+@pytest.mark.parametrize("dropout, layers_expected", [(0.0, 0), (0.3, 1)])
+def test_inception_v4_takes_its_dropout_from_the_setting(dropout, layers_expected):
+  """--dropout=0 means none: it used to fall back to 0.2 silently."""
+  model = models.build_model(
+    "inception_v4",
+    (75, 75, 3),
+    10,
+    mean=[0.0] * 3,
+    std=[1.0] * 3,
+    options=models.ModelOptions(dropout=dropout),
+  )
+  rates = [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+  assert rates == [dropout] * layers_expected

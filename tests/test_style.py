@@ -1,6 +1,5 @@
 """House style as tooling: ruff's checks and formatting (pyproject.toml) hold for the whole tree."""
 
-import os
 import subprocess
 import sys
 
@@ -24,4 +23,3 @@ def test_ruff_check_passes():
 def test_ruff_format_is_applied():
   result = _ruff("format", "--check")
   assert result.returncode == 0, result.stdout[-3000:] + "\nRun: ruff format ls_keras tools tests"
-  assert os.path.exists(os.path.join(REPO, "pyproject.toml"))

@@ -9,7 +9,7 @@ import json
 import math
 import os
 import typing
-from typing import Any, Optional, Tuple
+from typing import Any, Tuple
 
 from ls_keras.core.datasets import SPECS
 from ls_keras.core.errors import UserError
@@ -179,11 +179,6 @@ class DistillConfig(TrainConfig):
   t_squared: bool = setting(
     False, "Multiply the teacher term by T^2 (Hinton et al.); off in the paper."
   )
-
-
-def field_choices(cls, name: str) -> Optional[Tuple[str, ...]]:
-  """The allowed values of field `name` of the config class `cls` (None: any of its type)."""
-  return next(f.metadata.get("choices") for f in dataclasses.fields(cls) if f.name == name)
 
 
 # Upper bounds that keep a value usable: int32 step counters, a bounded MI batch, seeds

@@ -188,7 +188,9 @@ def inception_v4(x, options: ModelOptions):
       ]
     )
   x = layers.GlobalAveragePooling2D()(x)
-  return layers.Dropout(options.dropout or 0.2)(x)
+  if options.dropout:  # Szegedy et al. keep 0.8 (dropout 0.2): the recipe sets it.
+    x = layers.Dropout(options.dropout)(x)
+  return x
 
 
 def mlp(x, options: ModelOptions):
