@@ -8,7 +8,7 @@ import pytest
 
 from tensorboard.plugins.projector import projector_plugin
 
-from conftest import fashion_arrays, invoke
+from conftest import REPO, fashion_arrays, invoke
 from ls_keras import projection
 from ls_keras.core.errors import UserError
 
@@ -171,3 +171,36 @@ def test_project_a_keras_file_trained_elsewhere(foreign_classifier, fashion_data
   names = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker"}
   assert {line.split("\t")[1] for line in metadata[1:]} <= names | {"Bag", "Ankle boot"}
   assert "ratio (plane)" in result.out and "classifier.keras | n/a" in result.out
+
+
+@pytest.mark.slow
+def test_the_readmes_your_model_example_runs_as_written(tmp_path):
+  """README "Your model": the Python block, then its two commands, verbatim, in fresh
+  processes (with the data set's folder the block prepares); both write their outputs."""
+  import re
+  import subprocess
+  import sys
+
+  readme = open(os.path.join(REPO, "README.md")).read()
+  section = readme[readme.index("### Your model") : readme.index("## The main job")]
+  (code,) = re.findall(r"```python\n(.*?)```", section, re.S)
+  (commands,) = re.findall(r"```sh\n(.*?)```", section, re.S)
+  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": REPO}
+  done = subprocess.run(
+    [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
+  )
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert (tmp_path / "my_model.keras").exists()
+  lines = [line for line in commands.splitlines() if line.strip()]
+  assert len(lines) == 2
+  for line in lines:
+    assert line.startswith("python -m ls_keras.")
+    argv = [sys.executable, *line.split()[1:]]
+    done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, (line, done.stderr[-3000:])
+  report = json.load(open(tmp_path / "my_model" / "calibration" / "calibration.json"))
+  assert report["uncalibrated"]["accuracy"] > 0.8 and "softmax undone" in report["logits"]
+  assert report["uncalibrated"]["num_examples"] == 10000
+  summary = json.load(open(tmp_path / "my_model" / "projection" / "projection.json"))
+  assert len(summary["triples"]) == 2
+  assert (tmp_path / "my_model" / "projection" / "tb" / "projector" / "metadata.tsv").exists()
