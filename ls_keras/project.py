@@ -2,14 +2,16 @@
 
 Projects penultimate activations of 3 classes onto the plane of their templates, for the
 train and validation splits of every run side by side; writes the figure, the points,
-tightness numbers, and TensorBoard projector embeddings into each run (tb/projector).
+tightness numbers, and TensorBoard projector embeddings into each run (tb/projector). Or
+for a model trained anywhere: `--model_file=PATH.keras --dataset=NAME [--data_dir=DIR]`,
+with the embeddings in --output_dir/tb/projector.
 """
 
 import sys
 
 from absl import flags
 
-from ls_keras import cli
+from ls_keras import calibrate, cli
 
 
 def define_flags(flag_values: flags.FlagValues) -> None:
@@ -37,24 +39,42 @@ def define_flags(flag_values: flags.FlagValues) -> None:
   flags.DEFINE_string(
     "data_dir",
     "",
-    "TFDS data directory holding the runs' data set, prepared (empty: TFDS' default). Read "
-    "only: analyses never prepare data, nor read it from where a run's config.json says.",
+    "TFDS data directory holding the runs' (or --dataset's) data set, prepared (empty: TFDS' "
+    "default). Read only: analyses never prepare data, nor read it from where a run's "
+    "config.json says.",
     **fv,
   )
+
+  calibrate.define_model_file_flags(flag_values, "project")
 
 
 def main(flag_values: flags.FlagValues) -> None:
   """Runs the command on parsed flags; bad input raises UserError (exit code 2 in cli)."""
   from ls_keras.projection import report as projection_report
 
-  summary = projection_report.project_runs(
-    flag_values.workdir,
-    flag_values.classes,
-    flag_values.output_dir,
-    flag_values.examples_per_class,
-    flag_values.projector_examples,
-    data_dir=flag_values.data_dir,
-  )
+  calibrate.check_source(flag_values)
+  if flag_values.model_file:
+    summary = projection_report.project_model_file(
+      flag_values.model_file,
+      flag_values.dataset,
+      flag_values.classes,
+      flag_values.output_dir,
+      flag_values.examples_per_class,
+      flag_values.projector_examples,
+      data_dir=flag_values.data_dir,
+      penultimate_layer=flag_values.penultimate_layer,
+      logits_layer=flag_values.logits_layer,
+      trust_saved_model=flag_values.trust_saved_model,
+    )
+  else:
+    summary = projection_report.project_runs(
+      flag_values.workdir,
+      flag_values.classes,
+      flag_values.output_dir,
+      flag_values.examples_per_class,
+      flag_values.projector_examples,
+      data_dir=flag_values.data_dir,
+    )
   print(projection_report.tightness_table(summary))
   print(
     f"Wrote {flag_values.output_dir}/projection.png, projection_points.npz and projection.json."

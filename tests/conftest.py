@@ -46,6 +46,44 @@ def fashion_data_dir(tmp_path_factory):
   return path
 
 
+def fashion_arrays(data_dir, split, n):
+  """The first n (float32 images in [0, 255], int labels) of a split, read as analyses read it."""
+  import numpy as np
+  from ls_keras import data
+
+  splits = data.load_splits("fashion_mnist", data_dir=data_dir, prepare=False)
+  images, labels = next(getattr(splits, split).batch(n).as_numpy_iterator())
+  return images.astype(np.float32), labels
+
+
+@pytest.fixture(scope="session")
+def foreign_classifier(fashion_data_dir, tmp_path_factory):
+  """A small classifier trained elsewhere (plain Keras), ending in a softmax, as .keras; and the
+  same network without the softmax exported as a SavedModel."""
+  import keras
+
+  root = tmp_path_factory.mktemp("foreign_classifier")
+  x, y = fashion_arrays(fashion_data_dir, "train", 6000)
+  keras.utils.set_random_seed(0)
+  model = keras.Sequential(
+    [
+      keras.Input((28, 28, 1)),
+      keras.layers.Rescaling(1 / 255.0),
+      keras.layers.Flatten(),
+      keras.layers.Dense(32, activation="relu"),
+      keras.layers.Dense(10, activation="softmax"),
+    ]
+  )
+  model.compile("adam", "sparse_categorical_crossentropy")
+  model.fit(x, y, epochs=3, batch_size=128, verbose=0)
+  model.save(root / "classifier.keras")
+  logits = keras.Sequential(model.layers[:-1] + [keras.layers.Dense(10)])
+  logits.build((None, 28, 28, 1))
+  logits.layers[-1].set_weights(model.layers[-1].get_weights())
+  logits.export(str(root / "saved_model"), verbose=False)
+  return root, model
+
+
 @dataclasses.dataclass
 class Result:
   code: int

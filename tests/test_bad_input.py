@@ -232,6 +232,126 @@ CASES = {
   "calibrate output is a file": Case(
     "calibrate", "file", ("--workdir={run}", "--output_dir={target}"), "is a file"
   ),
+  # calibrate and project: a model file trained anywhere (issue 20).
+  "calibrate model file missing": Case(
+    "calibrate",
+    "missing",
+    OUT + ("--model_file={target}.keras", "--dataset=fashion_mnist", "--data_dir={data}"),
+    "--model_file={target}.keras does not exist",
+  ),
+  "calibrate workdir and model file": Case(
+    "calibrate",
+    "missing",
+    OUT + ("--workdir={run}", "--model_file={run}/model.keras", "--dataset=fashion_mnist"),
+    "were both given",
+  ),
+  "calibrate model file without data set": Case(
+    "calibrate", "missing", OUT + ("--model_file={run}/model.keras",), "needs --dataset=NAME"
+  ),
+  "calibrate data set without model file": Case(
+    "calibrate",
+    "missing",
+    OUT + ("--workdir={run}", "--dataset=mnist"),
+    "--dataset only apply with --model_file",
+  ),
+  "calibrate model file SavedModel untrusted": Case(
+    "calibrate",
+    "missing",
+    OUT + ("--model_file={run}/saved_model", "--dataset=fashion_mnist", "--data_dir={data}"),
+    "Pass --trust_saved_model if you trust its author",
+  ),
+  "calibrate model file not a model": Case(
+    "calibrate",
+    "missing",
+    OUT + ("--model_file={run}/config.json", "--dataset=fashion_mnist", "--data_dir={data}"),
+    "is neither a .keras file nor a SavedModel",
+  ),
+  "calibrate model file truncated": Case(
+    "calibrate",
+    "truncated_keras",
+    OUT + ("--model_file={target}/model.keras", "--dataset=fashion_mnist", "--data_dir={data}"),
+    "truncated, corrupt or not a Keras model",
+  ),
+  "calibrate model file other inputs": Case(
+    "calibrate",
+    "cifar_teacher",
+    OUT + ("--model_file={target}", "--dataset=fashion_mnist", "--data_dir={data}"),
+    "takes images of shape (32, 32, 3), but --dataset=fashion_mnist has images of shape "
+    "(28, 28, 1)",
+  ),
+  "calibrate model file other classes": Case(
+    "calibrate",
+    "five_class_teacher",
+    OUT + ("--model_file={target}", "--dataset=fashion_mnist", "--data_dir={data}"),
+    "scores 5 classes, but --dataset=fashion_mnist has 10",
+  ),
+  "calibrate model file unknown logits layer": Case(
+    "calibrate",
+    "missing",
+    OUT
+    + (
+      "--model_file={run}/model.keras",
+      "--dataset=fashion_mnist",
+      "--data_dir={data}",
+      "--logits_layer=scores",
+    ),
+    "--logits_layer=scores is not a layer",
+  ),
+  "calibrate model file outputs probabilities": Case(
+    "calibrate",
+    "softmax_teacher",
+    OUT
+    + (
+      "--model_file={target}",
+      "--dataset=fashion_mnist",
+      "--data_dir={data}",
+      "--logits_layer=out",
+      "--eval_examples=100",
+    ),
+    "look like probabilities, not logits: on the validation split",
+  ),
+  "calibrate model file data not prepared": Case(
+    "calibrate",
+    "missing",
+    OUT + ("--model_file={run}/model.keras", "--dataset=fashion_mnist", "--data_dir={tmp}/no"),
+    "not prepared",
+  ),
+  "project model file SavedModel": Case(
+    "project",
+    "missing",
+    OUT
+    + (
+      "--model_file={run}/saved_model",
+      "--trust_saved_model",
+      "--dataset=fashion_mnist",
+      "--data_dir={data}",
+    ),
+    "its layers cannot be read",
+  ),
+  "project model file unknown penultimate layer": Case(
+    "project",
+    "missing",
+    OUT
+    + (
+      "--model_file={run}/model.keras",
+      "--dataset=fashion_mnist",
+      "--data_dir={data}",
+      "--penultimate_layer=features",
+    ),
+    "--penultimate_layer=features is not a layer",
+  ),
+  "project model file and workdir": Case(
+    "project",
+    "missing",
+    OUT + ("--workdir={run}", "--model_file={run}/model.keras", "--dataset=fashion_mnist"),
+    "were both given",
+  ),
+  "teacher outputs probabilities": Case(  # A softmax hidden behind another layer.
+    "distill",
+    "softmax_teacher",
+    ("{student}", "--teacher={target}"),
+    "--teacher={target} outputs probabilities, not logits",
+  ),
   # project.
   "project unknown class": Case(
     "project",
@@ -494,13 +614,16 @@ def _zip_bomb(path, megabytes=200):
         member.write(zeros)
 
 
-def _teacher(path, input_shape, classes, nan=False):
+def _teacher(path, input_shape, classes, nan=False, softmax=False):
+  """A small .keras classifier; with `softmax`, a final Softmax layer and an Identity 'out'."""
+  ending = [keras.layers.Softmax(), keras.layers.Identity(name="out")] if softmax else []
   model = keras.Sequential(
     [
       keras.Input(input_shape),
       keras.layers.Flatten(),
       keras.layers.Dense(8, name="penultimate"),
       keras.layers.Dense(classes, name="logits"),
+      *ending,
     ]
   )
   if nan:
@@ -613,7 +736,7 @@ def _make_state(state, target, run, student, tmp):
       _edit_logits(target, lambda z, y: (z, y[:-5]))
     elif state == "corrupt_logits":
       _truncate(os.path.join(target, "logits", "test.npz"))
-    elif state in ("cifar_teacher", "five_class_teacher", "nan_teacher"):
+    elif state in ("cifar_teacher", "five_class_teacher", "nan_teacher", "softmax_teacher"):
       shutil.rmtree(target)
       target += ".keras"
       shape, classes = (
@@ -621,7 +744,7 @@ def _make_state(state, target, run, student, tmp):
         if state == "cifar_teacher"
         else ((28, 28, 1), 5 if "five" in state else 10)
       )
-      _teacher(target, shape, classes, nan=state == "nan_teacher")
+      _teacher(target, shape, classes, nan=state == "nan_teacher", softmax="softmax" in state)
     elif state not in (
       "finished",
       "unfinished",

@@ -4,9 +4,10 @@ import json
 import os
 import re
 
+import numpy as np
 import pytest
 
-from conftest import fake_run, invoke
+from conftest import fake_run, fashion_arrays, invoke
 
 
 @pytest.fixture(scope="module")
@@ -51,3 +52,82 @@ def test_reliability_diagram_goes_into_tensorboard(runs):
   (event,) = acc.Tensors("reliability_diagram")
   png = event.tensor_proto.string_val[2]  # [width, height, encoded image]
   assert png[:4] == b"\x89PNG"
+
+
+def test_calibrate_a_keras_file_trained_elsewhere(foreign_classifier, fashion_data_dir, tmp_path):
+  """The logits are recovered from behind the softmax: every number equals the one computed
+  independently from the model's own probabilities (calibration's probs= path)."""
+  import numpy as np
+  from ls_keras import calibration
+
+  root, model = foreign_classifier
+  out = tmp_path / "out"
+  before = sorted(os.listdir(root))
+  result = invoke(
+    "calibrate",
+    f"--model_file={root / 'classifier.keras'}",
+    "--dataset=fashion_mnist",
+    f"--data_dir={fashion_data_dir}",
+    "--eval_examples=2000",
+    f"--output_dir={out}",
+  )
+  assert result.code == 0, result.err[-3000:]
+  assert sorted(os.listdir(root)) == before  # Nothing written next to the model.
+  for name in ("calibration.json", "reliability.png", "table3.md"):
+    assert (out / name).stat().st_size > 0
+  report = json.load(open(out / "calibration.json"))
+  assert "softmax undone" in report["logits"] and report["temperature_at_bound"] == ""
+  x_val, y_val = fashion_arrays(fashion_data_dir, "validation", 2000)
+  x_test, y_test = fashion_arrays(fashion_data_dir, "test", 2000)
+  p_val, p_test = (np.asarray(model.predict(x, verbose=0), np.float64) for x in (x_val, x_test))
+  p_val, p_test = (p / p.sum(1, keepdims=True) for p in (p_val, p_test))
+  expected = calibration.summary(y_test, probs=p_test)
+  for key in ("accuracy", "nll", "ece", "brier"):
+    assert report["uncalibrated"][key] == pytest.approx(expected[key], abs=2e-4), key
+  t = calibration.fit_temperature(y_val, np.log(p_val))
+  assert report["temperature"] == pytest.approx(t, rel=1e-3)
+  assert report["uncalibrated"]["accuracy"] > 0.6  # It learned something.
+  table = (out / "table3.md").read_text()
+  assert "classifier.keras" in table and f"({t:.2f})" in table and table.strip() in result.out
+
+
+def test_calibrate_a_trusted_saved_model_uses_its_serve_output(
+  foreign_classifier, fashion_data_dir, tmp_path
+):
+  root, _ = foreign_classifier
+  args = [
+    f"--model_file={root / 'saved_model'}",
+    "--dataset=fashion_mnist",
+    f"--data_dir={fashion_data_dir}",
+    "--eval_examples=1000",
+  ]
+  refused = invoke("calibrate", *args, f"--output_dir={tmp_path / 'no'}")
+  assert refused.code == 2 and "--trust_saved_model" in refused.err
+  assert not (tmp_path / "no").exists()
+  out = tmp_path / "out"
+  result = invoke("calibrate", *args, "--trust_saved_model", f"--output_dir={out}")
+  assert result.code == 0, result.err[-3000:]
+  report = json.load(open(out / "calibration.json"))
+  keras_out = tmp_path / "keras"
+  same = invoke(
+    "calibrate", *args[1:], f"--model_file={root / 'classifier.keras'}", f"--output_dir={keras_out}"
+  )
+  assert same.code == 0, same.err[-3000:]
+  other = json.load(open(keras_out / "calibration.json"))
+  assert report["logits"] == "its serve output"
+  assert report["temperature"] == pytest.approx(other["temperature"], rel=1e-4)
+  assert report["uncalibrated"]["ece"] == pytest.approx(other["uncalibrated"]["ece"], abs=1e-5)
+
+
+def test_a_perfect_fit_prints_a_warning_for_a_temperature_at_its_bound(tmp_path):
+  """Validation data classified perfectly: no finite T is optimal; the command says so."""
+  from ls_keras.core import workdir
+
+  run = fake_run(tmp_path / "run", alpha=0.0)
+  labels = np.arange(300) % 10
+  run.save_logits("validation", np.eye(10)[labels] * 20.0, labels)
+  result = invoke("calibrate", f"--workdir={run.path}", f"--output_dir={tmp_path / 'out'}")
+  assert result.code == 0, result.err[-3000:]
+  assert "Warning: " in result.out and "classified perfectly" in result.out
+  record = json.load(open(workdir.Workdir(run.path).file("calibration.json")))
+  assert record["temperature"] == 0.01 and record["temperature_at_bound"] == "min"

@@ -79,11 +79,68 @@ def test_temperature_fit_recovers_the_generating_temperature(true_t):
   assert scaled.after["nll"] <= scaled.before["nll"] + 1e-9
 
 
-def test_temperature_fit_is_robust_to_degenerate_data():
+def test_temperature_fit_is_robust_to_degenerate_data_and_says_when_it_hits_a_bound():
   labels = np.array([0, 1, 2] * 10)
   separable = np.eye(3)[labels] * 5.0  # NLL keeps falling as T -> 0: clipped, not divergent.
-  assert calibration.fit_temperature(labels, separable) == 1e-2
-  assert np.isfinite(calibration.fit_temperature(labels, np.zeros((30, 3))))
+  t = calibration.fit_temperature(labels, separable)
+  assert t == 1e-2 and t.at_bound == "min"
+  assert "classified perfectly" in t.bound_warning() and "T = 0.01" in t.bound_warning()
+  scaling = calibration.temperature_scale(labels, separable)
+  assert scaling.at_bound and scaling.temperature.at_bound == "min"
+  flat = calibration.fit_temperature(labels, np.zeros((30, 3)))  # No signal: T -> infinity.
+  assert flat == 1e2 and flat.at_bound == "max" and "no signal" in flat.bound_warning()
+  wrong = calibration.fit_temperature(labels, -separable)  # Always confidently wrong.
+  assert wrong == 1e2 and wrong.at_bound == "max"
+
+
+def test_an_interior_temperature_is_not_at_a_bound():
+  rng = np.random.RandomState(4)
+  z = rng.normal(0, 3, (5000, 5))
+  t = calibration.fit_temperature(sample_labels(softmax(z), rng), 2.0 * z)
+  assert t == pytest.approx(2.0, rel=0.1) and t.at_bound == "" and t.bound_warning() == ""
+  assert not calibration.temperature_scale(sample_labels(softmax(z), rng), z).at_bound
+  assert isinstance(t, float) and f"{t:.1f}" == f"{float(t):.1f}"
+
+
+def test_probabilities_passed_as_logits_are_refused_with_the_fix():
+  """The issue's case: fit_temperature(y, probs) gave T = 0.176, and ECE 0.577, silently."""
+  rng = np.random.RandomState(7)
+  z = rng.normal(0, 2, (4000, 10))
+  labels = sample_labels(softmax(z), rng)
+  probs = softmax(z)
+  assert calibration.fit_temperature(labels, z) == pytest.approx(1.0, rel=0.05)
+  assert calibration.expected_calibration_error(labels, probs=probs) < 0.03
+  message = "look like probabilities, not logits.*Pass them as probs=.*pre-softmax output"
+  calls = [
+    lambda: calibration.fit_temperature(labels, probs),
+    lambda: calibration.expected_calibration_error(labels, logits=probs),
+    lambda: calibration.expected_calibration_error(labels, probs),  # Positional: logits.
+    lambda: calibration.summary(labels, logits=probs),
+    lambda: calibration.bin_statistics(labels, logits=probs),
+    lambda: calibration.temperature_scale(labels, z, labels, probs),
+    lambda: calibration.temperature_scale(labels, probs),
+  ]
+  for call in calls:
+    with pytest.raises(UserError, match=message):
+      call()
+
+
+def test_non_negative_logits_that_do_not_sum_to_one_are_logits():
+  rng = np.random.RandomState(8)
+  z = rng.uniform(0, 1, (500, 4))  # Non-negative: a ReLU output, say; rows do not sum to 1.
+  labels = rng.randint(0, 4, 500)
+  assert calibration.expected_calibration_error(labels, logits=z) == pytest.approx(
+    ece_numpy(labels, softmax(z)), abs=1e-5
+  )
+  almost = softmax(z)
+  almost[0] *= 1.01  # One row off by 1%: a genuine non-negative score matrix is accepted.
+  assert np.isfinite(calibration.fit_temperature(labels, almost))
+  from ls_keras.core import checks
+
+  assert checks.looks_like_probabilities(softmax(z))
+  assert not checks.looks_like_probabilities(almost)
+  assert not checks.looks_like_probabilities(np.ones((3, 1)))  # K = 1: not a distribution.
+  assert not checks.looks_like_probabilities(softmax(z) - 1e-2)  # Negative entries.
 
 
 @pytest.mark.parametrize(

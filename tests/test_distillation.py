@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from conftest import invoke, tiny_train_args
 from ls_keras import distillation, models, training
+from ls_keras.core.errors import UserError
 
 LABELS = np.array([[1.0, 0, 0], [0, 0, 1.0]], np.float32)
 STUDENT = np.array([[2.0, 0.5, -1.0], [0.0, 1.0, 0.5]], np.float32)
@@ -251,4 +252,31 @@ def test_a_savedmodel_teacher_needs_trust_and_a_workdir_is_read_through_its_kera
   assert "code" in str(e.value) and ".keras" in str(e.value)
   assert distillation.teacher_format(str(run / "saved_model"), trust_saved_model=True) == (
     "saved_model"
+  )
+
+
+@pytest.mark.parametrize(
+  "head",
+  [
+    lambda: [keras.layers.Dense(3, activation="softmax")],
+    lambda: [keras.layers.Dense(3), keras.layers.Softmax()],
+  ],
+  ids=["dense_softmax", "softmax_layer"],
+)
+def test_a_teacher_ending_in_a_softmax_is_refused(head):
+  """Its outputs are probabilities: softmax(teacher / T) of them would be a wrong target."""
+  teacher = keras.Sequential([keras.Input((4,)), *head()], name="probs_teacher")
+  student = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+  with pytest.raises(UserError, match="teacher 'probs_teacher' ends in a softmax.*pre-softmax"):
+    distillation.Distiller(teacher, student, temperature=2.0)
+  logits_teacher = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+  distillation.Distiller(logits_teacher, student, temperature=2.0)  # Logits: accepted.
+
+
+def test_equivalent_smoothing_refuses_teacher_probabilities():
+  probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1]])
+  with pytest.raises(UserError, match="teacher logits look like probabilities"):
+    distillation.equivalent_smoothing(probs, [0, 1], 2.0)
+  assert distillation.equivalent_smoothing(np.log(probs), [0, 1], 1.0) == pytest.approx(
+    (0.3 + 0.2) / 2 * 3 / 2
   )

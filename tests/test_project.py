@@ -6,7 +6,11 @@ import os
 import numpy as np
 import pytest
 
-from conftest import invoke
+from tensorboard.plugins.projector import projector_plugin
+
+from conftest import REPO, fashion_arrays, invoke
+from ls_keras import projection
+from ls_keras.core.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -48,12 +52,24 @@ def test_projector_embeddings_are_served_by_tensorboards_plugin_from_the_runs_tb
   """With the logdir a user naturally passes (RUN/tb, as the README says), through TensorBoard's
   own event multiplexer, data provider and Projector plugin.
   """
+  client = _projector_client(os.path.join(tiny_runs[0.1], "tb"))
+  runs = json.loads(client(projector_plugin.RUNS_ROUTE).get_data())
+  assert runs == ["projector"]
+  name, tensor, metadata = _served_embedding(client, "projector")
+  assert tensor.size == 50 * 128  # 50 examples x the small CNN's 128 penultimate units.
+  assert metadata[0] == "label\tclass\tsplit" and len(metadata) == 51
+  assert {line.split("\t")[2] for line in metadata[1:]} == {"train", "validation"}
+  sprite = client(projector_plugin.SPRITE_IMAGE_ROUTE, run="projector", name=name)
+  assert sprite.status_code == 200 and sprite.get_data()[:4] == b"\x89PNG"
+  assert client.plugin.is_active()
+
+
+def _projector_client(logdir):
+  """A request function for TensorBoard's own Projector plugin serving `logdir`."""
   from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
   from tensorboard.plugins import base_plugin
-  from tensorboard.plugins.projector import projector_plugin
   from werkzeug import test as werkzeug_test
 
-  logdir = os.path.join(tiny_runs[0.1], "tb")
   multiplexer = plugin_event_multiplexer.EventMultiplexer()
   multiplexer.AddRunsFromDirectory(logdir)
   multiplexer.Reload()
@@ -66,23 +82,125 @@ def test_projector_embeddings_are_served_by_tensorboards_plugin_from_the_runs_tb
   def client(route, **query):
     return werkzeug_test.Client(apps[route]).get(route, query_string=query)
 
-  runs = json.loads(client(projector_plugin.RUNS_ROUTE).get_data())
-  assert runs == ["projector"]
-  config = json.loads(client(projector_plugin.CONFIG_ROUTE, run="projector").get_data())
+  plugin._determine_is_active()  # pylint: disable=protected-access  # What the frontend's 'enabled' reads.
+  client.plugin = plugin
+  return client
+
+
+def _served_embedding(client, run):
+  """(tensor name, the embeddings as served, the metadata lines as served) of a run."""
+  config = json.loads(client(projector_plugin.CONFIG_ROUTE, run=run).get_data())
   (embedding,) = config["embeddings"]
   name = embedding["tensorName"]
   tensor = np.frombuffer(
-    client(projector_plugin.TENSOR_ROUTE, run="projector", name=name).get_data(), np.float32
+    client(projector_plugin.TENSOR_ROUTE, run=run, name=name).get_data(), np.float32
   )
-  assert tensor.size == 50 * 128  # 50 examples x the small CNN's 128 penultimate units.
-  metadata = (
-    client(projector_plugin.METADATA_ROUTE, run="projector", name=name)
-    .get_data(as_text=True)
-    .splitlines()
+  metadata = client(projector_plugin.METADATA_ROUTE, run=run, name=name).get_data(as_text=True)
+  return name, tensor, metadata.splitlines()
+
+
+@pytest.mark.parametrize(
+  "header, rows, lines",
+  [
+    (("class",), [("Bag",), ("Coat",), ("Bag",), ("Shirt",), ("Coat",)], ["Bag", "Coat"]),
+    (("label", "class"), [(8, "Bag"), (4, "Coat"), (8, "Bag"), (6, "Shirt"), (4, "Coat")], None),
+  ],
+)
+def test_projector_metadata_has_a_header_row_only_with_several_columns(
+  tmp_path, header, rows, lines
+):
+  """TensorBoard's projector reads a one-column file as labels only: a header row there made
+  6 lines for 5 embeddings, and the projector refused the metadata (pytorch/pytorch#38564)."""
+  from ls_keras import projection
+
+  logdir = tmp_path / "tb" / "projector"
+  embeddings = np.random.RandomState(0).normal(size=(5, 3))
+  images = np.zeros((5, 4, 4, 1))
+  projection.write_projector(str(logdir), embeddings, images, rows, header)
+  written = (logdir / "metadata.tsv").read_text().splitlines()
+  _, tensor, served = _served_embedding(_projector_client(str(tmp_path / "tb")), "projector")
+  np.testing.assert_allclose(tensor.reshape(5, 3), embeddings, rtol=1e-6)
+  assert served == written
+  if len(header) == 1:
+    assert len(written) == 5 and written[:2] == lines  # One label per embedding.
+  else:
+    assert len(written) == 6 and written[0] == "label\tclass" and written[1] == "8\tBag"
+  with pytest.raises(UserError, match="4 metadata rows for 5 embeddings"):
+    projection.write_projector(str(tmp_path / "bad"), embeddings, images, rows[:4], header)
+
+
+def test_project_a_keras_file_trained_elsewhere(foreign_classifier, fashion_data_dir, tmp_path):
+  """Penultimate features: the input of the last Dense layer (its softmax does not matter);
+  the projector embeddings go to --output_dir, with the data set's class names."""
+  import keras
+
+  root, model = foreign_classifier
+  before = sorted(os.listdir(root))
+  out = tmp_path / "out"
+  result = invoke(
+    "project",
+    f"--model_file={root / 'classifier.keras'}",
+    "--dataset=fashion_mnist",
+    f"--data_dir={fashion_data_dir}",
+    "--classes=Trouser,Bag,Sneaker",
+    "--examples_per_class=20",
+    "--projector_examples=30",
+    f"--output_dir={out}",
   )
-  assert metadata[0] == "label\tclass\tsplit" and len(metadata) == 51
-  assert {line.split("\t")[2] for line in metadata[1:]} == {"train", "validation"}
-  sprite = client(projector_plugin.SPRITE_IMAGE_ROUTE, run="projector", name=name)
-  assert sprite.status_code == 200 and sprite.get_data()[:4] == b"\x89PNG"
-  plugin._determine_is_active()  # pylint: disable=protected-access  # What the frontend's 'enabled' reads.
-  assert plugin.is_active()
+  assert result.code == 0, result.err[-3000:]
+  assert sorted(os.listdir(root)) == before
+  summary = json.load(open(out / "projection.json"))
+  assert summary["triples"] == [["Trouser", "Bag", "Sneaker"]] and len(summary["tightness"]) == 2
+  assert "softmax undone" in summary["features_and_logits"]
+  points = np.load(out / "projection_points.npz")
+  key = "classifier.keras/1-8-7/train"
+  # Independently: the hidden layer's activations, 1-augmented, onto the templates' plane.
+  x, y = fashion_arrays(fashion_data_dir, "train", 2000)
+  images = np.concatenate([x[y == c][:20] for c in (1, 8, 7)])
+  hidden = keras.Model(model.inputs[0], model.layers[-2].output)
+  activations = np.asarray(hidden.predict(images, verbose=0), np.float64)
+  kernel, bias = (np.asarray(v, np.float64) for v in model.layers[-1].get_weights())
+  templates = np.concatenate([kernel, bias[None]]).T[[1, 8, 7]]
+  origin, basis = projection.plane_basis(templates)
+  expected = projection.project(projection.augment(activations), origin, basis)
+  np.testing.assert_allclose(points[key + "/points"], expected, rtol=1e-4, atol=1e-4)
+  client = _projector_client(str(out / "tb"))
+  _, tensor, metadata = _served_embedding(client, "projector")
+  assert tensor.size == 30 * 32 and len(metadata) == 31
+  assert metadata[0] == "label\tclass\tsplit"
+  names = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker"}
+  assert {line.split("\t")[1] for line in metadata[1:]} <= names | {"Bag", "Ankle boot"}
+  assert "ratio (plane)" in result.out and "classifier.keras | n/a" in result.out
+
+
+@pytest.mark.slow
+def test_the_readmes_your_model_example_runs_as_written(tmp_path):
+  """README "Your model": the Python block, then its two commands, verbatim, in fresh
+  processes (with the data set's folder the block prepares); both write their outputs."""
+  import re
+  import subprocess
+  import sys
+
+  readme = open(os.path.join(REPO, "README.md")).read()
+  section = readme[readme.index("### Your model") : readme.index("## The main job")]
+  (code,) = re.findall(r"```python\n(.*?)```", section, re.S)
+  (commands,) = re.findall(r"```sh\n(.*?)```", section, re.S)
+  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": REPO}
+  done = subprocess.run(
+    [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
+  )
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert (tmp_path / "my_model.keras").exists()
+  lines = [line for line in commands.splitlines() if line.strip()]
+  assert len(lines) == 2
+  for line in lines:
+    assert line.startswith("python -m ls_keras.")
+    argv = [sys.executable, *line.split()[1:]]
+    done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, (line, done.stderr[-3000:])
+  report = json.load(open(tmp_path / "my_model" / "calibration" / "calibration.json"))
+  assert report["uncalibrated"]["accuracy"] > 0.8 and "softmax undone" in report["logits"]
+  assert report["uncalibrated"]["num_examples"] == 10000
+  summary = json.load(open(tmp_path / "my_model" / "projection" / "projection.json"))
+  assert len(summary["triples"]) == 2
+  assert (tmp_path / "my_model" / "projection" / "tb" / "projector" / "metadata.tsv").exists()

@@ -68,10 +68,24 @@ def test_extractor_reproduces_logits_from_templates_for_every_model(name):
   )
 
 
-def test_model_without_named_layers_is_a_clear_error():
-  model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="out")])
-  with pytest.raises(UserError, match="no layer named penultimate or logits"):
-    projection.extract(model)
+def test_model_without_named_layers_uses_its_last_dense_layer_and_its_input():
+  """A model trained elsewhere: templates from its last Dense layer (see tests/test_heads.py)."""
+  model = keras.Sequential(
+    [keras.Input((4,)), keras.layers.Dense(5, name="hidden"), keras.layers.Dense(3, name="out")]
+  )
+  features, templates = projection.extract(model)
+  out = model.get_layer("out")
+  expected = np.concatenate(
+    [keras.ops.convert_to_numpy(out.kernel), keras.ops.convert_to_numpy(out.bias)[None]]
+  ).T
+  np.testing.assert_array_equal(templates, expected)
+  x = np.random.RandomState(0).normal(size=(6, 4)).astype("float32")
+  hidden = keras.Model(model.inputs[0], model.get_layer("hidden").output)
+  np.testing.assert_allclose(
+    projection.penultimate(features, x), keras.ops.convert_to_numpy(hidden(x)), rtol=1e-6
+  )
+  with pytest.raises(UserError, match="--logits_layer=logits is not a layer"):
+    projection.extract(model, logits="logits")
 
 
 NAMES = [f"c{i}" for i in range(10)]

@@ -3,6 +3,7 @@
 from ls_keras.calibration.metrics import (
   DEFAULT_BINS,
   ExpectedCalibrationError,
+  Temperature,
   TemperatureScaling,
   bin_statistics,
   class_indices_tensor,
@@ -15,6 +16,7 @@ from ls_keras.calibration.metrics import (
 __all__ = [
   "DEFAULT_BINS",
   "ExpectedCalibrationError",
+  "Temperature",
   "TemperatureScaling",
   "bin_statistics",
   "class_indices_tensor",

@@ -33,7 +33,7 @@ def expected_calibration_error(
 
   Args:
     labels: integer class indices [N] or [N, 1], or one-hot [N, K].
-    logits: raw scores [N, K] (finite); or instead
+    logits: raw scores [N, K] (finite; rows that are probabilities are refused); or instead
     probs: probabilities [N, K] in [0, 1], rows summing to 1.
     num_bins: equal-width bins over [0, 1].
 
@@ -63,7 +63,7 @@ def bin_statistics(
 
   Args:
     labels: integer class indices [N] or [N, 1], or one-hot [N, K].
-    logits: raw scores [N, K] (finite); or instead
+    logits: raw scores [N, K] (finite; rows that are probabilities are refused); or instead
     probs: probabilities [N, K] in [0, 1], rows summing to 1.
     num_bins: equal-width bins over [0, 1].
 
@@ -95,7 +95,7 @@ def summary(labels, logits=None, probs=None, num_bins: int = DEFAULT_BINS) -> Di
 
   Args:
     labels: integer class indices [N] or [N, 1], or one-hot [N, K].
-    logits: raw scores [N, K] (finite); or instead
+    logits: raw scores [N, K] (finite; rows that are probabilities are refused); or instead
     probs: probabilities [N, K] in [0, 1], rows summing to 1.
     num_bins: equal-width bins for ECE and MCE.
 
@@ -124,9 +124,46 @@ def summary(labels, logits=None, probs=None, num_bins: int = DEFAULT_BINS) -> Di
   }
 
 
+class Temperature(float):
+  """A fitted temperature: a float, plus `at_bound` when the search ended at one of its bounds.
+
+  `at_bound` is "" for an interior optimum, "min" when NLL still fell at the smallest T
+  searched (the data are separated perfectly: the optimum is T -> 0, and T is clipped), and
+  "max" when it still fell at the largest (the logits carry no usable signal, e.g. all
+  equal: the optimum is T -> infinity). A float subclass, so every use of a temperature
+  as a number (arithmetic, JSON, formatting) is unchanged.
+  """
+
+  at_bound: str
+
+  def __new__(cls, value: float, at_bound: str = ""):
+    """T (> 0) and which bound it lies at ("", "min" or "max")."""
+    t = super().__new__(cls, value)
+    t.at_bound = at_bound
+    return t
+
+  def bound_warning(self) -> str:
+    """One sentence saying what a T at a bound means, or "" for an interior optimum."""
+    if self.at_bound == "min":
+      return (
+        f"T = {float(self):g} is the smallest temperature searched: the fit data are "
+        "classified perfectly (every example's true class has the top logit by a margin), so "
+        "the negative log-likelihood keeps falling as T -> 0 and no finite temperature is "
+        "optimal; fit T on held-out data the model gets some examples wrong on."
+      )
+    if self.at_bound == "max":
+      return (
+        f"T = {float(self):g} is the largest temperature searched: the logits carry no "
+        "signal about the labels on the fit data (e.g. they are all equal), so the "
+        "negative log-likelihood keeps falling as T grows; the model predicts no better "
+        "than chance there."
+      )
+    return ""
+
+
 def fit_temperature(
   labels, logits, *, min_temperature: float = 1e-2, max_temperature: float = 1e2
-) -> float:
+) -> Temperature:
   """The T > 0 minimising NLL(softmax(logits / T), labels): temperature scaling (paper Table 3).
 
   NLL is convex in beta = 1/T, with derivative mean(E_p[z] - z_y) increasing in beta, so
@@ -135,16 +172,19 @@ def fit_temperature(
 
   Args:
     labels: integer class indices [N] or [N, 1], or one-hot [N, K].
-    logits: raw scores [N, K] (finite).
+    logits: raw scores [N, K] (finite; not probabilities, see `ls_keras.checks`).
     min_temperature: the smallest T returned (the optimum of separable data, where NLL
       keeps falling as T -> 0, lies below it).
     max_temperature: the largest T returned.
 
   Returns:
-    T, dimensionless (> 1: the model was over-confident).
+    T, dimensionless (> 1: the model was over-confident), as a `Temperature`: a float whose
+    `at_bound` says "min" or "max" when the optimum lies beyond the search range (then T is
+    that bound; `bound_warning()` says why in words), "" otherwise.
 
   Raises:
-    UserError: bad labels or logits (see `ls_keras.checks`).
+    UserError: bad labels or logits (see `ls_keras.checks`): logits that are probabilities
+      (rows non-negative, summing to 1) are refused, naming the fix.
   """
   logits, labels = checks.predictions(labels, logits)
   z_true = logits[np.arange(len(labels)), labels]
@@ -155,25 +195,33 @@ def fit_temperature(
 
   lo, hi = np.log(1.0 / max_temperature), np.log(1.0 / min_temperature)
   if slope(np.exp(lo)) >= 0:
-    return max_temperature
+    return Temperature(max_temperature, "max")
   if slope(np.exp(hi)) <= 0:
-    return min_temperature
+    return Temperature(min_temperature, "min")
   for _ in range(60):  # 60 halvings of a width-9.2 interval: far below float32 resolution.
     mid = 0.5 * (lo + hi)
     if slope(np.exp(mid)) > 0:
       hi = mid
     else:
       lo = mid
-  return float(1.0 / np.exp(0.5 * (lo + hi)))
+  return Temperature(float(1.0 / np.exp(0.5 * (lo + hi))))
 
 
 @dataclasses.dataclass(frozen=True)
 class TemperatureScaling:
-  """A fitted temperature and the `summary` of held-out predictions before and after it."""
+  """A fitted temperature and the `summary` of held-out predictions before and after it.
 
-  temperature: float
+  `temperature.at_bound` ("", "min" or "max") says whether the fit hit a search bound.
+  """
+
+  temperature: Temperature
   before: Dict[str, float]
   after: Dict[str, float]
+
+  @property
+  def at_bound(self) -> bool:
+    """Whether T is a bound of the search rather than an optimum (see `Temperature`)."""
+    return bool(getattr(self.temperature, "at_bound", ""))
 
 
 def temperature_scale(
@@ -189,7 +237,8 @@ def temperature_scale(
     num_bins: equal-width bins for ECE.
 
   Raises:
-    UserError: bad labels or logits in either pair.
+    UserError: bad labels or logits in either pair (probabilities included: see
+      `fit_temperature`).
   """
   if (eval_labels is None) != (eval_logits is None):
     raise UserError(

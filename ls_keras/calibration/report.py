@@ -43,6 +43,7 @@ def calibrate_run(
     "num_bins": num_bins,
     "split": "test",
     "temperature": scaling.temperature,
+    "temperature_at_bound": scaling.temperature.at_bound,
     "uncalibrated": scaling.before,
     "temperature_scaled": scaling.after,
     "bins": calibration.bin_statistics(test_labels, logits=test_logits, num_bins=num_bins),
@@ -162,12 +163,117 @@ def calibrate_runs(
   )
   table = table3(results)
   workdir_lib.atomic_write_bytes(os.path.join(output_dir, "table3.md"), table.encode())
+  keys = ("workdir", "alpha", "temperature", "temperature_at_bound")
   summary = {
-    "runs": [
-      {k: r[k] for k in ("workdir", "alpha", "temperature", "uncalibrated", "temperature_scaled")}
-      for r in results
-    ],
+    "runs": [{k: r[k] for k in (*keys, "uncalibrated", "temperature_scaled")} for r in results],
     "table": table,
   }
   workdir_lib.atomic_write_json(os.path.join(output_dir, "calibration.json"), summary)
+  summary["warnings"] = [
+    f"{r['workdir']}: {r['temperature'].bound_warning()}"
+    for r in results
+    if r["temperature_at_bound"]
+  ]
   return summary
+
+
+def calibrate_model_file(
+  model_path: str,
+  dataset: str,
+  output_dir: str,
+  *,
+  data_dir: str = "",
+  num_bins: int = calibration.DEFAULT_BINS,
+  logits_layer: str = "",
+  trust_saved_model: bool = False,
+  validation_size: int = 10000,
+  eval_examples: int = 0,
+) -> dict:
+  """Calibration of a classifier trained anywhere, on a data set's validation and test splits.
+
+  The model (see `training.model_file`: raw [0, 255] pixels in, logits found and a final
+  softmax undone) is evaluated on the validation split (the last `validation_size` examples
+  of the train split), where T is fitted, and on the test split, where every number is
+  reported: as for a workdir. Writes calibration.json (the numbers and the bins),
+  reliability.png and table3.md into `output_dir`, never next to the model. The data is
+  read from `data_dir`, never prepared there.
+
+  Returns:
+    The summary written to calibration.json, plus "table" and "warnings" (sentences, e.g. a
+    temperature at a search bound).
+
+  Raises:
+    UserError: bad flags, a model file that does not load or does not fit the data set,
+      data not prepared in `data_dir`, or outputs that are probabilities.
+  """
+  from ls_keras import data as data_lib
+  from ls_keras.training import model_file as model_file_lib
+
+  checks.num_bins(num_bins)
+  if validation_size < 1 or eval_examples < 0:
+    raise UserError(
+      f"--validation_size={validation_size} must be >= 1 and --eval_examples={eval_examples} "
+      ">= 0 (0: every example)."
+    )
+  workdir_lib.check_output_dir(output_dir)
+  model = model_file_lib.open_model_file(
+    model_path, trust_saved_model=trust_saved_model, logits_layer=logits_layer
+  )
+  splits = data_lib.load_splits(
+    dataset,
+    data_dir=data_dir,
+    validation_size=validation_size,
+    eval_examples=eval_examples,
+    prepare=False,
+  )
+  model_file_lib.check_data(model, splits.spec.image_shape, splits.num_classes, dataset)
+  val_logits, val_labels = model_file_lib.split_logits(model, splits.validation, "validation")
+  test_logits, test_labels = model_file_lib.split_logits(model, splits.test, "test")
+  scaling = calibration.temperature_scale(
+    val_labels, val_logits, test_labels, test_logits, num_bins=num_bins
+  )
+  t = scaling.temperature
+  bins = calibration.bin_statistics(test_labels, logits=test_logits, num_bins=num_bins)
+  scaled_bins = calibration.bin_statistics(test_labels, logits=test_logits / t, num_bins=num_bins)
+  name = model_file_lib.describe(model)
+  table = model_table(name, scaling)
+  result = {
+    "model_file": os.path.abspath(model_path),
+    "logits": model.description,
+    "dataset": dataset,
+    "num_bins": num_bins,
+    "split": "test",
+    "fit_split": "validation",
+    "temperature": t,
+    "temperature_at_bound": t.at_bound,
+    "uncalibrated": scaling.before,
+    "temperature_scaled": scaling.after,
+    "bins": bins,
+    "bins_temperature_scaled": scaled_bins,
+    "table": table,
+  }
+  title = os.path.basename(os.path.normpath(model_path))
+  series = {
+    title: (bins, _confidences(test_logits)),
+    f"{title}, T={t:.2f}": (scaled_bins, _confidences(test_logits / t)),
+  }
+  os.makedirs(output_dir, exist_ok=True)
+  plots.save(
+    plots.reliability_diagram(series, title=f"Reliability ({dataset}, test split)"),
+    os.path.join(output_dir, "reliability.png"),
+  )
+  workdir_lib.atomic_write_bytes(os.path.join(output_dir, "table3.md"), table.encode())
+  workdir_lib.atomic_write_json(os.path.join(output_dir, "calibration.json"), _nan_to_none(result))
+  result["warnings"] = [f"{model_path}: {t.bound_warning()}"] if t.at_bound else []
+  return result
+
+
+def model_table(name: str, scaling) -> str:
+  """Markdown in the form of Table 3's per-alpha rows, for one model (no alpha is known)."""
+  before, after = scaling.before, scaling.after
+  return (
+    "| model | test accuracy | test NLL | test ECE | ECE after temperature scaling (T) |\n"
+    "| --- | --- | --- | --- | --- |\n"
+    f"| {name} | {before['accuracy']:.4f} | {before['nll']:.4f} | {before['ece']:.4f} | "
+    f"{after['ece']:.4f} ({scaling.temperature:.2f}) |\n"
+  )

@@ -5,7 +5,8 @@ naming what was wrong instead of a plausible but wrong number. Accepted forms:
 
   labels         integers of shape [N] or [N, 1] (what keras.datasets returns), or one-hot
                  of shape [N, K]; class indices in [0, K).
-  logits         finite floats of shape [N, K], K >= 2.
+  logits         finite floats of shape [N, K], K >= 2, that are not probabilities (rows
+                 all non-negative and summing to 1: what a final softmax outputs).
   probabilities  floats in [0, 1] of shape [N, K] whose rows sum to 1 (within 1e-3).
 """
 
@@ -88,7 +89,8 @@ def logits(values, name: str = "logits") -> np.ndarray:
   """Finite float64 logits [N, K].
 
   Raises:
-    UserError: not 2-D, fewer than 2 classes, or NaN / infinite entries.
+    UserError: not 2-D, fewer than 2 classes, NaN / infinite entries, or rows that are
+      probabilities (see `looks_like_probabilities`), with the fix in the message.
   """
   values = np.asarray(values, np.float64)
   if values.ndim != 2 or values.shape[1] < 2:
@@ -99,7 +101,39 @@ def logits(values, name: str = "logits") -> np.ndarray:
   if not np.all(np.isfinite(values)):
     bad = int(np.sum(~np.all(np.isfinite(values), axis=1)))
     raise UserError(f"{bad} rows of the {name} hold NaN or infinite values; give finite {name}.")
+  if looks_like_probabilities(values):
+    raise UserError(
+      f"the {name} look like probabilities, not logits: all {values.shape[0]} rows are "
+      f"non-negative and sum to 1 (within {PROBABILITY_TOLERANCE:g}), as a softmax outputs. "
+      "Calibration and distillation on them would be wrong (softmax is applied again). Pass "
+      "them as probs= where the function takes it, or give the model's pre-softmax output "
+      "(its logits)."
+    )
   return values
+
+
+def looks_like_probabilities(values) -> bool:
+  """Whether every row of [N, K] floats (K >= 2) is non-negative and sums to 1 (within 1e-3).
+
+  Such rows are almost surely softmax outputs handed over where logits belong: genuine
+  logits are real numbers with no constraint, so a whole matrix of non-negative rows that
+  each sum to 1 does not arise by chance (a single row can; the test is on all of them). A
+  non-negative matrix whose rows do not all sum to 1 is accepted as logits. Vectorised:
+  one pass over the array.
+
+  Args:
+    values: array-like [N, K]; anything else (other ranks, K < 2, no rows) is False.
+
+  Returns:
+    True when N >= 1, K >= 2, every entry is >= 0 and every row sum is within
+    PROBABILITY_TOLERANCE of 1.
+  """
+  values = np.asarray(values, np.float64)
+  if values.ndim != 2 or values.shape[0] == 0 or values.shape[1] < 2:
+    return False
+  if values.min() < 0:
+    return False
+  return bool(np.all(np.abs(values.sum(1) - 1.0) <= PROBABILITY_TOLERANCE))
 
 
 def probabilities(values, name: str = "probs") -> np.ndarray:

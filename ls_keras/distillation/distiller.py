@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from ls_keras.core import checks, numerics
 from ls_keras.core import config as config_lib
+from ls_keras.models import heads
 from ls_keras.training import export as export_lib
 from ls_keras.training import losses
 from ls_keras.core.errors import UserError
@@ -133,6 +134,14 @@ class Distiller(keras.Model):
   ):
     super().__init__(**kwargs)
     check_hyperparameters(temperature, beta)
+    softmax = heads.ends_in_softmax(teacher)
+    if softmax is not None:
+      raise UserError(
+        f"the teacher '{teacher.name}' ends in a softmax (layer '{softmax}'): its outputs are "
+        "probabilities, and the distillation loss takes logits (it applies softmax(teacher / "
+        "T) itself). Give the teacher's pre-softmax output: a model without the final "
+        "softmax (for a final Dense layer, the same layer with a linear activation)."
+      )
     self.teacher, self.student = teacher, student
     self.teacher.trainable = False
     self.temperature, self.beta, self.alpha, self.t_squared = temperature, beta, alpha, t_squared
@@ -191,9 +200,8 @@ def teacher_format(path: str, trust_saved_model: bool = False) -> str:
   if os.path.exists(os.path.join(path, "saved_model.pb")):
     if not trust_saved_model:
       raise UserError(
-        f"--teacher={path} is a SavedModel: loading it runs the TensorFlow graph stored in it, "
-        "which is code its author wrote and which may read or write any file. Pass "
-        "--trust_saved_model if you trust its author, or distil from the teacher's .keras file "
+        f"--teacher={path} is a SavedModel: {export_lib.SAVED_MODEL_TRUST}, or distil from the "
+        "teacher's .keras file "
         "(loaded in Keras' safe mode, no code) or from its ls_keras workdir (which uses its "
         "model.keras)."
       )

@@ -5,6 +5,7 @@ import os
 import numpy as np
 
 from ls_keras import mutual_information, training
+from ls_keras.core import checks
 from ls_keras.core import config as config_lib
 from ls_keras.core import lease as lease_lib
 from ls_keras.core.errors import UserError
@@ -88,6 +89,13 @@ def distill_and_evaluate(
       raise UserError(
         f"--teacher={config.teacher} gives NaN or infinite logits on the training data; it is "
         "broken (for instance a run that diverged). Use another teacher."
+      )
+    if checks.looks_like_probabilities(teacher_logits):
+      raise UserError(
+        f"--teacher={config.teacher} outputs probabilities, not logits: on the training data "
+        "every row of its outputs is non-negative and sums to 1 (a final softmax). The "
+        "distillation loss applies softmax(teacher / T) itself. Give a teacher whose output "
+        "is the pre-softmax logits (re-save it without the final softmax)."
       )
     extra = {
       "equivalent_smoothing": equivalent_smoothing(teacher_logits, labels, config.temperature),

@@ -7,36 +7,40 @@ bias appended. Figure 1 projects x onto the plane through three templates.
 
 import itertools
 import os
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from ls_keras import models
+from ls_keras.models import heads
 from ls_keras.core import checks
 from ls_keras.core.errors import UserError
 from ls_keras.core.workdir import atomic_write_bytes
 
 
-def extract(model: keras.Model) -> Tuple[keras.Model, np.ndarray]:
-  """(inputs -> penultimate sub-model, templates [K, D+1] float64) of a model built by ls_keras.
+def extract(
+  model: keras.Model, *, penultimate: Optional[str] = None, logits: Optional[str] = None
+) -> Tuple[keras.Model, np.ndarray]:
+  """(inputs -> penultimate sub-model, templates [K, D+1] float64) of any Keras classifier.
 
   Template k is column k of the logits kernel with its bias appended (paper Section 2).
+  ls_keras' own models use their `penultimate` and `logits` layers; any other model its last
+  Dense layer (a softmax activation is fine: the templates are its kernel and bias, which
+  give the pre-softmax logits) and that layer's input, unless `penultimate` or `logits`
+  name layers (see `models.heads.find_head`).
+
+  Args:
+    model: a Keras model with one image input.
+    penultimate: the layer whose output are the penultimate features (default: as above).
+    logits: the Dense layer whose kernel gives the templates (default: as above).
 
   Raises:
-    UserError: the model lacks a `penultimate` layer or a Dense `logits` layer with a bias.
+    UserError: a named layer that does not exist, no Dense logits layer, or features whose
+      width does not match its kernel.
   """
-  models.check_contract(model, f"model '{model.name}'")
-  logits = model.get_layer(models.LOGITS)
-  # One input tensor, not a list, so that calling it with one batch matches its structure.
-  features = keras.Model(
-    model.inputs[0], model.get_layer(models.PENULTIMATE).output, name="penultimate_features"
-  )
-  kernel, bias = (
-    np.asarray(keras.ops.convert_to_numpy(v), np.float64) for v in (logits.kernel, logits.bias)
-  )
-  return features, np.concatenate([kernel, bias[None, :]], axis=0).T
+  head = heads.find_head(model, penultimate=penultimate, logits=logits)
+  return head.features, head.templates
 
 
 def augment(activations: np.ndarray) -> np.ndarray:
@@ -226,11 +230,31 @@ def write_projector(
   metadata: List[Tuple[str, ...]],
   header: Tuple[str, ...],
 ) -> None:
-  """Writes a TensorBoard projector run: checkpointed embeddings, metadata.tsv and a sprite."""
+  """Writes a TensorBoard projector run: checkpointed embeddings, metadata.tsv and a sprite.
+
+  Args:
+    logdir: the folder (a TensorBoard run) to write into.
+    embeddings: [N, D] floats.
+    images: [N, H, W, C] pixels in [0, 255] (C = 1 or 3), for the sprite.
+    metadata: N rows of as many columns as `header`.
+    header: the column names. With one column, TensorBoard's projector expects no header
+      row (a metadata file of N lines, one label each), so none is written; with two or
+      more, the first line is the header.
+
+  Raises:
+    UserError: metadata rows and embeddings of different counts, or rows whose width
+      differs from the header's.
+  """
   from tensorboard.plugins import projector
 
+  if len(metadata) != len(embeddings) or any(len(row) != len(header) for row in metadata):
+    raise UserError(
+      f"{len(metadata)} metadata rows for {len(embeddings)} embeddings, with a header of "
+      f"{len(header)} columns: give one row per embedding, each with one value per column."
+    )
   os.makedirs(logdir, exist_ok=True)
-  lines = ["\t".join(header)] + ["\t".join(str(v) for v in row) for row in metadata]
+  rows = ["\t".join(str(v) for v in row) for row in metadata]
+  lines = rows if len(header) == 1 else ["\t".join(header)] + rows
   atomic_write_bytes(os.path.join(logdir, "metadata.tsv"), ("\n".join(lines) + "\n").encode())
   side = int(np.ceil(np.sqrt(len(images))))
   h, w = images.shape[1:3]

@@ -34,11 +34,7 @@ def project_runs(
   """
   if not workdirs:
     raise UserError("give at least one --workdir of a finished training run.")
-  if examples_per_class < 1 or projector_examples < 0:
-    raise UserError(
-      f"--examples_per_class={examples_per_class} must be >= 1 and --projector_examples="
-      f"{projector_examples} >= 0."
-    )
+  _check_counts(examples_per_class, projector_examples)
   workdir_lib.check_output_dir(output_dir)
   runs = [workdir_lib.require(path) for path in workdirs]
   if projector_examples:
@@ -100,7 +96,8 @@ def project_runs(
   # Every check has passed: only now write into the runs and the output folder.
   if projector_examples:
     for run, model in zip(runs, loaded):
-      _write_projector(run, projection.extract(model)[0], splits, projector_examples)
+      features = projection.extract(model)[0]
+      _write_projector(run.file("tb", "projector"), features, splits, projector_examples)
   os.makedirs(output_dir, exist_ok=True)
   names = [[splits.class_names[c] for c in t] for t in triples]
   fig = plots.projection_grid(panels, [" / ".join(n) for n in names], col_titles, names)
@@ -111,10 +108,11 @@ def project_runs(
   return summary
 
 
-def _write_projector(
-  run: workdir_lib.Workdir, features, splits: data_lib.Splits, count: int
-) -> None:
-  """Half train, half validation examples' penultimate embeddings for TensorBoard's Projector."""
+def _write_projector(logdir: str, features, splits: data_lib.Splits, count: int) -> None:
+  """Half train, half validation examples' penultimate embeddings for TensorBoard's Projector.
+
+  Each embedding's metadata: its label, the data set's name for that class, and its split.
+  """
   parts = []
   for split, n in (("train", count // 2), ("validation", count - count // 2)):
     images, labels = zip(*getattr(splits, split).take(n).as_numpy_iterator())
@@ -124,9 +122,100 @@ def _write_projector(
   metadata = [
     (int(label), splits.class_names[int(label)], split) for split, _, ls in parts for label in ls
   ]
-  projection.write_projector(
-    run.file("tb", "projector"), embeddings, images, metadata, ("label", "class", "split")
+  projection.write_projector(logdir, embeddings, images, metadata, ("label", "class", "split"))
+
+
+def project_model_file(
+  model_path: str,
+  dataset: str,
+  class_specs: Sequence[str],
+  output_dir: str,
+  examples_per_class: int = 100,
+  projector_examples: int = 1000,
+  *,
+  data_dir: str = "",
+  penultimate_layer: str = "",
+  logits_layer: str = "",
+  trust_saved_model: bool = False,
+) -> dict:
+  """`project_runs` for one classifier trained anywhere (a `.keras` file) on a data set.
+
+  Features and templates come from `training.model_file` (by default the last Dense layer
+  and its input; a softmax activation does not matter: the templates are its kernel and
+  bias). `similar` / `dissimilar` read the model's confusions on the validation split (the
+  last 10000 examples of the train split). Writes projection.png/.npz/.json and, with
+  `projector_examples`, the projector embeddings (tb/projector) into `output_dir`, never
+  next to the model. The data is read from `data_dir`, never prepared there.
+
+  Raises:
+    UserError: bad flags, a SavedModel (its layers cannot be read), a model that does not
+      fit the data set, or layers that cannot be found.
+  """
+  from ls_keras.training import model_file as model_file_lib
+
+  _check_counts(examples_per_class, projector_examples)
+  workdir_lib.check_output_dir(output_dir)
+  model = model_file_lib.open_model_file(
+    model_path,
+    trust_saved_model=trust_saved_model,
+    penultimate_layer=penultimate_layer,
+    logits_layer=logits_layer,
   )
+  features, templates = model.features_and_templates()
+  splits = data_lib.load_splits(dataset, data_dir=data_dir, prepare=False)
+  model_file_lib.check_data(model, splits.spec.image_shape, splits.num_classes, dataset)
+  confusion = None
+  if any(spec in ("similar", "dissimilar") for spec in class_specs):
+    val_logits, val_labels = model_file_lib.split_logits(model, splits.validation, "validation")
+    confusion = projection.confusion_matrix(val_logits, val_labels, splits.num_classes)
+  triples = [projection.choose_classes(spec, splits.class_names, confusion) for spec in class_specs]
+  name = os.path.basename(os.path.normpath(model_path))
+  panels, numbers, arrays, col_titles = [[] for _ in triples], [], {}, []
+  for split in SPLITS:
+    col_titles.append(f"{name}\n{split}")
+  for row, triple in enumerate(triples):
+    for split in SPLITS:
+      images, labels = data_lib.class_examples(getattr(splits, split), triple, examples_per_class)
+      result = projection.project_examples(features, templates, triple, images, labels)
+      panels[row].append(result)
+      key = f"{name}/{'-'.join(map(str, triple))}/{split}"
+      arrays[key + "/points"], arrays[key + "/labels"] = result["points"], result["labels"]
+      arrays[key + "/templates"] = result["templates"]
+      numbers.append(
+        {
+          "model_file": os.path.abspath(model_path),
+          "classes": [splits.class_names[c] for c in triple],
+          "split": split,
+          "plane": result["tightness_plane"],
+          "full": result["tightness_full"],
+        }
+      )
+  os.makedirs(output_dir, exist_ok=True)
+  if projector_examples:
+    logdir = os.path.join(output_dir, "tb", "projector")
+    _write_projector(logdir, features, splits, projector_examples)
+  names = [[splits.class_names[c] for c in t] for t in triples]
+  fig = plots.projection_grid(panels, [" / ".join(n) for n in names], col_titles, names)
+  plots.save(fig, os.path.join(output_dir, "projection.png"))
+  workdir_lib.atomic_savez(os.path.join(output_dir, "projection_points.npz"), **arrays)
+  summary = {
+    "model_file": os.path.abspath(model_path),
+    "features_and_logits": model.description,
+    "dataset": dataset,
+    "triples": names,
+    "examples_per_class": examples_per_class,
+    "tightness": numbers,
+  }
+  workdir_lib.atomic_write_json(os.path.join(output_dir, "projection.json"), summary)
+  return summary
+
+
+def _check_counts(examples_per_class: int, projector_examples: int) -> None:
+  if examples_per_class < 1 or projector_examples < 0:
+    raise UserError(
+      f"--examples_per_class={examples_per_class} must be >= 1 and --projector_examples="
+      f"{projector_examples} >= 0."
+    )
 
 
 def tightness_table(summary: Dict) -> str:
@@ -137,8 +226,10 @@ def tightness_table(summary: Dict) -> str:
     "| --- | --- | --- | --- | --- | --- | --- |",
   ]
   for n in summary["tightness"]:
+    run = os.path.basename(n.get("workdir") or n["model_file"])
+    alpha = f"{n['alpha']:g}" if "alpha" in n else "n/a"
     lines.append(
-      f"| {os.path.basename(n['workdir'])} | {n['alpha']:g} | {' / '.join(n['classes'])} | "
+      f"| {run} | {alpha} | {' / '.join(n['classes'])} | "
       f"{n['split']} | {n['plane']['ratio']:.3f} | {n['full']['ratio']:.3f} | "
       f"{n['plane']['equidistance_cv']:.3f} |"
     )

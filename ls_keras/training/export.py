@@ -10,7 +10,7 @@ import keras
 import tensorflow as tf
 
 from ls_keras import models
-from ls_keras.core.errors import WorkdirError
+from ls_keras.core.errors import UserError, WorkdirError
 
 
 def export_model(model: keras.Model, keras_path: str, saved_model_path: str) -> None:
@@ -85,27 +85,71 @@ def check_archive(path: str) -> None:
     )
 
 
-def load_keras_model(path: str) -> keras.Model:
+def load_keras_model(path: str, contract: bool = True) -> keras.Model:
   """Loads a `.keras` file in safe mode (no arbitrary code) with a clear error when it is bad.
 
   Its archive is size-checked first (`check_archive`), so a crafted file cannot exhaust memory.
+  With `contract` (ls_keras' own models), the model must keep ls_keras' layer contract
+  (`models.check_contract`); without it (a model trained elsewhere, see `load_model_file`)
+  any Keras model loads, and `models.heads.find_head` locates its features and logits.
   """
   if not os.path.exists(path):
     raise WorkdirError(f"{path} does not exist: the run did not finish exporting its model.")
   check_archive(path)
+  remedy = (
+    "Re-export it by rerunning the training."
+    if contract
+    else "Save the model again with model.save(PATH.keras)."
+  )
   try:
     model = keras.saving.load_model(path, compile=False, safe_mode=True)
   except Exception as e:  # pylint: disable=broad-except  # Keras raises many types for bad files.
     raise WorkdirError(
       f"{path} cannot be loaded ({type(e).__name__}: {str(e)[:200]}); the file is "
-      "truncated, corrupt or not a Keras model. Re-export it by rerunning the training."
+      f"truncated, corrupt or not a Keras model. {remedy}"
     ) from e
-  models.check_contract(model, path)
+  if contract:
+    models.check_contract(model, path)
   return model
 
 
+# Shared with `distill --teacher`: loading a SavedModel runs code its author wrote.
+SAVED_MODEL_TRUST = (
+  "loading it runs the TensorFlow graph stored in it, which is code its author wrote and "
+  "which may read or write any file. Pass --trust_saved_model if you trust its author"
+)
+
+
+def model_file_format(path: str, trust_saved_model: bool = False, flag: str = "--model_file"):
+  """What `path` holds: "keras" (a `.keras` file) or "saved_model" (with `trust_saved_model`).
+
+  Read-only, so a command refuses before anything is loaded.
+
+  Raises:
+    UserError: the path does not exist, is neither, or is a SavedModel without trust.
+  """
+  if not os.path.exists(path):
+    raise UserError(f"{flag}={path} does not exist: give a .keras file or a SavedModel folder.")
+  if os.path.isfile(path) and path.endswith(".keras"):
+    return "keras"
+  if os.path.isdir(path) and os.path.exists(os.path.join(path, "saved_model.pb")):
+    if not trust_saved_model:
+      raise UserError(
+        f"{flag}={path} is a SavedModel: {SAVED_MODEL_TRUST}, or give the model's .keras file "
+        "(loaded in Keras' safe mode, no code)."
+      )
+    return "saved_model"
+  raise UserError(
+    f"{flag}={path} is neither a .keras file nor a SavedModel folder (with saved_model.pb). "
+    "Save a Keras model with model.save(PATH.keras) or model.export(FOLDER)."
+  )
+
+
 def load_saved_model(path: str):
-  """Loads a SavedModel written by `export_model`; call `.serve(images)` for logits."""
+  """Loads a SavedModel (as `export_model` writes); call `.serve(images)` for its outputs.
+
+  Runs the graph stored in it: callers load only a SavedModel the user said to trust.
+  """
   try:
     return tf.saved_model.load(path)
   except Exception as e:  # pylint: disable=broad-except
