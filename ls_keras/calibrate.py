@@ -11,6 +11,7 @@ import sys
 from absl import flags
 
 from ls_keras import cli
+from ls_keras.core import workdir as workdir_lib
 from ls_keras.core.checks import MAX_BINS
 from ls_keras.core.errors import UserError
 
@@ -42,6 +43,7 @@ def define_flags(flag_values: flags.FlagValues) -> None:
     "With --model_file: use only the first N validation and test examples (0: all).",
     **fv,
   )
+  flags.declare_key_flag("flagfile", flag_values=flag_values)  # --help lists it.
 
 
 def define_model_file_flags(flag_values: flags.FlagValues, command: str) -> None:
@@ -133,13 +135,16 @@ def check_source(flag_values: flags.FlagValues) -> None:
         f"{', '.join(given)} only apply with --model_file; a workdir's run records its own "
         "data set and model."
       )
+    for path in workdirs:  # A missing or unfinished run is answered before TensorFlow starts.
+      workdir_lib.require(path)
 
 
 def main(flag_values: flags.FlagValues) -> None:
   """Runs the command on parsed flags; bad input raises UserError (exit code 2 in cli)."""
+  check_source(flag_values)
+  cli.start_tensorflow()
   from ls_keras.calibration import report as calibration_report
 
-  check_source(flag_values)
   if flag_values.model_file:
     summary = calibration_report.calibrate_model_file(
       flag_values.model_file,

@@ -27,6 +27,7 @@ def define_flags(flag_values: flags.FlagValues) -> None:
     "config.json says.",
     **fv,
   )
+  flags.declare_key_flag("flagfile", flag_values=flag_values)  # --help lists it.
 
 
 def main(flag_values: flags.FlagValues) -> None:

@@ -46,13 +46,15 @@ def define_flags(flag_values: flags.FlagValues) -> None:
   )
 
   calibrate.define_model_file_flags(flag_values, "project")
+  flags.declare_key_flag("flagfile", flag_values=flag_values)  # --help lists it.
 
 
 def main(flag_values: flags.FlagValues) -> None:
   """Runs the command on parsed flags; bad input raises UserError (exit code 2 in cli)."""
+  calibrate.check_source(flag_values)
+  cli.start_tensorflow()
   from ls_keras.projection import report as projection_report
 
-  calibrate.check_source(flag_values)
   if flag_values.model_file:
     summary = projection_report.project_model_file(
       flag_values.model_file,
