@@ -13,6 +13,7 @@ import keras
 from keras import layers
 
 from ls_keras.core.errors import UserError
+from ls_keras.models.batch_norm import FusedBatchNormalization, to_plain_keras
 from ls_keras.models.networks import (
   ModelOptions,
   alexnet,
@@ -38,6 +39,7 @@ MODELS: Dict[str, Builder] = {
 }
 
 __all__ = [
+  "FusedBatchNormalization",
   "LOGITS",
   "MODELS",
   "PENULTIMATE",
@@ -45,6 +47,7 @@ __all__ = [
   "build_model",
   "check_contract",
   "local_response_normalization",
+  "to_plain_keras",
 ]
 
 

@@ -11,6 +11,8 @@ from typing import Tuple
 import keras
 from keras import layers, ops
 
+from ls_keras.models.batch_norm import FusedBatchNormalization
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelOptions:
@@ -86,17 +88,17 @@ def _residual_block(x, filters, strides, options):
     use_bias=False,
     kernel_regularizer=l2_regularizer(options),
   )(x)
-  y = layers.BatchNormalization()(y)
+  y = FusedBatchNormalization()(y)
   y = layers.ReLU()(y)
   y = layers.Conv2D(
     filters, 3, padding="same", use_bias=False, kernel_regularizer=l2_regularizer(options)
   )(y)
-  y = layers.BatchNormalization()(y)
+  y = FusedBatchNormalization()(y)
   if strides != 1 or shortcut.shape[-1] != filters:
     shortcut = layers.Conv2D(
       filters, 1, strides=strides, use_bias=False, kernel_regularizer=l2_regularizer(options)
     )(x)
-    shortcut = layers.BatchNormalization()(shortcut)
+    shortcut = FusedBatchNormalization()(shortcut)
   return layers.ReLU()(layers.Add()([shortcut, y]))
 
 
@@ -105,7 +107,7 @@ def resnet56(x, options: ModelOptions):
   x = layers.Conv2D(
     16, 3, padding="same", use_bias=False, kernel_regularizer=l2_regularizer(options)
   )(x)
-  x = layers.ReLU()(layers.BatchNormalization()(x))
+  x = layers.ReLU()(FusedBatchNormalization()(x))
   for stage, filters in enumerate((16, 32, 64)):
     for block in range(9):
       x = _residual_block(x, filters, 2 if stage > 0 and block == 0 else 1, options)
@@ -121,7 +123,7 @@ def _conv_bn(x, filters, kernel, strides=1, padding="same", options=ModelOptions
     use_bias=False,
     kernel_regularizer=l2_regularizer(options),
   )(x)
-  return layers.ReLU()(layers.BatchNormalization(scale=False)(x))
+  return layers.ReLU()(FusedBatchNormalization(scale=False)(x))
 
 
 def inception_v4(x, options: ModelOptions):

@@ -18,8 +18,10 @@ def export_model(model: keras.Model, keras_path: str, saved_model_path: str) -> 
 
   A failed save (a full disk, a read-only folder) removes its temporary file or folder
   before the error goes on: a retry must not find the space it needs taken by the last
-  attempt's leftovers.
+  attempt's leftovers. Fused batch-norm layers are saved as Keras' own
+  (`models.to_plain_keras`), so both files load in plain Keras without ls_keras.
   """
+  model = models.to_plain_keras(model)
   folder = os.path.dirname(keras_path)
   fd, tmp = tempfile.mkstemp(dir=folder, prefix=".model.", suffix=".keras")
   os.close(fd)
