@@ -33,6 +33,9 @@ setup(
         "absl-py>=2.0",
         "numpy>=1.26",
     ],
-    extras_require={"test": ["pytest>=7", "hypothesis>=6", "ruff>=0.6"]},
+    extras_require={
+    "test": ["pytest>=7", "hypothesis>=6", "ruff>=0.6"],
+    "bench": ["torch>=2.1"],  # tools/benchmark.py's PyTorch peers.
+  },
     entry_points={"console_scripts": [f"{name}={target}" for name, target in ENTRY_POINTS.items()]},
 )

@@ -1,18 +1,26 @@
-"""ls_keras' training path against plain Keras, side by side in one process, on this machine.
+"""ls_keras' training step against every peer a user would weigh, side by side in one process.
 
-  python tools/benchmark.py                    # the full table (under 10 minutes on 2 CPU cores)
-  python tools/benchmark.py --json=bench.json  # ... and the table as JSON
-  python tools/benchmark.py --quick            # a smoke run: few steps, not a measurement
+  python tools/benchmark.py                    # the full table (about 10 minutes on 2 CPU cores)
+  python tools/benchmark.py --json=bench.json  # ... and every column as JSON
+  python tools/benchmark.py --quick            # a smoke run: few steps, small_cnn only
 
-It first prints the machine (CPU model, the ISA features that decide precision, GPUs) and
-the precision `--precision=auto` resolves to. Then, per model (small_cnn at Fashion-MNIST's
-28x28x1, alexnet and resnet56 at CIFAR's 32x32x3): images/s of ls_keras' loop with `auto`
-against plain Keras `model.fit` in float32 on in-memory arrays (same model, data, batch and
-label smoothing, augmentation off), and of ours in every other precision this hardware runs
-natively. Precisions it does not run natively are skipped with the reason, not run for an
-hour. Measurements alternate between the two sides and keep each side's best of two, so
-a slow moment of the machine hits both. Also: XLA, the input pipeline against the step it
-feeds, ECE plus a temperature fit, and test accuracy on real Fashion-MNIST.
+It first prints the machine (CPU model, the ISA features that decide precision, GPUs), the
+precision `--precision=auto` resolves to, and the matmul ceilings (GFLOP/s of a large
+matmul in float32 and in bfloat16 where it runs natively). Then, per model (small_cnn at
+Fashion-MNIST's 28x28x1, alexnet and resnet56 at CIFAR's 32x32x3; batch 128, label
+smoothing 0.1, SGD with Nesterov momentum, augmentation off), images/s of:
+
+- ours: ls_keras' loop with `auto`;
+- plain Keras `model.fit` on in-memory arrays, in float32 and at ours' precision (Keras' own
+  BatchNormalization, as a user builds the model by hand);
+- PyTorch in float32 and with bfloat16 autocast (channels_last), when torch is installed
+  (`pip install -e .[bench]`; skipped with the reason otherwise; tools/torch_peers.py);
+
+and ours' achieved training GFLOP/s as a fraction of the matmul ceiling at its precision
+(FLOPs per image counted from the model's Conv2D and Dense layers, x3 for a training step).
+Runs alternate between the peers and keep each one's best of two, so a slow moment of the
+machine hits all. Also: ours in the other native precisions, XLA, the input pipeline against
+the step it feeds, ECE plus a temperature fit, and test accuracy on real Fashion-MNIST.
 """
 
 import argparse
@@ -101,16 +109,26 @@ class Ours:
 
 
 class PlainKeras:
-  """model.fit on in-memory float32 arrays, as a user writes it by hand."""
+  """model.fit on in-memory float32 arrays at `precision`, as a user writes it by hand.
 
-  def __init__(self, model_name, shape, batch, max_steps):
+  The model is ours with Keras' own BatchNormalization (`models.to_plain_keras`).
+  """
+
+  def __init__(self, model_name, shape, batch, max_steps, precision="float32"):
     rng = np.random.RandomState(0)
     self.x = rng.randint(0, 256, (batch * max_steps,) + shape).astype(np.float32)
     self.y = keras.utils.to_categorical(rng.randint(0, NUM_CLASSES, batch * max_steps), NUM_CLASSES)
-    keras.utils.set_random_seed(0)
-    self.model = models.build_model(
-      model_name, shape, NUM_CLASSES, mean=(127.0,) * shape[-1], std=(64.0,) * shape[-1]
-    )
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+      keras.utils.set_random_seed(0)
+      self.model = models.to_plain_keras(
+        models.build_model(
+          model_name, shape, NUM_CLASSES, mean=(127.0,) * shape[-1], std=(64.0,) * shape[-1]
+        )
+      )
+    finally:
+      keras.config.set_dtype_policy(policy)
     self.model.compile(
       keras.optimizers.SGD(LEARNING_RATE, momentum=0.9, nesterov=True),
       losses.label_smoothing_loss(ALPHA),
@@ -126,47 +144,73 @@ class PlainKeras:
     return n / (time.perf_counter() - start)
 
 
-def side_by_side(a, b, steps: int, repeats: int = 2):
-  """Best images/s of each over `repeats` alternating runs."""
-  best_a = best_b = 0.0
+def race(peers: dict, steps: int, repeats: int = 2) -> dict:
+  """Best images/s of each peer over `repeats` rounds, the peers alternating within a round."""
+  best = {name: 0.0 for name in peers}
   for _ in range(repeats):
-    best_a = max(best_a, a.run(steps))
-    best_b = max(best_b, b.run(steps))
-  return best_a, best_b
+    for name, peer in peers.items():
+      best[name] = max(best[name], peer.run(steps))
+  return best
 
 
-def native_precisions(machine: hardware.Hardware):
-  """(precision, None) for each this hardware runs natively; (precision, why not) for the rest."""
-  out = [("float32", None)]
-  gpu_capabilities = [g.compute_capability for g in machine.gpus]
-  if machine.gpus:
-    bf16 = all(c >= (8, 0) for c in gpu_capabilities)
-    fp16 = all(c[0] >= 7 or c in ((6, 0), (6, 2)) for c in gpu_capabilities)
-    out.append(
-      (
-        "mixed_bfloat16",
-        None if bf16 else "a GPU older than compute capability 8.0 has no bfloat16",
-      )
-    )
-    out.append(
-      (
-        "mixed_float16",
-        None if fp16 else "a GPU without fast float16 (compute capability 6.1, 5.x)",
-      )
-    )
-  else:
-    out.append(
-      (
-        "mixed_bfloat16",
-        None
-        if machine.native_cpu_bfloat16
-        else "this CPU has no AVX512_BF16/AMX (or oneDNN is capped below it): bfloat16 is "
-        "emulated, "
-        "measured 5-12x slower than float32",
-      )
-    )
-    out.append(("mixed_float16", "no GPU: float16 runs emulated on CPUs"))
-  return out
+def training_flops_per_image(model_name: str, shape) -> float:
+  """FLOPs of one training step per image, counted from the model's Conv2D and Dense layers.
+
+  Forward: 2 FLOPs per multiply-add; a training step: 3x that (the backward pass costs
+  about twice the forward). Normalisation, activations and pooling are left out.
+  """
+  model = models.build_model(
+    model_name, shape, NUM_CLASSES, mean=(0.0,) * shape[-1], std=(1.0,) * shape[-1]
+  )
+  forward = 0
+  for layer in model.layers:
+    if isinstance(layer, keras.layers.Conv2D):
+      kernel = int(np.prod(layer.kernel.shape))  # kh * kw * C_in * C_out
+      height, width = layer.output.shape[1:3]
+      forward += 2 * kernel * height * width
+    elif isinstance(layer, keras.layers.Dense):
+      forward += 2 * int(np.prod(layer.kernel.shape))
+  return 3.0 * forward
+
+
+def matmul_ceiling(dtype: str, n: int = 2048, seconds: float = 2.0) -> float:
+  """GFLOP/s of an n x n x n matmul in `dtype` on the default device, best of a few calls."""
+  a = tf.random.normal((n, n), dtype=tf.float32)
+  a = tf.cast(a, dtype)
+
+  @tf.function
+  def repeated(x, times):
+    for _ in tf.range(times):
+      x = tf.matmul(x, a) * 0.001
+    return x
+
+  repeated(a, tf.constant(2)).numpy()
+  times = 4
+  while True:
+    start = time.perf_counter()
+    repeated(a, tf.constant(times)).numpy()
+    elapsed = time.perf_counter() - start
+    if elapsed > seconds / 4 or times >= 4096:
+      break
+    times *= 2
+  best = elapsed
+  for _ in range(2):
+    start = time.perf_counter()
+    repeated(a, tf.constant(times)).numpy()
+    best = min(best, time.perf_counter() - start)
+  return 2.0 * n**3 * times / best / 1e9
+
+
+def torch_peers_module():
+  """tools/torch_peers.py, or the reason PyTorch peers are skipped."""
+  try:
+    import torch  # noqa: F401
+  except ImportError:
+    return None, "PyTorch is not installed (pip install -e .[bench])"
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  import torch_peers  # noqa: E402
+
+  return torch_peers, None
 
 
 def calibration_seconds() -> float:
@@ -242,15 +286,39 @@ def main(argv=None):
   }
   print(f"Machine: {machine.describe()}; {os.cpu_count()} CPU cores")
   print(f"precision auto -> {auto}: {reason}")
-  print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}\n")
+  torch_peers, no_torch = torch_peers_module()
+  if torch_peers:
+    report["versions"]["torch"] = torch_peers.version()
   print(
-    f"{'model':10s} {'input':8s} {'ours: precision':>28s} {'ours img/s':>11s} "
-    f"{'plain fit float32':>18s} "
-    f"{'ratio':>7s}",
+    f"TensorFlow {tf.__version__}, Keras {keras.__version__}"
+    + (f", PyTorch {torch_peers.version()}" if torch_peers else f"; {no_torch}")
+  )
+  natives = hardware.native_precisions(machine)
+  ceilings = {}
+  for precision, why_not in natives:
+    dtype = {"float32": "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
+    if why_not is None:
+      ceilings[precision] = matmul_ceiling(dtype[precision], seconds=0.5 if args.quick else 2.0)
+  report["matmul_gflops"] = {p: round(g, 1) for p, g in ceilings.items()}
+  print(
+    "Matmul ceiling (2048^3): "
+    + ", ".join(f"{p} {g:.0f} GFLOP/s" for p, g in ceilings.items())
+    + "\n",
     flush=True,
   )
+  peer_names = {
+    "keras_float32": "Keras fit float32",
+    "keras_auto": f"Keras fit {auto}",
+    "torch_float32": "PyTorch float32",
+    "torch_bfloat16": "PyTorch bf16",
+  }
+  header = f"{'model':10s} {'ours img/s':>11s}" + "".join(
+    f" {label:>22s}" for label in peer_names.values()
+  )
+  print(header + f" {'ours GFLOP/s (of ceiling)':>27s}", flush=True)
 
   def row(kind, model_name, shape, precision, ours, plain, **extra):
+    """A line of ours in another precision or with XLA, against plain Keras float32."""
     entry = {
       "kind": kind,
       "model": model_name,
@@ -262,48 +330,91 @@ def main(argv=None):
       **extra,
     }
     report["rows"].append(entry)
-    marker = " (auto)" if precision == auto and kind == "train" else ""
-    label = f"{precision}{marker}{extra.get('note', '')}"
-    print(
-      f"{model_name:10s} {entry['input']:8s} {label:>28s} {ours:11.0f} {plain:18.0f} "
-      f"{ours / plain:6.2f}x",
-      flush=True,
-    )
+    return entry
 
   names = ["small_cnn"] if args.quick else list(MODELS)
   for name in sorted(set(MODELS) - set(names)):
     report["skipped"].append({"model": name, "reason": "--quick"})
+  others = []
   for name in names:
     shape = MODELS[name]
     splits = synthetic_splits(shape, args.batch * 8)
-    probe = Ours(name, splits, args.batch, auto)
-    per_step = args.batch / probe.run(2)
+    ours = Ours(name, splits, args.batch, auto)
+    per_step = args.batch / ours.run(2)
     steps = 3 if args.quick else _steps_for(per_step, args.seconds, 10, 400)
-    plain = PlainKeras(name, shape, args.batch, steps)
-    ours_auto, plain_speed = side_by_side(probe, plain, steps, repeats=1 if args.quick else 2)
-    row("train", name, shape, auto, ours_auto, plain_speed, steps=steps)
-    for precision, why_not in native_precisions(machine):
+    peers = {"ours": ours, "keras_float32": PlainKeras(name, shape, args.batch, steps)}
+    if auto != "float32":
+      peers["keras_auto"] = PlainKeras(name, shape, args.batch, steps, auto)
+    for precision in ("float32", "mixed_bfloat16"):
+      key = f"torch_{precision.replace('mixed_', '')}"
+      why_not = no_torch or dict(natives).get(precision)
+      if machine.gpus and not why_not:
+        why_not = "the PyTorch peers run on the CPU only"
+      if why_not:
+        report["skipped"].append({"model": name, "peer": key, "reason": why_not})
+        continue
+      peers[key] = torch_peers.TorchPeer(
+        name, shape, args.batch, precision, ALPHA, NUM_CLASSES, LEARNING_RATE, steps
+      )
+    speeds = race(peers, steps, repeats=1 if args.quick else 2)
+    flops = training_flops_per_image(name, shape)
+    achieved = speeds["ours"] * flops / 1e9
+    entry = row(
+      "train",
+      name,
+      shape,
+      auto,
+      speeds["ours"],
+      speeds["keras_float32"],
+      steps=steps,
+      peers={k: round(v, 1) for k, v in speeds.items() if k != "ours"},
+      ratios={k: round(speeds["ours"] / v, 3) for k, v in speeds.items() if k != "ours"},
+      training_flops_per_image=flops,
+      achieved_gflops=round(achieved, 1),
+      fraction_of_ceiling=round(achieved / ceilings[auto], 3) if auto in ceilings else None,
+    )
+    cells = "".join(
+      f" {speeds[k]:10.0f} ({speeds['ours'] / speeds[k]:4.2f}x){'':4s}"
+      if k in speeds
+      else f" {'-':>22s}"
+      for k in peer_names
+    )
+    fraction = f" ({entry['fraction_of_ceiling']:.0%})" if entry["fraction_of_ceiling"] else ""
+    print(f"{name:10s} {speeds['ours']:11.0f}{cells} {achieved:20.0f}{fraction}", flush=True)
+    for precision, why_not in natives:
       if precision == auto:
         continue
       if why_not:
         report["skipped"].append({"model": name, "precision": precision, "reason": why_not})
         continue
       other = Ours(name, splits, args.batch, precision)
-      row("train", name, shape, precision, other.run(steps), plain_speed, steps=steps)
+      others.append(
+        row("train", name, shape, precision, other.run(steps), speeds["keras_float32"], steps=steps)
+      )
     if name == "small_cnn":
       xla = Ours(name, splits, args.batch, auto, jit=True)
-      row("xla", name, shape, auto, xla.run(steps), plain_speed, steps=steps, note=" + XLA")
+      others.append(
+        row("xla", name, shape, auto, xla.run(steps), speeds["keras_float32"], steps=steps)
+      )
       pipeline_speed = pipeline(splits, args.batch, 4 * steps)
       report["input_pipeline"] = {
         "images_per_s": round(pipeline_speed, 1),
-        "step_images_per_s": round(ours_auto, 1),
-        "ratio": round(pipeline_speed / ours_auto, 2),
+        "step_images_per_s": round(speeds["ours"], 1),
+        "ratio": round(pipeline_speed / speeds["ours"], 2),
       }
-      print(
-        f"{'small_cnn':10s} {'28x28x1':8s} {'input pipeline alone':>28s} {pipeline_speed:11.0f} "
-        f"{'(its step: ' + format(ours_auto, '.0f') + ')':>18s} {pipeline_speed / ours_auto:6.2f}x",
-        flush=True,
-      )
+  print("\n(x: ours' speed over the peer's; ceiling: the matmul ceiling at ours' precision)")
+  for entry in others:
+    what = "ours + XLA" if entry["kind"] == "xla" else f"ours in {entry['precision']}"
+    print(
+      f"{entry['model']}: {what}: {entry['ours_images_per_s']:.0f} img/s, "
+      f"{entry['ratio']:.2f}x Keras fit float32"
+    )
+  if "input_pipeline" in report:
+    pipe = report["input_pipeline"]
+    print(
+      f"small_cnn: the input pipeline alone: {pipe['images_per_s']:.0f} img/s, "
+      f"{pipe['ratio']:.1f}x the step it feeds"
+    )
   for skip in report["skipped"]:
     print(f"skipped: {skip['model']} {skip.get('precision', '')}: {skip['reason']}")
   seconds = calibration_seconds()

@@ -13,7 +13,7 @@ import dataclasses
 import functools
 import os
 import platform
-from typing import Dict, FrozenSet, Tuple
+from typing import Dict, FrozenSet, List, Optional, Tuple
 
 # The CPU flags (as /proc/cpuinfo names them) that decide precision and speed.
 CPU_FEATURES = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
@@ -145,6 +145,40 @@ def choose_precision(hardware: Hardware) -> Tuple[str, str]:
     f"CPU {hardware.cpu_model} has neither AVX512_BF16 nor AMX: bfloat16 would be emulated, 5-12x "
     "slower",
   )
+
+
+def native_precisions(hardware: Hardware) -> List[Tuple[str, Optional[str]]]:
+  """Every Keras precision with None where the hardware runs it natively, else why not.
+
+  float32 always runs; mixed_bfloat16 on GPUs of compute capability >= 8.0 and CPUs whose
+  oneDNN uses AVX512_BF16/AMX; mixed_float16 on GPUs with fast float16 (never on CPUs).
+  """
+  capabilities = [g.compute_capability for g in hardware.gpus]
+  if capabilities:
+    bf16 = all(c >= (8, 0) for c in capabilities)
+    fp16 = all(c[0] >= 7 or c in ((6, 0), (6, 2)) for c in capabilities)
+    return [
+      ("float32", None),
+      (
+        "mixed_bfloat16",
+        None if bf16 else "a GPU older than compute capability 8.0 has no bfloat16",
+      ),
+      (
+        "mixed_float16",
+        None if fp16 else "a GPU without fast float16 (compute capability 6.1, 5.x)",
+      ),
+    ]
+  return [
+    ("float32", None),
+    (
+      "mixed_bfloat16",
+      None
+      if hardware.native_cpu_bfloat16
+      else "this CPU has no AVX512_BF16/AMX (or oneDNN is capped below it): bfloat16 is emulated, "
+      "measured 5-12x slower than float32",
+    ),
+    ("mixed_float16", "no GPU: float16 runs emulated on CPUs"),
+  ]
 
 
 def read_cpu(cpuinfo_path: str = "/proc/cpuinfo") -> Tuple[str, FrozenSet[str]]:
