@@ -8,10 +8,11 @@ shape when its length changes.
 """
 
 import dataclasses
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List
 
 from ls_keras.core.config import TrainConfig, absolute_path
 from ls_keras.core.errors import UserError
+from ls_keras.experiments.kd_sweep import SweepPreset
 
 
 def fashion_mnist() -> TrainConfig:
@@ -177,29 +178,6 @@ def flagfile(name: str) -> str:
 
 # Presets: the grids of the Figure 5 sweep (`kd_sweep`) and the plans of the main job
 # (`reproduce`), by name. `data` carries --data_dir and --fashion_mnist_source.
-
-
-@dataclasses.dataclass(frozen=True)
-class SweepPreset:
-  """The grid of one distillation sweep (Figure 5) and the Section 4 anecdote."""
-
-  teacher: TrainConfig
-  student: TrainConfig
-  teacher_alphas: Tuple[float, ...]
-  temperatures: Tuple[float, ...]
-  seeds: Tuple[int, ...]
-  direct_alphas: Tuple[
-    float, ...
-  ] = ()  # Students trained directly with LS (default: teacher_alphas).
-  ls_temperatures: Tuple[float, ...] = (1.0,)  # Temperatures at which LS teachers are distilled...
-  hot_ls_alphas: Tuple[
-    float, ...
-  ] = ()  # ... above T = 1, only these teachers (default: every LS teacher).
-  t_squared_temperatures: Tuple[float, ...] = ()  # Hard-teacher students with the T^2 factor too.
-  anecdote: bool = True
-  anecdote_dropout: float = 0.5
-  anecdote_alpha: float = 0.1
-  anecdote_temperature: float = 4.0
 
 
 def _fashion_mlp(hidden, epochs, **extra) -> TrainConfig:

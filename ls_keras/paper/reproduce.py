@@ -18,12 +18,12 @@ from ls_keras import calibration
 from ls_keras.calibration import report as calibration_report
 from ls_keras.core import hardware, plots
 from ls_keras.core import workdir as workdir_lib
-from ls_keras.distillation import sweep
+from ls_keras.experiments import kd_sweep as sweep
 from ls_keras.paper import recipes, verdicts
 from ls_keras.paper import report as report_lib
 from ls_keras.projection import report as projection_report
-from ls_keras.training import plan as plan_lib
-from ls_keras.training.plan import Job
+from ls_keras.experiments import plan as plan_lib
+from ls_keras.experiments.plan import Job
 
 PAPER = {
   "accuracy": (
@@ -85,7 +85,13 @@ def plan(preset: recipes.ReproducePreset, runs_root: str) -> List[Job]:
     for alpha in (0.0, preset.accuracy_alpha):
       jobs.append(
         Job(
-          f"mi_a{alpha:g}_s{seed}", "train", preset.mi.replace(alpha=alpha, seed=seed), "mi", alpha
+          f"mi_a{alpha:g}_s{seed}",
+          "train",
+          preset.mi.replace(alpha=alpha, seed=seed),
+          "mi",
+          alpha,
+          seed,
+          "mi",
         )
       )
   return jobs
@@ -96,7 +102,7 @@ def reproduce(
 ) -> Optional[dict]:
   """Runs (or reuses) the preset's plan under root/runs; writes root/report/index.md and .html.
 
-  Several processes may share one root (see training.plan.run_all): the one that finishes
+  Several processes may share one root (see experiments.plan.run_all): the one that finishes
   the last run writes the report; the others return None.
 
   Returns:

@@ -3,22 +3,46 @@
 Teachers over an alpha grid; students trained directly with LS; students distilled from
 the hard-target teacher at growing T; students distilled from LS teachers (at T = 1, and
 optionally hotter); optionally the T^2 variant. Everything is plotted against the
-equivalent smoothing gamma (paper Section 4). The plan is resumable (`ls_keras.training.plan`).
+equivalent smoothing gamma (paper Section 4). The plan is resumable (`ls_keras.experiments.plan`).
+Its grids (`SweepPreset`) are defined here and filled by the named presets of
+`ls_keras.paper.recipes`, which sits above this layer.
 """
 
 import collections
 import dataclasses
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
 from ls_keras.core import config as config_lib
-from ls_keras.core import plots
 from ls_keras.core import workdir as workdir_lib
-from ls_keras.paper import recipes
-from ls_keras.training import plan as plan_lib
-from ls_keras.training.plan import Job
+from ls_keras.experiments import plan as plan_lib
+from ls_keras.experiments.plan import Job
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepPreset:
+  """The grid of one distillation sweep (Figure 5) and the Section 4 anecdote."""
+
+  teacher: config_lib.TrainConfig
+  student: config_lib.TrainConfig
+  teacher_alphas: Tuple[float, ...]
+  temperatures: Tuple[float, ...]
+  seeds: Tuple[int, ...]
+  direct_alphas: Tuple[
+    float, ...
+  ] = ()  # Students trained directly with LS (default: teacher_alphas).
+  ls_temperatures: Tuple[float, ...] = (1.0,)  # Temperatures at which LS teachers are distilled...
+  hot_ls_alphas: Tuple[
+    float, ...
+  ] = ()  # ... above T = 1, only these teachers (default: every LS teacher).
+  t_squared_temperatures: Tuple[float, ...] = ()  # Hard-teacher students with the T^2 factor too.
+  anecdote: bool = True
+  anecdote_dropout: float = 0.5
+  anecdote_alpha: float = 0.1
+  anecdote_temperature: float = 4.0
+
 
 CURVES = {
   "teacher": "teacher, trained with alpha = gamma",
@@ -42,7 +66,7 @@ def distill_config(
   )
 
 
-def plan(preset: recipes.SweepPreset, root: str) -> List[Job]:
+def plan(preset: SweepPreset, root: str) -> List[Job]:
   """Every run of the sweep, teachers before the students that need them.
 
   Names: teacher_a{alpha}_s{seed}, direct_a{alpha}_s{seed}, kd_hard_T{T}_s{seed},
@@ -59,6 +83,8 @@ def plan(preset: recipes.SweepPreset, root: str) -> List[Job]:
           preset.teacher.replace(alpha=alpha, seed=seed),
           "teacher",
           alpha,
+          seed,
+          "teacher",
         )
       )
     for alpha in preset.direct_alphas or preset.teacher_alphas:
@@ -69,6 +95,8 @@ def plan(preset: recipes.SweepPreset, root: str) -> List[Job]:
           preset.student.replace(alpha=alpha, seed=seed),
           "direct",
           alpha,
+          seed,
+          "student",
         )
       )
     hard_teacher = os.path.join(root, f"teacher_a0_s{seed}")
@@ -80,6 +108,8 @@ def plan(preset: recipes.SweepPreset, root: str) -> List[Job]:
           distill_config(preset.student, hard_teacher, t, seed),
           "kd_hard",
           t,
+          seed,
+          "student",
         )
       )
     for t in preset.t_squared_temperatures:
@@ -90,6 +120,8 @@ def plan(preset: recipes.SweepPreset, root: str) -> List[Job]:
           distill_config(preset.student, hard_teacher, t, seed, t_squared=True),
           "kd_hard_t2",
           t,
+          seed,
+          "student",
         )
       )
     for alpha in preset.teacher_alphas:
@@ -107,12 +139,14 @@ def plan(preset: recipes.SweepPreset, root: str) -> List[Job]:
             distill_config(preset.student, teacher, t, seed),
             "kd_ls" if t == 1 else "kd_ls_hot",
             alpha,
+            seed,
+            "student",
           )
         )
   return jobs
 
 
-def anecdote_plan(preset: recipes.SweepPreset, root: str) -> List[Job]:
+def anecdote_plan(preset: SweepPreset, root: str) -> List[Job]:
   """Section 4's anecdote: a dropout teacher and an LS teacher, each distilled into a student."""
   if not preset.anecdote:
     return []
@@ -122,14 +156,24 @@ def anecdote_plan(preset: recipes.SweepPreset, root: str) -> List[Job]:
   t = preset.anecdote_temperature
   student = preset.student
   return [
-    Job("anecdote_teacher_dropout", "train", dropout, "anecdote", 0.0),
-    Job("anecdote_teacher_ls", "train", smoothed, "anecdote", preset.anecdote_alpha),
+    Job("anecdote_teacher_dropout", "train", dropout, "anecdote", 0.0, seed, "anecdote_teacher"),
+    Job(
+      "anecdote_teacher_ls",
+      "train",
+      smoothed,
+      "anecdote",
+      preset.anecdote_alpha,
+      seed,
+      "anecdote_teacher",
+    ),
     Job(
       "anecdote_student_of_dropout",
       "distill",
       distill_config(student, os.path.join(root, "anecdote_teacher_dropout"), t, seed),
       "anecdote",
       t,
+      seed,
+      "anecdote_student",
     ),
     Job(
       "anecdote_student_of_ls",
@@ -137,6 +181,8 @@ def anecdote_plan(preset: recipes.SweepPreset, root: str) -> List[Job]:
       distill_config(student, os.path.join(root, "anecdote_teacher_ls"), t, seed),
       "anecdote",
       t,
+      seed,
+      "anecdote_student",
     ),
   ]
 
@@ -169,6 +215,8 @@ def curves(jobs: List[Job], results: Dict[str, dict]) -> Dict[str, dict]:
 
 def figure5(summary: Dict[str, dict], path: str) -> None:
   """Figure 5: test accuracy against equivalent smoothing gamma, mean and min-max over seeds."""
+  from ls_keras.core import plots  # Here: planning a sweep needs no matplotlib.
+
   lines, bands = {}, {}
   for curve, c in summary.items():
     order = np.argsort(c["gamma"])
@@ -217,10 +265,10 @@ def anecdote_table(results: Dict[str, dict]) -> str:
   )
 
 
-def run_sweep(preset: recipes.SweepPreset, root: str) -> Optional[dict]:
+def run_sweep(preset: SweepPreset, root: str) -> Optional[dict]:
   """Runs (or reuses) the whole grid and the anecdote; writes kd_sweep.md/.json and figure5.png.
 
-  Several processes may share one root (see training.plan.run_all): the one that finishes
+  Several processes may share one root (see experiments.plan.run_all): the one that finishes
   the last run writes the report and returns it; the others return None.
 
   Raises:
