@@ -8,7 +8,6 @@ Its grids (`SweepPreset`) are defined here and filled by the named presets of
 `ls_keras.paper.recipes`, which sits above this layer.
 """
 
-import collections
 import dataclasses
 import os
 from typing import Dict, List, Optional, Tuple
@@ -18,6 +17,7 @@ import numpy as np
 from ls_keras.core import config as config_lib
 from ls_keras.core import workdir as workdir_lib
 from ls_keras.experiments import plan as plan_lib
+from ls_keras.experiments import results as results_lib
 from ls_keras.experiments.plan import Job
 
 
@@ -156,12 +156,20 @@ def anecdote_plan(preset: SweepPreset, root: str) -> List[Job]:
   t = preset.anecdote_temperature
   student = preset.student
   return [
-    Job("anecdote_teacher_dropout", "train", dropout, "anecdote", 0.0, seed, "anecdote_teacher"),
+    Job(
+      "anecdote_teacher_dropout",
+      "train",
+      dropout,
+      "anecdote_dropout",
+      0.0,
+      seed,
+      "anecdote_teacher",
+    ),
     Job(
       "anecdote_teacher_ls",
       "train",
       smoothed,
-      "anecdote",
+      "anecdote_ls",
       preset.anecdote_alpha,
       seed,
       "anecdote_teacher",
@@ -170,7 +178,7 @@ def anecdote_plan(preset: SweepPreset, root: str) -> List[Job]:
       "anecdote_student_of_dropout",
       "distill",
       distill_config(student, os.path.join(root, "anecdote_teacher_dropout"), t, seed),
-      "anecdote",
+      "anecdote_dropout",
       t,
       seed,
       "anecdote_student",
@@ -179,7 +187,7 @@ def anecdote_plan(preset: SweepPreset, root: str) -> List[Job]:
       "anecdote_student_of_ls",
       "distill",
       distill_config(student, os.path.join(root, "anecdote_teacher_ls"), t, seed),
-      "anecdote",
+      "anecdote_ls",
       t,
       seed,
       "anecdote_student",
@@ -187,21 +195,17 @@ def anecdote_plan(preset: SweepPreset, root: str) -> List[Job]:
   ]
 
 
-def curves(jobs: List[Job], results: Dict[str, dict]) -> Dict[str, dict]:
+def curves(table: results_lib.Table) -> Dict[str, dict]:
   """Per Figure 5 curve and key: gamma (mean over seeds), test accuracy min / mean / max."""
-  grouped = collections.defaultdict(lambda: collections.defaultdict(list))
-  for job in jobs:
-    if job.curve in CURVES:
-      metrics = results[job.name]
-      gamma = metrics.get("equivalent_smoothing", job.config.alpha)
-      grouped[job.curve][job.key].append((gamma, metrics["test"]["accuracy"]))
   out = {}
   for curve in CURVES:
-    by_key = grouped.get(curve)
-    if not by_key:
+    keys = table.keys(curve=curve)
+    if not keys:
       continue
-    keys = sorted(by_key)
-    points = [np.array(by_key[k]) for k in keys]
+    points = [
+      np.array([(r["gamma"], r["test_accuracy"]) for r in table.select(curve=curve, key=k)])
+      for k in keys
+    ]
     out[curve] = {
       "key": keys,
       "gamma": [float(p[:, 0].mean()) for p in points],
@@ -250,23 +254,22 @@ def table(summary: Dict[str, dict]) -> str:
   return "\n".join(lines) + "\n"
 
 
-def anecdote_table(results: Dict[str, dict]) -> str:
+def anecdote_table(table: results_lib.Table) -> str:
   """Markdown: test error of the dropout and LS teachers and of their students."""
 
-  def error(name):
-    return 100 * (1 - results[name]["test"]["accuracy"])
+  def error(curve, regime):
+    return 100 * (1 - table.one(curve=curve, regime=regime)["test_accuracy"])
 
-  return (
-    "| teacher | teacher error | student error |\n| --- | --- | --- |\n"
-    f"| with dropout | {error('anecdote_teacher_dropout'):.2f}% | "
-    f"{error('anecdote_student_of_dropout'):.2f}% |\n"
-    f"| with label smoothing | {error('anecdote_teacher_ls'):.2f}% | "
-    f"{error('anecdote_student_of_ls'):.2f}% |\n"
+  rows = [("with dropout", "anecdote_dropout"), ("with label smoothing", "anecdote_ls")]
+  return "| teacher | teacher error | student error |\n| --- | --- | --- |\n" + "".join(
+    f"| {label} | {error(curve, 'anecdote_teacher'):.2f}% | "
+    f"{error(curve, 'anecdote_student'):.2f}% |\n"
+    for label, curve in rows
   )
 
 
 def run_sweep(preset: SweepPreset, root: str) -> Optional[dict]:
-  """Runs (or reuses) the whole grid and the anecdote; writes kd_sweep.md/.json and figure5.png.
+  """Runs (or reuses) the grid and the anecdote; writes kd_sweep.md/.json, results.jsonl, Figure 5.
 
   Several processes may share one root (see experiments.plan.run_all): the one that finishes
   the last run writes the report and returns it; the others return None.
@@ -286,9 +289,11 @@ def run_sweep(preset: SweepPreset, root: str) -> Optional[dict]:
 
 
 def _write_report(jobs: List[Job], anecdote: List[Job], results: Dict[str, dict], root: str):
-  summary = curves(jobs, results)
+  runs = results_lib.build(jobs + anecdote, results, root, calibrate_runs=False)
+  runs.save(os.path.join(root, results_lib.FILE))
+  summary = curves(runs)
   figure5(summary, os.path.join(root, "figure5.png"))
-  text = table(summary) + ("\n" + anecdote_table(results) if anecdote else "")
+  text = table(summary) + ("\n" + anecdote_table(runs) if anecdote else "")
   workdir_lib.atomic_write_bytes(os.path.join(root, "kd_sweep.md"), text.encode())
   report = {
     "curves": summary,
