@@ -26,7 +26,7 @@ def define_flags(flag_values: flags.FlagValues) -> None:
 def main(flag_values: flags.FlagValues) -> None:
   """Runs the command on parsed flags; bad input raises UserError (exit code 2 in cli)."""
   cli.start_tensorflow()
-  from ls_keras.distillation import sweep
+  from ls_keras.experiments import kd_sweep as sweep
 
   data = recipes.preset_data(flag_values.data_dir, flag_values.fashion_mnist_source)
   preset = recipes.lookup(recipes.SWEEPS, flag_values.preset)(data)

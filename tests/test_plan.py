@@ -1,15 +1,19 @@
 """Plans of many runs: the progress line's estimate of the time left, and workers sharing one."""
 
 import os
+import subprocess
+import sys
 import threading
 import time
 
 from ls_keras.core import config, lease
-from ls_keras.training import plan
+from ls_keras.experiments import plan
 
 
 def _job(name, model="mlp", epochs=1):
-  return plan.Job(name, "train", config.TrainConfig(model=model, epochs=epochs), "teacher", 0.0)
+  return plan.Job(
+    name, "train", config.TrainConfig(model=model, epochs=epochs), "teacher", 0.0, 0, "teacher"
+  )
 
 
 def test_estimate_uses_the_mean_time_of_each_group_of_alike_runs():
@@ -76,7 +80,7 @@ def _fake_runs(monkeypatch, root, seconds=0.0):
 
 def _distill_job(name, teacher):
   distill = config.DistillConfig(model="mlp", teacher=teacher)
-  return plan.Job(name, "distill", distill, "kd", 1.0)
+  return plan.Job(name, "distill", distill, "kd", 1.0, 0, "student")
 
 
 def test_a_run_another_worker_owns_is_left_to_it_and_its_student_waits(tmp_path, monkeypatch):
@@ -116,3 +120,14 @@ def test_a_lone_worker_and_a_rerun_write_the_report_under_its_lease(tmp_path, mo
   report = plan.claim_report(first, str(tmp_path / "report"))
   with report:
     assert plan.claim_report(again, str(tmp_path / "report")) is None  # Being written.
+
+
+def test_planning_imports_no_tensorflow():
+  """Plans, the sweep's grid and the presets are pure Python: a command can answer (flag
+  errors, finished runs) before TensorFlow's slow start, and the layer cannot reach up."""
+  code = (
+    "import sys, ls_keras.experiments.plan, ls_keras.experiments.kd_sweep, ls_keras.paper.recipes;"
+    " assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
+  )
+  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+  assert result.returncode == 0, result.stderr[-2000:]

@@ -3,6 +3,7 @@
 import dataclasses
 import glob
 import os
+import re
 
 import pytest
 from absl import flags
@@ -93,3 +94,13 @@ def test_preset_flags_and_errors_come_from_the_registries():
       assert all(c.data_dir == "/d" and c.fashion_mnist_source == "/s" for c in configs)
       for c in configs:
         config.validate(c)
+
+
+@pytest.mark.parametrize("name", sorted(recipes.REPRODUCTIONS))
+def test_why_a_regime_was_chosen_quotes_no_old_measurement(name):
+  """A report prints a preset's `why` beside what it measured: a number written there (an old
+  run's T = 3.56) would be printed in every report, whatever that report measured."""
+  preset = recipes.REPRODUCTIONS[name](recipes.preset_data())
+  why = preset.why.format(temperature="<T>", ratio="<ratio>")
+  for text in (why, preset.mi_why):
+    assert not re.search(r"\d\.\d", text), text

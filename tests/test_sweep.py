@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from conftest import REPO, finished_runs, invoke
-from ls_keras.distillation import sweep
+from ls_keras.experiments import kd_sweep as sweep
 from ls_keras.paper import recipes
 
 

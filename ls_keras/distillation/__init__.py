@@ -1,4 +1,4 @@
-"""Knowledge distillation (paper Section 4): the loss, the Distiller, gamma; `run` and `sweep`."""
+"""Knowledge distillation (paper Section 4): the loss, the Distiller, gamma, and `run`."""
 
 from ls_keras.distillation.distiller import (
   Distiller,

@@ -1,6 +1,8 @@
 """Plans of many runs (sweeps, the main job): run or reuse each, with one progress line and an ETA.
 
-A plan is a list of `Job`s, each a train or distill run in its own workdir under a root.
+A plan is a list of `Job`s, each a train or distill run in its own workdir under a root,
+that says what it is (curve, key, seed, regime) so that its results are found by those
+fields, never by parsing or rebuilding its name (see `ls_keras.experiments.results`).
 Running it reuses finished runs and resumes an interrupted one, so the plan itself is
 resumable; results are read back from the workdirs. Several processes can share one plan
 (see `run_all`).
@@ -22,8 +24,9 @@ from ls_keras.core import workdir as workdir_lib
 class Job:
   """One run of a plan: its workdir name, kind ("train" or "distill") and config.
 
-  `curve` and `key` say where its result goes: a curve or group name, and the key on that
-  curve (alpha, or T).
+  `curve` and `key` say where its result goes: a curve or group name ("teacher", "kd_hard",
+  "mi", ...), and the value varied along that curve (alpha, or T). `seed` is the run's seed
+  and `regime` the preset's config it was built from ("teacher", "student", "mi", ...).
   """
 
   name: str
@@ -31,6 +34,8 @@ class Job:
   config: config_lib.TrainConfig
   curve: str
   key: float
+  seed: int
+  regime: str
 
 
 def _group(job: Job) -> tuple:

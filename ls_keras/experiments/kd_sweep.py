@@ -3,22 +3,46 @@
 Teachers over an alpha grid; students trained directly with LS; students distilled from
 the hard-target teacher at growing T; students distilled from LS teachers (at T = 1, and
 optionally hotter); optionally the T^2 variant. Everything is plotted against the
-equivalent smoothing gamma (paper Section 4). The plan is resumable (`ls_keras.training.plan`).
+equivalent smoothing gamma (paper Section 4). The plan is resumable (`ls_keras.experiments.plan`).
+Its grids (`SweepPreset`) are defined here and filled by the named presets of
+`ls_keras.paper.recipes`, which sits above this layer.
 """
 
-import collections
 import dataclasses
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
 from ls_keras.core import config as config_lib
-from ls_keras.core import plots
 from ls_keras.core import workdir as workdir_lib
-from ls_keras.paper import recipes
-from ls_keras.training import plan as plan_lib
-from ls_keras.training.plan import Job
+from ls_keras.experiments import plan as plan_lib
+from ls_keras.experiments import results as results_lib
+from ls_keras.experiments.plan import Job
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepPreset:
+  """The grid of one distillation sweep (Figure 5) and the Section 4 anecdote."""
+
+  teacher: config_lib.TrainConfig
+  student: config_lib.TrainConfig
+  teacher_alphas: Tuple[float, ...]
+  temperatures: Tuple[float, ...]
+  seeds: Tuple[int, ...]
+  direct_alphas: Tuple[
+    float, ...
+  ] = ()  # Students trained directly with LS (default: teacher_alphas).
+  ls_temperatures: Tuple[float, ...] = (1.0,)  # Temperatures at which LS teachers are distilled...
+  hot_ls_alphas: Tuple[
+    float, ...
+  ] = ()  # ... above T = 1, only these teachers (default: every LS teacher).
+  t_squared_temperatures: Tuple[float, ...] = ()  # Hard-teacher students with the T^2 factor too.
+  anecdote: bool = True
+  anecdote_dropout: float = 0.5
+  anecdote_alpha: float = 0.1
+  anecdote_temperature: float = 4.0
+
 
 CURVES = {
   "teacher": "teacher, trained with alpha = gamma",
@@ -42,7 +66,7 @@ def distill_config(
   )
 
 
-def plan(preset: recipes.SweepPreset, root: str) -> List[Job]:
+def plan(preset: SweepPreset, root: str) -> List[Job]:
   """Every run of the sweep, teachers before the students that need them.
 
   Names: teacher_a{alpha}_s{seed}, direct_a{alpha}_s{seed}, kd_hard_T{T}_s{seed},
@@ -59,6 +83,8 @@ def plan(preset: recipes.SweepPreset, root: str) -> List[Job]:
           preset.teacher.replace(alpha=alpha, seed=seed),
           "teacher",
           alpha,
+          seed,
+          "teacher",
         )
       )
     for alpha in preset.direct_alphas or preset.teacher_alphas:
@@ -69,6 +95,8 @@ def plan(preset: recipes.SweepPreset, root: str) -> List[Job]:
           preset.student.replace(alpha=alpha, seed=seed),
           "direct",
           alpha,
+          seed,
+          "student",
         )
       )
     hard_teacher = os.path.join(root, f"teacher_a0_s{seed}")
@@ -80,6 +108,8 @@ def plan(preset: recipes.SweepPreset, root: str) -> List[Job]:
           distill_config(preset.student, hard_teacher, t, seed),
           "kd_hard",
           t,
+          seed,
+          "student",
         )
       )
     for t in preset.t_squared_temperatures:
@@ -90,6 +120,8 @@ def plan(preset: recipes.SweepPreset, root: str) -> List[Job]:
           distill_config(preset.student, hard_teacher, t, seed, t_squared=True),
           "kd_hard_t2",
           t,
+          seed,
+          "student",
         )
       )
     for alpha in preset.teacher_alphas:
@@ -107,12 +139,14 @@ def plan(preset: recipes.SweepPreset, root: str) -> List[Job]:
             distill_config(preset.student, teacher, t, seed),
             "kd_ls" if t == 1 else "kd_ls_hot",
             alpha,
+            seed,
+            "student",
           )
         )
   return jobs
 
 
-def anecdote_plan(preset: recipes.SweepPreset, root: str) -> List[Job]:
+def anecdote_plan(preset: SweepPreset, root: str) -> List[Job]:
   """Section 4's anecdote: a dropout teacher and an LS teacher, each distilled into a student."""
   if not preset.anecdote:
     return []
@@ -122,40 +156,56 @@ def anecdote_plan(preset: recipes.SweepPreset, root: str) -> List[Job]:
   t = preset.anecdote_temperature
   student = preset.student
   return [
-    Job("anecdote_teacher_dropout", "train", dropout, "anecdote", 0.0),
-    Job("anecdote_teacher_ls", "train", smoothed, "anecdote", preset.anecdote_alpha),
+    Job(
+      "anecdote_teacher_dropout",
+      "train",
+      dropout,
+      "anecdote_dropout",
+      0.0,
+      seed,
+      "anecdote_teacher",
+    ),
+    Job(
+      "anecdote_teacher_ls",
+      "train",
+      smoothed,
+      "anecdote_ls",
+      preset.anecdote_alpha,
+      seed,
+      "anecdote_teacher",
+    ),
     Job(
       "anecdote_student_of_dropout",
       "distill",
       distill_config(student, os.path.join(root, "anecdote_teacher_dropout"), t, seed),
-      "anecdote",
+      "anecdote_dropout",
       t,
+      seed,
+      "anecdote_student",
     ),
     Job(
       "anecdote_student_of_ls",
       "distill",
       distill_config(student, os.path.join(root, "anecdote_teacher_ls"), t, seed),
-      "anecdote",
+      "anecdote_ls",
       t,
+      seed,
+      "anecdote_student",
     ),
   ]
 
 
-def curves(jobs: List[Job], results: Dict[str, dict]) -> Dict[str, dict]:
+def curves(table: results_lib.Table) -> Dict[str, dict]:
   """Per Figure 5 curve and key: gamma (mean over seeds), test accuracy min / mean / max."""
-  grouped = collections.defaultdict(lambda: collections.defaultdict(list))
-  for job in jobs:
-    if job.curve in CURVES:
-      metrics = results[job.name]
-      gamma = metrics.get("equivalent_smoothing", job.config.alpha)
-      grouped[job.curve][job.key].append((gamma, metrics["test"]["accuracy"]))
   out = {}
   for curve in CURVES:
-    by_key = grouped.get(curve)
-    if not by_key:
+    keys = table.keys(curve=curve)
+    if not keys:
       continue
-    keys = sorted(by_key)
-    points = [np.array(by_key[k]) for k in keys]
+    points = [
+      np.array([(r["gamma"], r["test_accuracy"]) for r in table.select(curve=curve, key=k)])
+      for k in keys
+    ]
     out[curve] = {
       "key": keys,
       "gamma": [float(p[:, 0].mean()) for p in points],
@@ -169,6 +219,8 @@ def curves(jobs: List[Job], results: Dict[str, dict]) -> Dict[str, dict]:
 
 def figure5(summary: Dict[str, dict], path: str) -> None:
   """Figure 5: test accuracy against equivalent smoothing gamma, mean and min-max over seeds."""
+  from ls_keras.core import plots  # Here: planning a sweep needs no matplotlib.
+
   lines, bands = {}, {}
   for curve, c in summary.items():
     order = np.argsort(c["gamma"])
@@ -202,25 +254,24 @@ def table(summary: Dict[str, dict]) -> str:
   return "\n".join(lines) + "\n"
 
 
-def anecdote_table(results: Dict[str, dict]) -> str:
+def anecdote_table(table: results_lib.Table) -> str:
   """Markdown: test error of the dropout and LS teachers and of their students."""
 
-  def error(name):
-    return 100 * (1 - results[name]["test"]["accuracy"])
+  def error(curve, regime):
+    return 100 * (1 - table.one(curve=curve, regime=regime)["test_accuracy"])
 
-  return (
-    "| teacher | teacher error | student error |\n| --- | --- | --- |\n"
-    f"| with dropout | {error('anecdote_teacher_dropout'):.2f}% | "
-    f"{error('anecdote_student_of_dropout'):.2f}% |\n"
-    f"| with label smoothing | {error('anecdote_teacher_ls'):.2f}% | "
-    f"{error('anecdote_student_of_ls'):.2f}% |\n"
+  rows = [("with dropout", "anecdote_dropout"), ("with label smoothing", "anecdote_ls")]
+  return "| teacher | teacher error | student error |\n| --- | --- | --- |\n" + "".join(
+    f"| {label} | {error(curve, 'anecdote_teacher'):.2f}% | "
+    f"{error(curve, 'anecdote_student'):.2f}% |\n"
+    for label, curve in rows
   )
 
 
-def run_sweep(preset: recipes.SweepPreset, root: str) -> Optional[dict]:
-  """Runs (or reuses) the whole grid and the anecdote; writes kd_sweep.md/.json and figure5.png.
+def run_sweep(preset: SweepPreset, root: str) -> Optional[dict]:
+  """Runs (or reuses) the grid and the anecdote; writes kd_sweep.md/.json, results.jsonl, Figure 5.
 
-  Several processes may share one root (see training.plan.run_all): the one that finishes
+  Several processes may share one root (see experiments.plan.run_all): the one that finishes
   the last run writes the report and returns it; the others return None.
 
   Raises:
@@ -238,9 +289,11 @@ def run_sweep(preset: recipes.SweepPreset, root: str) -> Optional[dict]:
 
 
 def _write_report(jobs: List[Job], anecdote: List[Job], results: Dict[str, dict], root: str):
-  summary = curves(jobs, results)
+  runs = results_lib.build(jobs + anecdote, results, root, calibrate_runs=False)
+  runs.save(os.path.join(root, results_lib.FILE))
+  summary = curves(runs)
   figure5(summary, os.path.join(root, "figure5.png"))
-  text = table(summary) + ("\n" + anecdote_table(results) if anecdote else "")
+  text = table(summary) + ("\n" + anecdote_table(runs) if anecdote else "")
   workdir_lib.atomic_write_bytes(os.path.join(root, "kd_sweep.md"), text.encode())
   report = {
     "curves": summary,

@@ -1,0 +1,315 @@
+"""Each claim judged on small synthetic tables and numbers (5 seeds), without training.
+
+Every rule reaches held, did not hold and inconclusive here; `evaluate` runs on synthetic
+results tables (and synthetic histories and MI series where a claim reads its workdirs).
+"""
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from ls_keras.core import config
+from ls_keras.experiments import results
+from ls_keras.experiments.plan import Job
+from ls_keras.paper import recipes
+from ls_keras.paper import report as report_lib
+from ls_keras.paper.claims import (
+  accuracy,
+  calibration,
+  clusters,
+  distillation,
+  information,
+  regimes,
+  when,
+)
+from ls_keras.paper.verdicts import HELD, INCONCLUSIVE, NOT_HELD
+
+SEEDS = (0, 1, 2, 3, 4)
+NOISE = np.array([-0.02, 0.01, 0.0, 0.02, -0.01])  # Per-seed jitter, mean 0.
+PRESET = recipes.REPRODUCTIONS["tiny"](recipes.preset_data())  # accuracy_alpha 0.1.
+
+
+def _row(root, curve, key, seed, test_accuracy=0.8, regime="teacher", temperature=1.0, **more):
+  metrics = {
+    split: {"accuracy": test_accuracy, "nll": 0.5, "ece": 0.05}
+    for split in ("train", "validation", "test")
+  }
+  metrics["validation"]["accuracy"] = more.pop("validation_accuracy", test_accuracy)
+  job = Job(
+    f"{curve}_{key:g}_s{seed}", "train", config.TrainConfig(alpha=0.0), curve, key, seed, regime
+  )
+  row = results.row(job, metrics, root, more or None)
+  row["temperature"] = temperature
+  return row
+
+
+def _teachers(root, test, calibration_columns=None):
+  """Teacher rows at alpha 0, 0.05 and 0.1: test(alpha, i) is seed i's test accuracy."""
+  rows = []
+  for alpha in (0.0, 0.05, 0.1):
+    for i, seed in enumerate(SEEDS):
+      more = calibration_columns(alpha, i) if calibration_columns else {}
+      rows.append(_row(root, "teacher", alpha, seed, test(alpha, i), **more))
+  return rows
+
+
+# The results table.
+
+
+def test_rows_are_selected_by_field_in_seed_order_and_survive_a_round_trip(tmp_path):
+  rows = _teachers(str(tmp_path), lambda a, i: 0.8 + a + i / 100)
+  table = results.Table(reversed(rows))
+  assert table.column("test_accuracy", curve="teacher", key=0.1) == pytest.approx(
+    [0.9, 0.91, 0.92, 0.93, 0.94]
+  )
+  assert table.keys(curve="teacher") == [0.0, 0.05, 0.1] and table.seeds() == list(SEEDS)
+  assert table.one(curve="teacher", key=0.05, seed=3)["workdir"] == str(
+    tmp_path / "teacher_0.05_s3"
+  )
+  with pytest.raises(KeyError, match="5 rows"):
+    table.one(curve="teacher", key=0.0)
+  with pytest.raises(KeyError, match="no column"):
+    table.select(kurve="teacher")
+  path = str(tmp_path / results.FILE)
+  table.save(path)
+  assert results.Table.load(path).rows == table.rows
+  lines = open(path).read().splitlines()
+  assert len(lines) == 15 and json.loads(lines[0])["curve"] == "teacher"  # JSON Lines.
+
+
+def test_the_table_loads_in_pandas(tmp_path):
+  pandas = pytest.importorskip("pandas")  # Not a dependency; the format is JSON Lines.
+  path = str(tmp_path / results.FILE)
+  results.Table(_teachers(str(tmp_path), lambda a, i: 0.8)).save(path)
+  assert len(pandas.read_json(path, lines=True)) == 15
+
+
+# Claim 1.
+
+
+@pytest.mark.parametrize(
+  "differences, outcome",
+  [
+    ([0.1, -0.2, 0.0, 0.2, 0.1], HELD),  # Inside ±1 point.
+    ([3.0, 3.2, 2.9, 3.1, 3.0], NOT_HELD),  # Entirely outside.
+    ([-2.0, 2.0, 0.5, -1.5, 1.0], INCONCLUSIVE),  # Straddles the margin.
+  ],
+)
+def test_accuracy_rule(differences, outcome):
+  verdict = accuracy.judge(differences, 0.1)
+  assert verdict.outcome == outcome
+  assert f"±{accuracy.ACCURACY_MARGIN:g}" in verdict.rule
+
+
+def test_accuracy_claim_reads_the_table(tmp_path):
+  table = results.Table(
+    _teachers(str(tmp_path), lambda a, i: 0.8 - 0.04 * (a == 0.1) + NOISE[i] / 10)
+  )
+  result = accuracy.evaluate(table, PRESET, str(tmp_path))
+  assert result.number == 1 and result.verdict.outcome == NOT_HELD  # 4 points lost.
+  assert result.data["differences"] == pytest.approx([-4.0] * 5, abs=1e-9)
+  assert "| 0.05 |" in result.ours
+
+
+# Claim 2.
+
+
+@pytest.mark.parametrize(
+  "ratios, outcome",
+  [
+    ([0.5, 0.6, 0.55, 0.52, 0.58], HELD),
+    ([1.5, 1.4, 1.6, 1.45, 1.55], NOT_HELD),
+    ([0.7, 1.3, 0.9, 1.2, 1.0], INCONCLUSIVE),
+  ],
+)
+def test_cluster_rule(ratios, outcome):
+  verdict = clusters.judge(ratios, 0.1)
+  assert verdict.outcome == outcome and f"below {clusters.CLUSTER_RATIO:g}" in verdict.rule
+
+
+# Claim 3.
+
+
+@pytest.mark.parametrize(
+  "smoothed, outcome",
+  [
+    (0.03, HELD),  # Better than the baseline, within the margin of temperature scaling.
+    (0.10, NOT_HELD),  # No better than the baseline.
+    (0.02 + calibration.CALIBRATION_MARGIN, INCONCLUSIVE),  # The gap straddles the margin.
+  ],
+)
+def test_calibration_rule(smoothed, outcome):
+  base, scaled = 0.10 + NOISE / 10, 0.02 + NOISE / 10
+  verdict, improvement, gap = calibration.judge(base, scaled, smoothed + NOISE[::-1] / 10, 0.05)
+  assert verdict.outcome == outcome
+  assert f"below {calibration.CALIBRATION_MARGIN:g}" in gap.rule and gap.rule in verdict.rule
+  assert improvement.rule in verdict.rule
+
+
+def test_calibration_claim_chooses_alpha_on_validation(tmp_path, monkeypatch):
+  drawn = []
+  monkeypatch.setattr(calibration, "_reliability", lambda workdirs, out: drawn.append(workdirs))
+
+  def columns(alpha, i):
+    ece = {0.0: 0.10, 0.05: 0.025, 0.1: 0.06}[alpha] + NOISE[i] / 10
+    return {
+      "ts_temperature": 1.8 if alpha == 0 else 1.0,
+      "ts_test_accuracy": 0.8,
+      "ts_test_nll": 0.5,
+      "ts_test_ece": ece,
+      "ts_test_ece_scaled": 0.02 + NOISE[i] / 10,
+      "ts_validation_ece": ece,
+    }
+
+  table = results.Table(_teachers(str(tmp_path), lambda a, i: 0.8, columns))
+  result = calibration.evaluate(table, PRESET, str(tmp_path))
+  assert result.data["best_alpha"] == 0.05 and result.verdict.outcome == HELD
+  assert result.data["over_confidence"]["reached"]  # T 1.8, ECE 5x the scaled one.
+  assert drawn == [[str(tmp_path / "teacher_0_s0"), str(tmp_path / "teacher_0.05_s0")]]
+  assert "0.05 (best on validation)" in result.ours
+
+
+def test_over_confidence_rule_prints_its_thresholds():
+  assert regimes.judge_over_confidence(1.9, 0.15, 0.02)["reached"]
+  assert not regimes.judge_over_confidence(1.9, 0.05, 0.02)["reached"]  # Ratio 2.5 < 3.
+  low = regimes.judge_over_confidence(1.0, 0.15, 0.02)
+  assert not low["reached"] and "outside the regime" in low["text"]
+  assert f"T >= {regimes.OVER_CONFIDENT_T:g}" in low["text"]
+  assert f"{regimes.OVER_CONFIDENT_RATIO:g}x" in low["text"]
+
+
+# The "when" figure.
+
+
+def test_only_then_needs_a_calibrated_start_and_an_over_confident_end():
+  found = when.judge(1.0, 2.0, 0.02, 0.10, {0.1: 0.05}, {0.1: 0.04})
+  assert found["only_then"] and found["best"] == 0.1
+  assert not when.judge(1.5, 2.0, 0.02, 0.10, {0.1: 0.05}, {0.1: 0.04})["only_then"]  # Not
+  # calibrated at first.
+  assert not when.judge(1.0, 1.1, 0.02, 0.10, {0.1: 0.05}, {0.1: 0.04})["only_then"]  # Never
+  # over-confident.
+  assert not when.judge(1.0, 2.0, 0.02, 0.10, {0.1: 0.05}, {0.1: 0.2})["helps_at_end"]
+
+
+def _histories(root, baseline_temperature, ls_ece):
+  rows = []
+  for alpha in (0.0, 0.1):
+    for seed in SEEDS:
+      row = _row(root, "teacher", alpha, seed)
+      os.makedirs(row["workdir"])
+      history = [
+        {
+          "epoch": epoch,
+          "test_ece": ls_ece[epoch - 1] if alpha else 0.02 * epoch,
+          "test_ece_temperature_scaled": 0.02,
+          "test_accuracy": 0.8,
+          "temperature": baseline_temperature[epoch - 1],
+        }
+        for epoch in (1, 2, 3)
+      ]
+      json.dump(history, open(row["history"], "w"))
+      rows.append(row)
+  return results.Table(rows)
+
+
+def test_when_says_only_then_only_when_the_numbers_do(tmp_path):
+  table = _histories(str(tmp_path / "a"), [1.0, 1.5, 2.0], [0.05, 0.03, 0.04])
+  found = when.evaluate(table, PRESET, str(tmp_path))
+  assert found.number is None and found.data["over_confident_from"] == 2
+  assert found.data["crossings"] == {0.1: 2}  # 0.03 < 0.04.
+  assert "and only then" in found.ours
+  assert open(tmp_path / "when.png", "rb").read(4) == b"\x89PNG"
+  already = _histories(str(tmp_path / "b"), [1.5, 1.5, 2.0], [0.05, 0.03, 0.04])
+  text = when.evaluate(already, PRESET, str(tmp_path)).ours
+  assert "and only then" not in text and "ends with the better calibration" in text
+  never = _histories(str(tmp_path / "c"), [1.0, 1.1, 1.2], [0.05, 0.07, 0.08])
+  text = when.evaluate(never, PRESET, str(tmp_path)).ours
+  assert "never became over-confident" in text and "does not end with the better" in text
+
+
+# Claim 4.
+
+
+@pytest.mark.parametrize(
+  "differences, outcome",
+  [
+    ([1.0, 1.2, 0.9, 1.1, 1.0], HELD),
+    ([-1.0, -1.2, -0.9, -1.1, -1.0], NOT_HELD),
+    ([1.0, -1.0, 0.5, -0.5, 0.1], INCONCLUSIVE),
+  ],
+)
+def test_distillation_rule(differences, outcome):
+  verdict = distillation.judge(differences, 4.0, 0.1)
+  assert verdict.outcome == outcome
+  assert f"above {distillation.DISTILLATION_MARGIN:g}" in verdict.rule
+
+
+def test_distillation_claim_chooses_on_validation_and_pairs_by_seed(tmp_path):
+  root, rows = str(tmp_path), []
+  for i, seed in enumerate(SEEDS):
+    for alpha in (0.0, 0.1):
+      rows.append(_row(root, "teacher", alpha, seed))
+      rows.append(_row(root, "direct", alpha, seed, 0.70, regime="student"))
+    for t, test_accuracy in ((1.0, 0.74), (4.0, 0.76)):
+      rows.append(
+        _row(root, "kd_hard", t, seed, test_accuracy + NOISE[i] / 10, "student", temperature=t)
+      )
+    rows.append(_row(root, "kd_ls", 0.1, seed, 0.72, regime="student"))
+  result = distillation.evaluate(results.Table(rows), PRESET, root)
+  assert result.data["best_temperature"] == 4.0 and result.data["best_alpha"] == 0.1
+  assert result.verdict.outcome == HELD  # 4 points better, paired by seed.
+  assert "2 of 2 temperatures" in result.ours
+  for figure in result.figures:
+    assert open(os.path.join(root, figure), "rb").read(4) == b"\x89PNG"
+
+
+# Claim 5.
+
+
+@pytest.mark.parametrize(
+  "smoothed, outcome",
+  [(0.7, HELD), (3.0, NOT_HELD), ([1.5, 2.5, 1.8, 2.3, 2.0], INCONCLUSIVE)],
+)
+def test_information_rule(smoothed, outcome):
+  base = 2.0 + NOISE
+  smoothed = np.broadcast_to(smoothed, (5,)) + NOISE[::-1]
+  verdict, fall, fell = information.judge(base, smoothed, base * 1.5, 0.1)
+  assert verdict.outcome == outcome
+  assert fell and math.isclose(fall.mean, 1 / 1.5, rel_tol=1e-6)
+
+
+def test_information_claim_reads_the_series_and_prints_the_fall_rule(tmp_path):
+  root, rows = str(tmp_path), []
+  for alpha, final in ((0.0, 2.0), (0.1, 0.7)):
+    for i, seed in enumerate(SEEDS):
+      row = _row(root, "mi", alpha, seed, regime="mi")
+      os.makedirs(row["workdir"])
+      series = [
+        {"step": s, "mi": mi, "log_n": 5.0}
+        for s, mi in zip((0, 10, 20), (1.0, final + 0.01 + NOISE[i] / 100, final + NOISE[i]))
+      ]
+      json.dump(series, open(os.path.join(row["workdir"], "mutual_information.json"), "w"))
+      rows.append(row)
+  result = information.evaluate(results.Table(rows), PRESET, root)
+  assert result.verdict.outcome == HELD
+  assert not result.data["fell"] and "did not come" in result.ours  # Final ≈ peak.
+  assert f"entirely below {information.FALL_RATIO:g}" in result.ours
+
+
+# The report renders what it is given.
+
+
+def test_the_report_renders_claims_and_findings():
+  claim = accuracy.judge([0.1, -0.2, 0.0, 0.2, 0.1], 0.1)
+  results_ = [
+    accuracy.ClaimResult(1, "A claim", "paper", "a regime.", "ours", claim),
+    accuracy.ClaimResult(None, "A finding", "", "", "what it shows", None, figures=["f.png"]),
+  ]
+  info = {"machine": "m", "precision": "p", "total": 60.0, "run_seconds": 60.0, "runs": 3}
+  text = report_lib.markdown_text("tiny", "regimes", results_, {"x": 1.0}, info)
+  assert "## Claim 1: A claim" in text and "**Held**" in text and claim.rule in text
+  assert "## A finding\n\n![A finding](f.png)\n\nwhat it shows" in text
+  assert text.count("**Verdict:**") == 1
