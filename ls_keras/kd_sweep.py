@@ -26,7 +26,9 @@ def main(flag_values: flags.FlagValues) -> None:
   """Runs the command on parsed flags; bad input raises UserError (exit code 2 in cli)."""
   from ls_keras.distillation import sweep
 
-  data = recipes.preset_data(flag_values.data_dir, flag_values.fashion_mnist_source)
+  data = recipes.preset_data(
+    flag_values.data_dir, flag_values.fashion_mnist_source, flag_values.download
+  )
   preset = recipes.lookup(recipes.SWEEPS, flag_values.preset)(data)
   report = sweep.run_sweep(preset, flag_values.root)
   if report is None:

@@ -463,9 +463,10 @@ def lookup(registry: Dict[str, Callable], name: str, flag: str = "--preset"):
   return registry[name]
 
 
-def preset_data(data_dir: str = "", fashion_mnist_source: str = "") -> dict:
-  """The data settings a preset function applies to every config it builds, as absolute paths."""
+def preset_data(data_dir: str = "", fashion_mnist_source: str = "", download: bool = True) -> dict:
+  """The data settings a preset function applies to every config it builds (absolute paths)."""
   return {
     "data_dir": absolute_path(data_dir),
     "fashion_mnist_source": absolute_path(fashion_mnist_source),
+    "download": download,
   }

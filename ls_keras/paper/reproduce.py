@@ -92,7 +92,11 @@ def plan(preset: recipes.ReproducePreset, runs_root: str) -> List[Job]:
 
 
 def reproduce(
-  preset_name: str, root: str, data_dir: str = "", fashion_mnist_source: str = ""
+  preset_name: str,
+  root: str,
+  data_dir: str = "",
+  fashion_mnist_source: str = "",
+  download: bool = True,
 ) -> Optional[dict]:
   """Runs (or reuses) the preset's plan under root/runs; writes root/report/index.md and .html.
 
@@ -108,7 +112,7 @@ def reproduce(
   workdir_lib.check_output_dir(root, "--root")
   root = os.path.abspath(root)  # Analyses compare the absolute workdir paths they record.
   preset = recipes.lookup(recipes.REPRODUCTIONS, preset_name)(
-    recipes.preset_data(data_dir, fashion_mnist_source)
+    recipes.preset_data(data_dir, fashion_mnist_source, download)
   )
   runs_root, report_dir = os.path.join(root, "runs"), os.path.join(root, "report")
   jobs = plan(preset, runs_root)
