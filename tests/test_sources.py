@@ -277,3 +277,33 @@ def test_no_network_is_refused_within_seconds_before_anything_is_written(tmp_pat
   assert "cannot reach www.cs.toronto.edu:443" in result.err
   assert "tfds build cifar10" in result.err and result.err.count("\n") == 1
   assert os.listdir(tmp_path) == []
+
+
+def test_every_analysis_works_on_a_run_of_your_data(tmp_path):
+  """project, mutual_info --recompute and distill on a run of arrays; calibrate is above."""
+  dataset = f"npz:{write_arrays(tmp_path / 'mine.npz', class_names=np.array(list('abcde')))}"
+  mine = (f"--dataset={dataset}", "--validation_size=20", *TINY)
+  mi = ("--mi_examples_per_class=8", "--mi_augmentations=2", "--mi_classes=0,1")
+  teacher = str(tmp_path / "teacher")
+  result = invoke("train", *mine, *mi, f"--workdir={teacher}")
+  assert result.code == 0, result.err[-2000:]
+  result = invoke(
+    "project",
+    f"--workdir={teacher}",
+    "--classes=a,b,e",
+    "--examples_per_class=4",  # The validation split holds 4 of each.
+    "--projector_examples=0",
+    f"--output_dir={tmp_path / 'projection'}",
+  )
+  assert result.code == 0, result.err[-2000:]
+  assert json.load(open(tmp_path / "projection" / "projection.json"))
+  result = invoke(
+    "mutual_info", f"--workdir={teacher}", "--recompute", f"--output_dir={tmp_path / 'mi'}"
+  )
+  assert result.code == 0, result.err[-2000:]
+  series = json.load(open(os.path.join(teacher, "mutual_information_recomputed.json")))
+  assert series and all(np.isfinite(p["mi"]) for p in series)
+  student = str(tmp_path / "student")
+  result = invoke("distill", *mine, f"--teacher={teacher}", f"--workdir={student}")
+  assert result.code == 0, result.err[-2000:]
+  assert os.path.exists(os.path.join(student, "metrics.json"))
