@@ -307,3 +307,45 @@ def test_every_analysis_works_on_a_run_of_your_data(tmp_path):
   result = invoke("distill", *mine, f"--teacher={teacher}", f"--workdir={student}")
   assert result.code == 0, result.err[-2000:]
   assert os.path.exists(os.path.join(student, "metrics.json"))
+
+
+def _your_data_blocks():
+  """The fenced code blocks of README's "Your data" subsection: [(language, text)]."""
+  from conftest import REPO
+
+  readme = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+  section = readme.split("### Your data", 1)[1].split("\n## ", 1)[0]
+  parts = section.split("```")[1::2]
+  return [(p.split("\n", 1)[0].strip(), p.split("\n", 1)[1]) for p in parts]
+
+
+@pytest.mark.slow
+def test_the_readme_your_data_examples_run_as_written(tmp_path):
+  """Each block in a fresh process, in an empty folder: python blocks, then each command."""
+  import shlex
+  import subprocess
+  import sys
+
+  from conftest import REPO
+
+  blocks = _your_data_blocks()
+  assert [language for language, _ in blocks] == ["python", "sh", "python", "sh"]
+  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": REPO}
+  for language, text in blocks:
+    if language == "python":
+      commands = [[sys.executable, "-c", text]]
+    else:
+      commands = [shlex.split(line) for line in text.splitlines() if line.strip()]
+      assert all(c[0] == "python" for c in commands)
+      commands = [[sys.executable, *c[1:]] for c in commands]
+    for command in commands:
+      started = time.time()
+      done = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+      )
+      assert done.returncode == 0, (command, done.stderr[-3000:])
+      print(f"{' '.join(command[1:])[:80]}: {time.time() - started:.1f} s")
+  for run in ("my_images", "mine"):
+    metrics = json.load(open(tmp_path / "runs" / run / "metrics.json"))
+    assert metrics["test"]["accuracy"] > 0.5  # The classes are told apart: the data got in.
+    assert os.path.exists(tmp_path / "runs" / f"{run}_calibration" / "calibration.json")
