@@ -119,6 +119,30 @@ def define_plan_flags(
     "(--nodownload: refuse, saying how to prepare it elsewhere).",
     **fv,
   )
+  flags.DEFINE_string(
+    "dataset",
+    "",
+    "Run the preset on this data set instead of its own: any --dataset value of train "
+    "(a TFDS name, folder:PATH, npz:PATH). Empty: the preset's.",
+    **fv,
+  )
+  flags.DEFINE_integer(
+    "validation_size", 0, "Validation examples of --dataset (0: the preset's).", **fv
+  )
+  flags.DEFINE_integer("image_size", 0, "Resize --dataset's images to NxN (0: native).", **fv)
+  flags.DEFINE_string(
+    "augmentation", "", "shift, crop_flip, flip, none or auto (empty: the preset's).", **fv
+  )
+
+
+def plan_data(flag_values: flags.FlagValues) -> dict:
+  """The data overrides of a plan command's flags, for `recipes.with_data`."""
+  return {
+    "dataset": flag_values.dataset,
+    "validation_size": flag_values.validation_size,
+    "image_size": flag_values.image_size,
+    "augmentation": flag_values.augmentation,
+  }
 
 
 def _describe(registry) -> str:

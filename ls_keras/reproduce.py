@@ -33,6 +33,7 @@ def main(flag_values: flags.FlagValues) -> None:
     flag_values.data_dir,
     flag_values.fashion_mnist_source,
     download=flag_values.download,
+    data=cli.plan_data(flag_values),
   )
   if result is None:
     print(
