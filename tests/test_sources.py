@@ -163,11 +163,17 @@ def test_train_then_calibrate_on_your_data(source, tmp_path):
   result = invoke("calibrate", f"--workdir={workdir}", f"--output_dir={tmp_path / 'cal'}")
   assert result.code == 0, result.err[-2000:]
   assert os.path.exists(tmp_path / "cal" / "calibration.json")
-  # Rerunning the same command reuses the finished run (the recorded statistics match).
+  # Rerunning the same command reuses the finished run; --download says how, not what, to run.
   again = invoke(
-    "train", f"--dataset={dataset}", f"--workdir={workdir}", "--validation_size=10", *TINY
+    "train",
+    f"--dataset={dataset}",
+    f"--workdir={workdir}",
+    "--validation_size=10",
+    "--nodownload",
+    *TINY,
   )
   assert again.code == 0, again.err[-2000:]
+  assert json.load(open(os.path.join(workdir, "config.json")))["sessions"] == record["sessions"]
 
 
 def test_a_relative_npz_path_is_recorded_absolute(tmp_path, monkeypatch):
@@ -215,6 +221,14 @@ def test_any_tfds_image_classification_set_by_name_on_mock_data(tmp_path, networ
     assert next(iter(resized.train))[0].shape == (16, 16, 3)
     with pytest.raises(UserError, match="not an image classification data set"):
       data.resolve("glue/cola", str(tmp_path))
+
+
+def test_a_large_tfds_set_is_read_from_files_not_cached(tmp_path, network, monkeypatch):
+  monkeypatch.setattr(sources, "CACHE_BYTES", -1)  # Any size is too large.
+  with _mock():
+    splits = data.load_splits("svhn_cropped", data_dir=str(tmp_path), validation_size=8)
+    assert not splits.spec.cache and splits.read_train is not None
+    assert splits.spec.shuffle_buffer == sources.UNCACHED_SHUFFLE_BUFFER
 
 
 def test_curated_set_downloads_on_first_use_with_tfds_mocking(tmp_path, network):

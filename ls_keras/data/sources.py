@@ -37,6 +37,10 @@ SPLIT_SEED = 0
 TEST_FRACTION = 0.2
 # Pixel statistics of a TFDS data set are computed on at most this many training images.
 STATS_EXAMPLES = 50_000
+# A TFDS data set whose decoded train split is larger is read from its files each epoch
+# (files shuffled, then a bounded buffer: see `Splits.train_epoch`) instead of cached in memory.
+CACHE_BYTES = 4 * 2**30
+UNCACHED_SHUFFLE_BUFFER = 10_000
 _CONNECT_TIMEOUT_S = 10
 
 
@@ -215,6 +219,11 @@ def tfds_spec(dataset: str, builder, image_size: int, augmentation: str) -> Data
       f"--dataset={dataset} has no 'train' split (it has {', '.join(sorted(names))})."
     )
   test_split = next((s for s in ("test", "validation") if s in names), "")
+  try:
+    examples = sum(info.splits[s].num_examples for s in info.splits)
+  except (KeyError, TypeError):
+    examples = 0
+  cache = examples * int(np.prod(shape)) <= CACHE_BYTES
   return DatasetSpec(
     dataset,
     shape,
@@ -223,7 +232,8 @@ def tfds_spec(dataset: str, builder, image_size: int, augmentation: str) -> Data
     auto_augmentation(shape) if augmentation == "auto" else augmentation,
     prepare_instructions(dataset),
     test_split=test_split,
-    cache=True,
+    cache=cache,
+    shuffle_buffer=None if cache else UNCACHED_SHUFFLE_BUFFER,
   )
 
 
