@@ -19,6 +19,7 @@ from typing import Optional, Sequence, Tuple
 from absl import app, flags, logging
 
 from ls_keras.core import config as config_lib
+from ls_keras.core import datasets as datasets_lib
 from ls_keras.core.errors import RunPreempted, UserError
 
 FLAGS = flags.FLAGS
@@ -112,6 +113,37 @@ def define_plan_flags(
   flags.DEFINE_string(
     "fashion_mnist_source", "", "Folder with the Fashion-MNIST IDX files (empty: Debian's).", **fv
   )
+  flags.DEFINE_bool(
+    "download",
+    True,
+    "Download and prepare a TFDS data set missing from --data_dir on first use "
+    "(--nodownload: refuse, saying how to prepare it elsewhere).",
+    **fv,
+  )
+  flags.DEFINE_string(
+    "dataset",
+    "",
+    "Run the preset on this data set instead of its own: any --dataset value of train "
+    "(a TFDS name, folder:PATH, npz:PATH). Empty: the preset's.",
+    **fv,
+  )
+  flags.DEFINE_integer(
+    "validation_size", 0, "Validation examples of --dataset (0: the preset's).", **fv
+  )
+  flags.DEFINE_integer("image_size", 0, "Resize --dataset's images to NxN (0: native).", **fv)
+  flags.DEFINE_string(
+    "augmentation", "", "shift, crop_flip, flip, none or auto (empty: the preset's).", **fv
+  )
+
+
+def plan_data(flag_values: flags.FlagValues) -> dict:
+  """The data overrides of a plan command's flags, for `recipes.with_data`."""
+  return {
+    "dataset": flag_values.dataset,
+    "validation_size": flag_values.validation_size,
+    "image_size": flag_values.image_size,
+    "augmentation": flag_values.augmentation,
+  }
 
 
 def _describe(registry) -> str:
@@ -124,8 +156,9 @@ def _describe(registry) -> str:
 def config_from_flags(cls, flag_values: flags.FlagValues, **overrides):
   """The frozen, validated config built from the parsed flags (plus `overrides`).
 
-  Path settings (fields marked `path`) given on the command line are made absolute here,
-  against the current directory, so config.json records where the run really reads.
+  Path settings (fields marked `path`, and the path in --dataset=folder:PATH or npz:PATH)
+  given on the command line are made absolute here, against the current directory, so
+  config.json records where the run really reads.
   """
   hints = typing.get_type_hints(cls)
   values = {
@@ -136,6 +169,8 @@ def config_from_flags(cls, flag_values: flags.FlagValues, **overrides):
   for f in dataclasses.fields(cls):
     if f.metadata.get("path") and f.name in values:
       values[f.name] = config_lib.absolute_path(values[f.name])
+  if "dataset" in values:  # folder:PATH and npz:PATH: recorded with an absolute PATH.
+    values["dataset"] = datasets_lib.absolute_dataset(values["dataset"])
   config = cls(**values, **overrides)
   config_lib.validate(config)
   return config

@@ -28,8 +28,12 @@ def main(flag_values: flags.FlagValues) -> None:
   cli.start_tensorflow()
   from ls_keras.experiments import kd_sweep as sweep
 
-  data = recipes.preset_data(flag_values.data_dir, flag_values.fashion_mnist_source)
-  preset = recipes.lookup(recipes.SWEEPS, flag_values.preset)(data)
+  data = recipes.preset_data(
+    flag_values.data_dir, flag_values.fashion_mnist_source, flag_values.download
+  )
+  preset = recipes.with_data(
+    recipes.lookup(recipes.SWEEPS, flag_values.preset)(data), **cli.plan_data(flag_values)
+  )
   report = sweep.run_sweep(preset, flag_values.root)
   if report is None:
     print(

@@ -30,7 +30,12 @@ def main(flag_values: flags.FlagValues) -> None:
   from ls_keras.paper import reproduce as reproduce_lib  # TensorFlow starts slowly.
 
   result = reproduce_lib.reproduce(
-    flag_values.preset, flag_values.root, flag_values.data_dir, flag_values.fashion_mnist_source
+    flag_values.preset,
+    flag_values.root,
+    flag_values.data_dir,
+    flag_values.fashion_mnist_source,
+    download=flag_values.download,
+    data=cli.plan_data(flag_values),
   )
   if result is None:
     print(

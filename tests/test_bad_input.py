@@ -38,6 +38,18 @@ class Case:
 
 TRAIN = ("--workdir={target}",)
 OUT = ("--output_dir={out}",)
+# A tiny run on the user's data at {target} (an .npz file or an image folder).
+MINE = (
+  "--workdir={tmp}/mine",
+  "--validation_size=10",
+  "--model=mlp",
+  "--hidden_units=16",
+  "--epochs=1",
+  "--precision=float32",
+  "--strategy=one_device",
+)
+NPZ = MINE + ("--dataset=npz:{target}",)
+FOLDER = MINE + ("--dataset=folder:{target}",)
 
 CASES = {
   # train: flags.
@@ -83,9 +95,58 @@ CASES = {
   "data set not prepared": Case(
     "train",
     "missing",
-    TRAIN + ("--dataset=cifar10", "--data_dir={tmp}/nodata"),
+    TRAIN + ("--dataset=cifar10", "--data_dir={tmp}/nodata", "--nodownload"),
     "tfds build cifar10",
   ),
+  # train: your data (issue 20).
+  "npz missing": Case("train", "missing", NPZ, "npz:{target}: no such file"),
+  "npz not arrays": Case("train", "file", NPZ, "cannot be read as .npz arrays"),
+  "npz lacks y_train": Case(
+    "train",
+    "npz_no_labels",
+    NPZ,
+    "it holds class_names, x_test, x_train, y_test; give x_train and y_train",
+  ),
+  "npz one class": Case("train", "npz_one_class", NPZ, "npz:{target}: it has 1 class"),
+  "npz labels out of range": Case(
+    "train", "npz_label_out_of_range", NPZ, "y_train holds labels from 0 to 7, but there are 5"
+  ),
+  "npz negative labels": Case("train", "npz_negative_label", NPZ, "holds labels from -1 to"),
+  "npz lengths differ": Case(
+    "train", "npz_mismatched", NPZ, "x_train has 100 images but y_train 90 labels"
+  ),
+  "npz not images": Case("train", "npz_not_images", NPZ, "x_train has shape (100, 10)"),
+  "npz pixels in [0, 1]": Case("train", "npz_unit_floats", NPZ, "multiply by 255"),
+  "npz one-hot labels": Case("train", "npz_one_hot", NPZ, "not one-hot vectors"),
+  "npz class without examples": Case(
+    "train", "npz_empty_class", NPZ, "class 'e' has no training examples"
+  ),
+  "npz validation takes all": Case(
+    "train", "npz_ok", NPZ + ("--validation_size=10000",), "--validation_size=10000"
+  ),
+  "npz too few for mi": Case(
+    "train",
+    "npz_ok",
+    NPZ + ("--mi_every_steps=4", "--mi_classes=0,1", "--mi_examples_per_class=500"),
+    "too few examples",
+  ),
+  "folder missing": Case("train", "missing", FOLDER, "folder:{target}: no such folder"),
+  "folder empty": Case("train", "empty", FOLDER, "it holds no images in class subfolders"),
+  "folder without images": Case(
+    "train", "folder_no_images", FOLDER, "it holds no images in class subfolders"
+  ),
+  "folder one class": Case("train", "folder_one_class", FOLDER, "it has 1 class"),
+  "folder unreadable image": Case(
+    "train", "folder_unreadable", FOLDER, "{target}/train/b/broken.png cannot be decoded"
+  ),
+  "folder mixed channels": Case(
+    "train", "folder_mixed_channels", FOLDER, "mixed or unsupported channel counts"
+  ),
+  "folder varying sizes": Case("train", "folder_varying_sizes", FOLDER, "--image_size=N"),
+  "folder class of one image": Case(
+    "train", "folder_tiny_class", FOLDER, "class 'b' has 1 example"
+  ),
+  "folder stray split": Case("train", "folder_stray_split", FOLDER, "also valid/"),
   "no fashion-mnist files": Case(
     "train",
     "missing",
@@ -467,7 +528,7 @@ CASES = {
   "sweep data not prepared": Case(
     "kd_sweep",
     "missing",
-    ("--preset=cifar10", "--root={target}", "--data_dir={tmp}/nodata"),
+    ("--preset=cifar10", "--root={target}", "--data_dir={tmp}/nodata", "--nodownload"),
     "tfds build cifar10",
   ),
   "reproduce unknown preset": Case(
@@ -631,6 +692,61 @@ def _teacher(path, input_shape, classes, nan=False, softmax=False):
   model.save(path)
 
 
+def _npz(target, state):
+  """An .npz of 100 train and 20 test 8x8 colour images of 5 classes, spoiled as `state` says."""
+  rng = np.random.RandomState(0)
+  arrays = {
+    "x_train": rng.randint(0, 256, (100, 8, 8, 3)).astype(np.uint8),
+    "y_train": np.arange(100) % 5,
+    "x_test": rng.randint(0, 256, (20, 8, 8, 3)).astype(np.uint8),
+    "y_test": np.arange(20) % 5,
+    "class_names": np.array(list("abcde")),
+  }
+  spoil = {
+    "npz_no_labels": lambda a: a.pop("y_train"),
+    "npz_one_class": lambda a: a.update(
+      y_train=np.zeros(100, int), y_test=np.zeros(20, int), class_names=np.array(["a"])
+    ),
+    "npz_label_out_of_range": lambda a: a["y_train"].__setitem__(3, 7),
+    "npz_negative_label": lambda a: a["y_train"].__setitem__(3, -1),
+    "npz_mismatched": lambda a: a.update(y_train=a["y_train"][:90]),
+    "npz_not_images": lambda a: a.update(x_train=np.zeros((100, 10))),
+    "npz_unit_floats": lambda a: a.update(x_train=a["x_train"] / 255.0),
+    "npz_one_hot": lambda a: a.update(y_train=np.eye(5)[a["y_train"]]),
+    "npz_empty_class": lambda a: a.update(y_train=np.arange(100) % 4),
+  }
+  if state in spoil:
+    spoil[state](arrays)
+  with open(target, "wb") as f:
+    np.savez(f, **arrays)
+
+
+def _folder(target, state):
+  """train/ (and test/) folders of 8x8 PNGs of classes a and b, spoiled as `state` says."""
+  import tensorflow as tf
+
+  def png(path, shape=(8, 8, 3)):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tf.io.write_file(path, tf.io.encode_png(np.full(shape, 100, np.uint8)))
+
+  for c in "ab":
+    for i in range(1 if state == "folder_tiny_class" and c == "b" else 6):
+      shape = (8, 8, 1) if state == "folder_mixed_channels" and c == "b" else (8, 8, 3)
+      if state == "folder_varying_sizes" and i == 3:
+        shape = (9, 8, 3)
+      png(os.path.join(target, "train", c, f"{i}.png"), shape)
+    if state == "folder_one_class":
+      break
+  if state == "folder_no_images":
+    shutil.rmtree(target)
+    os.makedirs(os.path.join(target, "a"))
+    open(os.path.join(target, "a", "notes.txt"), "w").write("not an image")
+  elif state == "folder_unreadable":
+    open(os.path.join(target, "train", "b", "broken.png"), "wb").write(b"\x89PNG\r\n garbage")
+  elif state == "folder_stray_split":
+    png(os.path.join(target, "valid", "a", "0.png"))
+
+
 def _make_state(state, target, run, student, tmp):
   """Puts `target` into `state`; returns the path the command is pointed at."""
 
@@ -638,6 +754,12 @@ def _make_state(state, target, run, student, tmp):
     shutil.copytree(source, target)
 
   if state == "missing":
+    return target
+  if state.startswith("npz_"):
+    _npz(target, state)
+    return target
+  if state.startswith("folder_"):
+    _folder(target, state)
     return target
   if state == "empty":
     os.makedirs(target)

@@ -11,10 +11,11 @@ import os
 import typing
 from typing import Any, Tuple
 
-from ls_keras.core.datasets import SPECS
+from ls_keras.core import datasets as datasets_lib
+from ls_keras.core.datasets import AUGMENTATIONS, SPECS
 from ls_keras.core.errors import UserError
 
-DATASETS = tuple(SPECS)
+DATASETS = tuple(SPECS)  # The curated ones; --dataset also takes others (core/datasets.py).
 STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 OPTIMIZERS = ("sgd", "adam")
@@ -25,7 +26,7 @@ MODEL_NAMES = ("small_cnn", "mlp", "alexnet", "resnet56", "inception_v4")
 WORKDIR_FORMAT = 2  # 2: lr_boundaries are fractions of training; AlexNet's LRN is Keras ops.
 
 
-def setting(default, help_text, choices=None, path=False, optional=False):
+def setting(default, help_text, choices=None, path=False, optional=False, compared=True):
   """A config field whose help (and choices) also define its command-line flag.
 
   `path`: the value names a file or folder. Such values are recorded as absolute paths
@@ -33,6 +34,8 @@ def setting(default, help_text, choices=None, path=False, optional=False):
   writes where it first did, not relative to wherever it is started next.
   `optional`: added after the current WORKDIR_FORMAT; config.json files written before it
   lack the setting, which then means its default (the behaviour before it existed).
+  `compared=False`: the setting says how to run, not what the run is (e.g. whether data may
+  be downloaded), so a resume with another value is the same run.
   """
   metadata = {"help": help_text}
   if choices is not None:
@@ -41,6 +44,8 @@ def setting(default, help_text, choices=None, path=False, optional=False):
     metadata["path"] = True
   if optional:
     metadata["optional"] = True
+  if not compared:
+    metadata["compared"] = False
   return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -54,9 +59,37 @@ class TrainConfig:
   """Everything that determines a training run (and nothing that does not)."""
 
   # Data.
-  dataset: str = setting("fashion_mnist", "Data set, read through TFDS.", DATASETS)
+  dataset: str = setting(
+    "fashion_mnist",
+    f"Data set: a curated one ({', '.join(DATASETS)}: the paper's splits, statistics and "
+    "augmentation), any TFDS image classification data set by name, folder:PATH (one "
+    "subfolder of images per class, optionally under train/ and test/) or npz:PATH (arrays "
+    "x_train, y_train, x_test, y_test, optional class_names).",
+  )
   data_dir: str = setting(
     "", "TFDS data directory; empty means TFDS' default (~/tensorflow_datasets).", path=True
+  )
+  download: bool = setting(
+    True,
+    "Download and prepare a TFDS data set missing from --data_dir on first use, as tfds.load "
+    "does; --nodownload on machines without a network (the error then says how to prepare it "
+    "elsewhere).",
+    optional=True,
+    compared=False,
+  )
+  image_size: int = setting(
+    0,
+    "Resize images to this many pixels square (0: their native size; required for data sets "
+    "whose images differ in size).",
+    optional=True,
+  )
+  augmentation: str = setting(
+    "auto",
+    "Training augmentation: shift (+-2 px), crop_flip (pad 4, random crop, random flip), flip, "
+    "none; auto: the curated data sets' own, else crop_flip for colour images of at least "
+    "32x32 and shift for the others.",
+    AUGMENTATIONS,
+    optional=True,
   )
   fashion_mnist_source: str = setting(
     "",
@@ -190,6 +223,7 @@ LIMITS = {
   "cpu_devices": 16,
   "mi_augmentations": 64,
   "mi_examples_per_class": 10000,
+  "image_size": 4096,
 }
 # The MLP's size: 65536,65536 would be 2**32 weights (16 GiB in float32, before the
 # optimizer's copies). 16384,16384 is the largest two-layer net allowed.
@@ -228,11 +262,14 @@ def check_field(name: str, value: Any) -> None:
     "grad_clip_norm",
     "mi_every_steps",
     "seed",
+    "image_size",
   )
   if name in positive and not value > 0:
     raise UserError(f"--{name}={value} is not allowed: it must be a positive number.")
   if name in non_negative and not value >= 0:
     raise UserError(f"--{name}={value} is not allowed: it must be zero or positive.")
+  if name == "dataset":
+    datasets_lib.check_dataset(value)
   if name == "alpha" and not 0.0 <= value < 1.0:
     raise UserError(f"--alpha={value} is not allowed: label smoothing alpha must lie in [0, 1).")
   if name == "dropout" and not 0.0 <= value < 1.0:
@@ -291,13 +328,28 @@ def hidden_weights(hidden_units) -> int:
 
 
 def validate(config) -> None:
-  """Checks every field of a config dataclass, including its choices (no TensorFlow needed)."""
+  """Checks every field of a config dataclass and its choices.
+
+  Needs no TensorFlow, except to look a TFDS data set up by name (TFDS imports it).
+  """
   for f in dataclasses.fields(config):
     value = getattr(config, f.name)
     choices = f.metadata.get("choices")
     if choices is not None and value not in choices:
       raise UserError(f"--{f.name}={value} is not allowed: choose one of {', '.join(choices)}.")
     check_field(f.name, value)
+  dataset = getattr(config, "dataset", None)
+  if dataset is not None and dataset not in SPECS and datasets_lib.source_of(dataset)[0] == "tfds":
+    import tensorflow_datasets as tfds  # Local import: TFDS pulls in TensorFlow.
+
+    try:
+      tfds.builder_cls(dataset.split("/")[0].split(":")[0])  # Imports one module: fast.
+    except tfds.core.registered.DatasetNotFoundError:
+      raise UserError(
+        f"--dataset={dataset} is not allowed: TFDS has no data set of that name. Give a "
+        f"curated one ({', '.join(SPECS)}), a TFDS image classification data set by name "
+        "(see `tfds.list_builders()`), folder:PATH or npz:PATH."
+      ) from None
 
 
 def from_dict(cls, data: dict):

@@ -255,6 +255,9 @@ class Workdir:
     record = self.read_record()
     new = json.loads(config_lib.dumps(config))
     old = _settings(type(config), record["config"])
+    for f in dataclasses.fields(config):  # How to run, not what the run is: not compared.
+      if f.metadata.get("compared") is False:
+        old.pop(f.name, None), new.pop(f.name, None)
     if record["kind"] != kind or old != new:
       diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
       raise WorkdirError(

@@ -1,4 +1,4 @@
-"""Input pipelines: every data set through TFDS, split as in the paper, augmented per recipe."""
+"""Input pipelines: TFDS data sets, image folders and arrays, split as in the paper, augmented."""
 
 from ls_keras.core.datasets import SPECS, DatasetSpec
 from ls_keras.data.pipeline import (
@@ -8,6 +8,7 @@ from ls_keras.data.pipeline import (
   eval_batches,
   load_splits,
   load_run_splits,
+  resolve,
   split_names,
   train_batches,
 )
@@ -21,6 +22,7 @@ __all__ = [
   "eval_batches",
   "load_splits",
   "load_run_splits",
+  "resolve",
   "split_names",
   "train_batches",
 ]

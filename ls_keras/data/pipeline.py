@@ -1,4 +1,8 @@
-"""Input pipelines: every data set through TFDS, split as in the paper, augmented per recipe.
+"""Input pipelines: every data set as tf.data splits, split as in the paper, augmented per recipe.
+
+TFDS data sets (the curated ones, any other by name) are read through their builders, and
+validation is the end of the train split; folders and arrays (`data/sources.py`) are held
+in memory and split by seeded, stratified hold-outs.
 
 Images leave this module as float32 pixel values in [0, 255]; normalisation lives inside
 the models so that an exported model is self-contained. Training order and augmentation
@@ -15,8 +19,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from ls_keras.core.datasets import SPECS, DatasetSpec
-from ls_keras.data import fashion_mnist
+from ls_keras.core.datasets import DatasetSpec, source_of
+from ls_keras.data import fashion_mnist, sources
 from ls_keras.core.errors import DataNotPreparedError, UserError
 
 
@@ -52,23 +56,17 @@ class Splits:
     return min(self.sizes["train"], self.spec.shuffle_buffer or self.sizes["train"])
 
 
-def _builder(dataset: str, data_dir: str, fashion_mnist_source: str):
-  data_dir = data_dir or None
+def _builder(dataset: str, data_dir: str, fashion_mnist_source: str, download: bool, write: bool):
   if dataset == "fashion_mnist":
-    builder = fashion_mnist.FashionMnist(data_dir=data_dir, source=fashion_mnist_source)
+    builder = fashion_mnist.FashionMnist(data_dir=data_dir or None, source=fashion_mnist_source)
     if not builder.is_prepared():
       builder.download_and_prepare()  # Reads local IDX files only.
     return builder
-  return tfds.builder(dataset, data_dir=data_dir)
+  return sources.tfds_builder(dataset, data_dir, download=download, prepare=write)
 
 
 def _not_prepared(dataset: str, builder) -> DataNotPreparedError:
-  where = getattr(builder, "data_dir_root", None) or "the TFDS data directory"
-  return DataNotPreparedError(
-    f"The data set '{dataset}' is not prepared in {where}. ls_keras never downloads data at run "
-    f"time. Prepare it with: {SPECS[dataset].prepare}, then pass --data_dir=DIR (the folder that "
-    f"holds {dataset}/)."
-  )
+  return sources.not_prepared(dataset, builder)
 
 
 def _read(builder, dataset: str, split: str, shuffle_seed: Optional[int] = None) -> tf.data.Dataset:
@@ -110,15 +108,23 @@ def split_names(
 ) -> Dict[str, str]:
   """TFDS split strings: validation = the last `validation_size` examples of the train split.
 
-  Slicing by index (not `take`) keeps the same examples however the files are read.
+  Slicing by index (not `take`) keeps the same examples however the files are read. A data
+  set without a test split (`spec.test_split == ""`) holds out the last 20% of its train
+  split as test, and validation comes from the end of the rest.
 
   Raises:
     UserError: when `validation_size` leaves no training examples.
   """
+  test_split, test_start = spec.test_split, 0
+  if not test_split:
+    test_size = max(int(round(sources.TEST_FRACTION * train_size)), 1)
+    train_size -= test_size
+    test_split, test_start = "train", train_size
   if validation_size >= train_size:
     raise UserError(
       f"--validation_size={validation_size} leaves no training examples: the train split of "
-      f"'{spec.tfds_name}' has {train_size} examples."
+      f"'{spec.tfds_name}' has {train_size} examples. Pass a smaller --validation_size (e.g. "
+      f"{max(train_size // 10, 1)}, a tenth)."
     )
   first_validation = train_size - validation_size
   n_train = min(first_validation, train_examples) if train_examples else first_validation
@@ -127,7 +133,9 @@ def split_names(
   return {
     "train": f"train[:{n_train}]",
     "validation": f"train[{first_validation}:{first_validation + n_validation}]",
-    "test": f"{spec.test_split}[:{n_test}]",
+    "test": f"{test_split}[{test_start}:{test_start + n_test}]"
+    if test_start
+    else f"{test_split}[:{n_test}]",
   }
 
 
@@ -140,15 +148,21 @@ def load_splits(
   train_examples: int = 0,
   eval_examples: int = 0,
   prepare: bool = True,
+  image_size: int = 0,
+  augmentation: str = "auto",
+  download: bool = True,
+  statistics: Optional[Tuple[Tuple[float, ...], Tuple[float, ...]]] = None,
 ) -> Splits:
   """Train = the train split minus its last `validation_size` examples; validation = those.
+
+  (Folders and arrays: seeded, stratified hold-outs instead; see `sources.array_splits`.)
 
   Memoised per process: the runs of a sweep (or a test session) that read the same data
   share its decoded, in-memory cache, instead of decoding 50k images again per run (5 s
   each for Fashion-MNIST on a fast core).
 
   Args:
-    dataset: a key of SPECS.
+    dataset: a --dataset value: a key of SPECS, a TFDS name, folder:PATH or npz:PATH.
     data_dir: the TFDS data directory ('' for TFDS' default).
     fashion_mnist_source: the IDX folder ('' for $LS_KERAS_FASHION_MNIST_DIR, else Debian's).
     validation_size: examples held out from the end of the train split.
@@ -157,10 +171,21 @@ def load_splits(
     prepare: whether a data set ls_keras can prepare offline (Fashion-MNIST) is written into
       `data_dir` when it is missing there. Analyses pass False: they read the data of
       finished runs and never write data sets (a run's config.json must not direct a write).
+    image_size: resize images to this square size (0: native; required for varying sizes).
+    augmentation: "auto" (the data set's own) or shift, crop_flip, flip, none; the spec's.
+    download: download and prepare a TFDS data set missing from `data_dir` (when `prepare`).
+    statistics: (mean, std) recorded by the run being resumed or analysed, which then
+      replace those computed now, so its model normalises as it was trained to.
+
+  Returns:
+    Splits of uint8 images [H, W, C] and int64 labels; `spec` says the resolved shape,
+    statistics and augmentation.
 
   Raises:
-    DataNotPreparedError: the data set is not prepared under `data_dir` (with how to prepare it).
-    UserError: unknown data set, or sizes that leave no training examples.
+    DataNotPreparedError: the data set is not prepared under `data_dir` (with how to prepare
+      it), and downloading it is off or failed (nothing half-written is left).
+    UserError: unknown data set, bad data (see `sources.read_arrays`), or sizes that leave no
+      training examples.
   """
   source = fashion_mnist.resolve_source(fashion_mnist_source) if dataset == "fashion_mnist" else ""
   data_dir = os.path.abspath(os.path.expanduser(data_dir)) if data_dir else ""
@@ -173,17 +198,28 @@ def load_splits(
         f"prepared it, or run train with --data_dir={data_dir or builder.data_dir_root} "
         "first (it prepares Fashion-MNIST from its IDX files)."
       )
-  return _load_splits(
+  splits = _load_splits(
     dataset,
     data_dir,
     source,
     validation_size,
     train_examples,
     eval_examples,
+    image_size,
+    augmentation,
+    download,
+    prepare,
   )
+  if statistics is not None and tuple(map(tuple, statistics)) != (
+    splits.spec.mean,
+    splits.spec.std,
+  ):
+    spec = dataclasses.replace(splits.spec, mean=tuple(statistics[0]), std=tuple(statistics[1]))
+    splits = dataclasses.replace(splits, spec=spec)
+  return splits
 
 
-def load_run_splits(config, data_dir: Optional[str] = None) -> Splits:
+def load_run_splits(config, data_dir: Optional[str] = None, statistics=None) -> Splits:
   """The splits a finished run (its config object) was trained and evaluated on, for analyses.
 
   Read from `data_dir`, the folder the analysis was given on its command line ('' for TFDS'
@@ -191,6 +227,8 @@ def load_run_splits(config, data_dir: Optional[str] = None) -> Splits:
   named in the error when the data is missing: a workdir's files are data, and must not
   decide where an analysis reads or writes. `data_dir=None` (library callers that made the
   runs themselves, such as the main job) reads from the recorded folder, still read-only.
+
+  `statistics`: the (mean, std) the run recorded (`Workdir.data_statistics`), if any.
 
   Raises:
     DataNotPreparedError: the data is not prepared there (naming the recorded folder).
@@ -204,6 +242,9 @@ def load_run_splits(config, data_dir: Optional[str] = None) -> Splits:
       train_examples=config.train_examples,
       eval_examples=config.eval_examples,
       prepare=False,
+      image_size=config.image_size,
+      augmentation=config.augmentation,
+      statistics=statistics,
     )
   except DataNotPreparedError as e:
     given = os.path.abspath(os.path.expanduser(data_dir)) if data_dir else data_dir
@@ -223,31 +264,36 @@ def _load_splits(
   validation_size: int,
   train_examples: int,
   eval_examples: int,
+  image_size: int,
+  augmentation: str,
+  download: bool,
+  write: bool,
 ) -> Splits:
-  if dataset not in SPECS:
-    raise UserError(f"--dataset={dataset} is not allowed: choose one of {', '.join(SPECS)}.")
-  spec = SPECS[dataset]
-  try:
-    builder = _builder(dataset, data_dir, fashion_mnist_source)
-  except tfds.core.registered.DatasetNotFoundError as e:
-    raise UserError(f"TFDS does not know the data set '{dataset}': {e}") from e
+  kind = source_of(dataset)[0]
+  if kind != "tfds":
+    arrays = sources.read_arrays(dataset, image_size)
+    spec = sources.array_spec(dataset, arrays, augmentation)
+    parts = sources.array_splits(dataset, arrays, validation_size, train_examples, eval_examples)
+    ready = {s: tf.data.Dataset.from_tensor_slices(parts[s]) for s in parts}
+    sizes = {s: len(parts[s][1]) for s in parts}
+    return Splits(
+      spec, arrays.class_names, ready["train"], ready["validation"], ready["test"], sizes
+    )
+  spec, builder, resized = _resolve_tfds(
+    dataset, data_dir, fashion_mnist_source, image_size, augmentation, download, write
+  )
   names = split_names(
     spec,
     _split_size(builder, dataset, "train"),
-    _split_size(builder, dataset, spec.test_split),
+    _split_size(builder, dataset, spec.test_split) if spec.test_split else 0,
     validation_size=validation_size,
     train_examples=train_examples,
     eval_examples=eval_examples,
   )
-  resize = spec.image_shape[:2]
 
   def prepare(ds):
-    if not spec.cache:
-      return ds.map(
-        lambda x, y: (tf.cast(tf.image.resize(x, resize), tf.uint8), y),
-        num_parallel_calls=tf.data.AUTOTUNE,
-      )
-    return ds.cache()
+    ds = resized(ds)
+    return ds.cache() if spec.cache else ds
 
   train, validation, test = (
     prepare(_read(builder, dataset, names[s])) for s in ("train", "validation", "test")
@@ -258,8 +304,59 @@ def _load_splits(
     else (lambda seed: prepare(_read(builder, dataset, names["train"], shuffle_seed=seed)))
   )
   sizes = {"train": _size(train), "validation": _size(validation), "test": _size(test)}
-  class_names = tuple(builder.info.features["label"].names)
+  class_names = tuple(builder.info.features[builder.info.supervised_keys[1]].names)
   return Splits(spec, class_names, train, validation, test, sizes, read_train)
+
+
+def _resolve_tfds(
+  dataset, data_dir, fashion_mnist_source, image_size, augmentation, download, write
+):
+  """(spec with statistics, the prepared builder, a function resizing a read split to the spec)."""
+  builder = _builder(dataset, data_dir, fashion_mnist_source, download, write)
+  spec = sources.tfds_spec(dataset, builder, image_size, augmentation)
+  stored_shape = tuple(builder.info.features[builder.info.supervised_keys[0]].shape)
+  size = spec.image_shape[:2]
+
+  def resized(ds):
+    if stored_shape[:2] == tuple(size):
+      return ds
+    return ds.map(
+      lambda x, y: (sources.resize_images(x, size), y), num_parallel_calls=tf.data.AUTOTUNE
+    )
+
+  if not spec.mean:  # Not curated: the training split's own statistics.
+    mean, std = sources.tfds_statistics(
+      builder, spec, lambda split: resized(_read(builder, dataset, split)), write
+    )
+    spec = dataclasses.replace(spec, mean=mean, std=std)
+  return spec, builder, resized
+
+
+def resolve(
+  dataset: str,
+  data_dir: str = "",
+  *,
+  image_size: int = 0,
+  augmentation: str = "auto",
+  download: bool = True,
+  prepare: bool = True,
+  fashion_mnist_source: str = "",
+) -> DatasetSpec:
+  """The DatasetSpec of any --dataset value: the curated one, or derived from the data.
+
+  A TFDS data set missing from `data_dir` is downloaded first (when `download` and
+  `prepare`); a folder or arrays are read and checked (memoised per process).
+
+  Raises:
+    DataNotPreparedError, UserError: as `load_splits`.
+  """
+  if source_of(dataset)[0] != "tfds":
+    return sources.array_spec(dataset, sources.read_arrays(dataset, image_size), augmentation)
+  data_dir = os.path.abspath(os.path.expanduser(data_dir)) if data_dir else ""
+  source = fashion_mnist.resolve_source(fashion_mnist_source) if dataset == "fashion_mnist" else ""
+  return _resolve_tfds(
+    dataset, data_dir, source, image_size, augmentation, download and prepare, prepare
+  )[0]
 
 
 def augment_batch(images: tf.Tensor, augmentation: str, seed: tf.Tensor) -> tf.Tensor:
@@ -267,10 +364,15 @@ def augment_batch(images: tf.Tensor, augmentation: str, seed: tf.Tensor) -> tf.T
 
   Vectorised (one gather per axis, no per-image ops), so the pipeline stays far ahead of
   the training step on few CPU cores. shift: zero-pad 2 and crop back (MNIST-like +-2 px);
-  crop_flip: zero-pad 4, crop, random horizontal flip (CIFAR); flip: random flip only.
+  crop_flip: zero-pad 4, crop, random horizontal flip (CIFAR); flip: random flip only;
+  none: the images unchanged.
   """
-  if augmentation not in ("shift", "crop_flip", "flip"):
-    raise UserError(f"unknown augmentation {augmentation!r}; allowed: shift, crop_flip, flip.")
+  if augmentation not in ("shift", "crop_flip", "flip", "none"):
+    raise UserError(
+      f"unknown augmentation {augmentation!r}; allowed: shift, crop_flip, flip, none."
+    )
+  if augmentation == "none":
+    return images
   seed = tf.cast(seed, tf.int64)
   if augmentation in ("shift", "crop_flip"):
     pad = 2 if augmentation == "shift" else 4

@@ -17,6 +17,7 @@ from ls_keras.distillation.distiller import (
   load_teacher,
   teacher_format,
 )
+from ls_keras.training import run as run_lib
 from ls_keras.training import strategy as strategy_lib
 
 
@@ -51,7 +52,8 @@ def distill_and_evaluate(
   if finished is not None:
     return finished
   lease_lib.check_free(run_dir.path, "one run")
-  with training.runtime(config) as rt:
+  statistics = run_lib.resumed_statistics(run_dir, config, "distill", overwrite)
+  with training.runtime(config, statistics) as rt:
     callbacks = []
     if config.mi_every_steps:  # Follows the student, set below.
       callbacks.append(

@@ -39,7 +39,8 @@ def plot_runs(
       if record["kind"] != "train":
         raise UserError(f"{run.path} is a {record['kind']} run; --recompute works on train runs.")
       config = config_lib.from_dict(config_lib.TrainConfig, record["config"])
-      splits = data_lib.load_run_splits(config, data_dir)
+      # The statistics the run's model normalised with, as it recorded them.
+      splits = data_lib.load_run_splits(config, data_dir, training.recorded_statistics(record))
       series = mutual_information.recompute_from_checkpoints(
         run,
         config,

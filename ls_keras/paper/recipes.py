@@ -11,6 +11,7 @@ import dataclasses
 from typing import Callable, Dict, List
 
 from ls_keras.core.config import TrainConfig, absolute_path
+from ls_keras.core.datasets import AUGMENTATIONS, absolute_dataset, check_dataset
 from ls_keras.core.errors import UserError
 from ls_keras.experiments.kd_sweep import SweepPreset
 
@@ -443,9 +444,51 @@ def lookup(registry: Dict[str, Callable], name: str, flag: str = "--preset"):
   return registry[name]
 
 
-def preset_data(data_dir: str = "", fashion_mnist_source: str = "") -> dict:
-  """The data settings a preset function applies to every config it builds, as absolute paths."""
+def with_data(
+  preset, dataset: str = "", validation_size: int = 0, image_size: int = 0, augmentation: str = ""
+):
+  """`preset` with every config it holds moved to another data set (or left as it is).
+
+  The presets' regimes (models, optimisers, lengths) stay; `dataset` (any --dataset value),
+  `validation_size` (0: the preset's), `image_size` and `augmentation` ("": the preset's)
+  replace the data settings of the teacher, student and MI configs alike.
+
+  Raises:
+    UserError: a malformed --dataset or --augmentation value.
+  """
+  changes = {}
+  if dataset:
+    check_dataset(dataset)
+    changes["dataset"] = absolute_dataset(dataset)
+  if validation_size:
+    changes["validation_size"] = validation_size
+  if image_size:
+    changes["image_size"] = image_size
+  if augmentation:
+    if augmentation not in AUGMENTATIONS:
+      raise UserError(
+        f"--augmentation={augmentation} is not allowed: choose one of {', '.join(AUGMENTATIONS)}."
+      )
+    changes["augmentation"] = augmentation
+  if not changes:
+    return preset
+
+  def moved(value):
+    if isinstance(value, TrainConfig):
+      return dataclasses.replace(value, **changes)
+    if dataclasses.is_dataclass(value):
+      return dataclasses.replace(
+        value, **{f.name: moved(getattr(value, f.name)) for f in dataclasses.fields(value)}
+      )
+    return value
+
+  return moved(preset)
+
+
+def preset_data(data_dir: str = "", fashion_mnist_source: str = "", download: bool = True) -> dict:
+  """The data settings a preset function applies to every config it builds (absolute paths)."""
   return {
     "data_dir": absolute_path(data_dir),
     "fashion_mnist_source": absolute_path(fashion_mnist_source),
+    "download": download,
   }

@@ -47,7 +47,12 @@ def plan(preset: recipes.ReproducePreset, runs_root: str) -> List[Job]:
 
 
 def reproduce(
-  preset_name: str, root: str, data_dir: str = "", fashion_mnist_source: str = ""
+  preset_name: str,
+  root: str,
+  data_dir: str = "",
+  fashion_mnist_source: str = "",
+  download: bool = True,
+  data: Optional[dict] = None,
 ) -> Optional[dict]:
   """Runs (or reuses) the preset's plan under root/runs; writes root/report/index.md and .html.
 
@@ -59,11 +64,17 @@ def reproduce(
 
   Raises:
     UserError: unknown preset, --root a file, or any run's bad input (data not prepared, ...).
+
+  `data`: overrides of the preset's data settings (`recipes.with_data`): its plan on
+  another data set (a TFDS name, folder:PATH, npz:PATH).
   """
   workdir_lib.check_output_dir(root, "--root")
   root = os.path.abspath(root)  # Analyses compare the absolute workdir paths they record.
-  preset = recipes.lookup(recipes.REPRODUCTIONS, preset_name)(
-    recipes.preset_data(data_dir, fashion_mnist_source)
+  preset = recipes.with_data(
+    recipes.lookup(recipes.REPRODUCTIONS, preset_name)(
+      recipes.preset_data(data_dir, fashion_mnist_source, download)
+    ),
+    **(data or {}),
   )
   runs_root, report_dir = os.path.join(root, "runs"), os.path.join(root, "report")
   jobs = plan(preset, runs_root)

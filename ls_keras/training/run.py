@@ -443,12 +443,55 @@ class Runtime:
       "precision": self.precision,
       "precision_reason": self.precision_reason,
       "hardware": self.hardware.to_dict(),
+      "data": data_record(self.splits),
     }
 
 
+def data_record(splits: data_lib.Splits) -> dict:
+  """What config.json's sessions record about the data: its resolved shape, statistics, classes.
+
+  The statistics (`mean`, `std`) are what the model normalises with; a resumed run, and an
+  analysis rebuilding the model, read them back (`recorded_statistics`).
+  """
+  spec = splits.spec
+  return {
+    "dataset": spec.tfds_name,
+    "source": spec.source,
+    "image_shape": list(spec.image_shape),
+    "mean": list(spec.mean),
+    "std": list(spec.std),
+    "augmentation": spec.augmentation,
+    "class_names": list(splits.class_names),
+    "sizes": dict(splits.sizes),
+  }
+
+
+def recorded_statistics(record: Any) -> Optional[tuple]:
+  """(mean, std) from a config.json record's last session, or None when absent or malformed.
+
+  A workdir's file is data: anything but two equally long lists of finite numbers (std
+  positive) is ignored, and the statistics are then computed from the data again.
+  """
+  sessions = record.get("sessions") if isinstance(record, dict) else None
+  data = sessions[-1].get("data") if sessions and isinstance(sessions[-1], dict) else None
+  if not isinstance(data, dict):
+    return None
+  mean, std = data.get("mean"), data.get("std")
+  numbers = [v for v in (mean, std) if isinstance(v, list)]
+  if len(numbers) != 2 or not mean or len(mean) != len(std):
+    return None
+  if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in mean + std):
+    return None
+  if not (np.all(np.isfinite(mean + std)) and min(std) > 0):
+    return None
+  return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+
+
 @contextlib.contextmanager
-def runtime(config):
+def runtime(config, statistics: Optional[tuple] = None):
   """Devices, strategy, precision, determinism and seeds for one run, then its data.
+
+  `statistics`: the (mean, std) a resumed run recorded (see `load_data`).
 
   Yields a `Runtime`. Restores the process' dtype policy and op determinism afterwards,
   so runs in one process (sweeps, tests) do not leak settings into each other.
@@ -465,15 +508,19 @@ def runtime(config):
     keras.config.set_dtype_policy(precision)
     if config.deterministic:
       tf.config.experimental.enable_op_determinism()
-    yield Runtime(strategy, load_data(config), precision, reason, machine)
+    yield Runtime(strategy, load_data(config, statistics), precision, reason, machine)
   finally:
     keras.config.set_dtype_policy(policy)
     if not deterministic:
       tf_framework_config.disable_op_determinism()  # No public API restores it (TF 2.21).
 
 
-def load_data(config) -> data_lib.Splits:
-  """The splits `config` reads (memoised per process; see data.load_splits)."""
+def load_data(config, statistics: Optional[tuple] = None) -> data_lib.Splits:
+  """The splits `config` reads (memoised per process; see data.load_splits).
+
+  `statistics`: (mean, std) recorded by the run being resumed; they replace those computed
+  now, so the model normalises exactly as it started to.
+  """
   return data_lib.load_splits(
     config.dataset,
     data_dir=config.data_dir,
@@ -481,7 +528,26 @@ def load_data(config) -> data_lib.Splits:
     validation_size=config.validation_size,
     train_examples=config.train_examples,
     eval_examples=config.eval_examples,
+    image_size=config.image_size,
+    augmentation=config.augmentation,
+    download=config.download,
+    statistics=statistics,
   )
+
+
+def resumed_statistics(run_dir: Workdir, config, kind: str, overwrite: bool) -> Optional[tuple]:
+  """The (mean, std) recorded by the run `config` resumes in `run_dir`; None for a new run.
+
+  Read-only; a workdir that holds another run is left for `Workdir.check` to refuse later.
+  """
+  if overwrite:
+    return None
+  try:
+    if not run_dir.check(config, kind):
+      return None
+    return recorded_statistics(run_dir.read_record())
+  except UserError:
+    return None
 
 
 def train_and_evaluate(
@@ -502,7 +568,8 @@ def train_and_evaluate(
   if finished is not None:
     return finished
   lease_lib.check_free(run_dir.path, "one run")
-  with runtime(config) as rt:
+  statistics = resumed_statistics(run_dir, config, "train", overwrite)
+  with runtime(config, statistics) as rt:
     callbacks = []
     if config.mi_every_steps:
       callbacks.append(
