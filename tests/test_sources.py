@@ -328,7 +328,7 @@ def _your_data_blocks():
   from conftest import REPO
 
   readme = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
-  section = readme.split("### Your data", 1)[1].split("\n## ", 1)[0]
+  section = readme.split("### Your data", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
   parts = section.split("```")[1::2]
   return [(p.split("\n", 1)[0].strip(), p.split("\n", 1)[1]) for p in parts]
 
