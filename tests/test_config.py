@@ -132,3 +132,19 @@ def test_a_record_written_before_an_optional_setting_existed_means_its_default()
   del data["checkpoint_every_steps"]  # Added after workdir format 2.
   config.check_recorded(config.TrainConfig, data)
   assert config.from_dict(config.TrainConfig, data) == config.TrainConfig()
+
+
+def test_a_misspelt_setting_name_never_skips_its_checks():
+  with pytest.raises(KeyError):
+    config.check_field("alhpa", 1.5)
+
+
+def test_each_check_lives_on_its_setting():
+  """Adding a setting is one field: its check comes with it (integers get the int32 bound)."""
+  fields = {f.name: f for f in dataclasses.fields(config.DistillConfig)}
+  assert fields["alpha"].metadata["check"] is not None
+  with pytest.raises(UserError, match="at most 2147483647"):
+    config.check_field("train_steps", 2**31)
+  config.check_field("seed", 2**32 - 1)  # The seed's own bound is wider than int32.
+  with pytest.raises(UserError, match="at most 4294967295"):
+    config.check_field("seed", 2**32)

@@ -26,8 +26,14 @@ MODEL_NAMES = ("small_cnn", "mlp", "alexnet", "resnet56", "inception_v4")
 WORKDIR_FORMAT = 2  # 2: lr_boundaries are fractions of training; AlexNet's LRN is Keras ops.
 
 
-def setting(default, help_text, choices=None, path=False, optional=False, compared=True):
+def setting(
+  default, help_text, choices=None, path=False, optional=False, compared=True, check=None
+):
   """A config field whose help (and choices) also define its command-line flag.
+
+  `check(name, value)`: raises UserError, naming the value and what is allowed, when the
+  value is not allowed (see the checks below; every number is also checked to be finite
+  and, for integers, to be at most MAX_INT unless an `at_most` check sets another bound).
 
   `path`: the value names a file or folder. Such values are recorded as absolute paths
   (`absolute_path`), so a run resumed or analysed from another working directory reads and
@@ -46,7 +52,117 @@ def setting(default, help_text, choices=None, path=False, optional=False, compar
     metadata["optional"] = True
   if not compared:
     metadata["compared"] = False
+  if check is not None:
+    metadata["check"] = check
   return dataclasses.field(default=default, metadata=metadata)
+
+
+# Checks of one setting's value, next to the settings below that use them.
+MAX_INT = 2**31 - 1  # Step counters are int32.
+
+
+def _refuse(name, value, allowed: str):
+  shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
+  raise UserError(f"--{name}={shown} is not allowed: {allowed}")
+
+
+def positive(name, value):
+  """More than zero."""
+  if not value > 0:
+    _refuse(name, value, "it must be a positive number.")
+
+
+def non_negative(name, value):
+  """Zero or more."""
+  if not value >= 0:
+    _refuse(name, value, "it must be zero or positive.")
+
+
+def at_most(limit, *then):
+  """At most `limit` (and whatever the checks `then` say)."""
+
+  def check(name, value):
+    if value > limit:
+      _refuse(name, value, f"it must be at most {limit}.")
+    for more in then:
+      more(name, value)
+
+  check.limit = limit  # Replaces the int32 bound every integer setting has.
+  return check
+
+
+def in_range(low, high, allowed: str, low_open=False, high_open=False):
+  """Within [low, high], either end open as asked; `allowed` says so in the message."""
+
+  def check(name, value):
+    above = value > low if low_open else value >= low
+    below = value < high if high_open else value <= high
+    if not (above and below):
+      _refuse(name, value, allowed)
+
+  return check
+
+
+def _check_dataset(name, value):
+  datasets_lib.check_dataset(value)
+
+
+def hidden_weights(hidden_units) -> int:
+  """The number of weights between consecutive hidden layers (h1*h2 + h2*h3 + ...)."""
+  sizes = [int(h) for h in hidden_units]
+  return sum(a * b for a, b in zip(sizes, sizes[1:]))
+
+
+# The MLP's size: 65536,65536 would be 2**32 weights (16 GiB in float32, before the
+# optimizer's copies). 16384,16384 is the largest two-layer net allowed.
+MAX_HIDDEN_UNITS = 16384
+MAX_HIDDEN_WEIGHTS = 2**28
+
+
+def _check_hidden_units(name, value):
+  if (
+    not value
+    or any(not 0 < int(h) <= MAX_HIDDEN_UNITS for h in value)
+    or hidden_weights(value) > MAX_HIDDEN_WEIGHTS
+  ):
+    _refuse(
+      name,
+      value,
+      f"give one or more layer sizes in 1-{MAX_HIDDEN_UNITS} with at most 2**28 "
+      f"({MAX_HIDDEN_WEIGHTS}) weights between consecutive hidden layers in all, e.g. 1200,1200.",
+    )
+
+
+def _check_lr_boundaries(name, value):
+  if any(not 0 < b < 1 for b in value) or list(value) != sorted(set(value)):
+    _refuse(
+      name,
+      value,
+      "give strictly increasing fractions of training in (0, 1), e.g. 0.5,0.75.",
+    )
+
+
+def _check_mi_classes(name, value):
+  if len(value) != 2 or value[0] == value[1] or min(value) < 0:
+    _refuse(name, value, "give two different class indices, e.g. 2,4.")
+
+
+def _check_teacher(name, value):
+  if not value:
+    raise UserError(
+      "--teacher is required: a finished workdir, a .keras file or a SavedModel folder."
+    )
+
+
+def _check_mi_augmentations(name, value):
+  if value < 2:
+    _refuse(name, value, "the estimate needs L >= 2 augmented copies.")
+
+
+# Distillation temperature: below 0.05 the teacher's softmax is one-hot in float32 and the
+# student's logits / T overflow (the run diverged and blamed the learning rate); above
+# 1000 the soft targets are uniform to float32 precision.
+TEMPERATURE_RANGE = (0.05, 1000.0)
 
 
 def absolute_path(value: str) -> str:
@@ -65,6 +181,7 @@ class TrainConfig:
     "augmentation), any TFDS image classification data set by name, folder:PATH (one "
     "subfolder of images per class, optionally under train/ and test/) or npz:PATH (arrays "
     "x_train, y_train, x_test, y_test, optional class_names).",
+    check=_check_dataset,
   )
   data_dir: str = setting(
     "", "TFDS data directory; empty means TFDS' default (~/tensorflow_datasets).", path=True
@@ -82,6 +199,7 @@ class TrainConfig:
     "Resize images to this many pixels square (0: their native size; required for data sets "
     "whose images differ in size).",
     optional=True,
+    check=at_most(4096, non_negative),
   )
   augmentation: str = setting(
     "auto",
@@ -98,12 +216,14 @@ class TrainConfig:
     path=True,
   )
   validation_size: int = setting(
-    10000, "Examples held out from the end of the train split for validation."
+    10000, "Examples held out from the end of the train split for validation.", check=positive
   )
   train_examples: int = setting(
-    0, "Use only the first N training examples (0: all). For quick runs."
+    0, "Use only the first N training examples (0: all). For quick runs.", check=non_negative
   )
-  eval_examples: int = setting(0, "Use only the first N validation and test examples (0: all).")
+  eval_examples: int = setting(
+    0, "Use only the first N validation and test examples (0: all).", check=non_negative
+  )
   augment: bool = setting(
     True, "Random augmentation of training images (shifts; crops and flips for CIFAR)."
   )
@@ -113,43 +233,75 @@ class TrainConfig:
     (1200, 1200),
     "Hidden layer sizes of the mlp model: each 1-16384 units, and at most 2**28 (268 million) "
     "weights between consecutive hidden layers in all.",
+    check=_check_hidden_units,
   )
   dropout: float = setting(
-    0.0, "Dropout rate before the penultimate layer(s) where the model has one."
+    0.0,
+    "Dropout rate before the penultimate layer(s) where the model has one.",
+    check=in_range(0.0, 1.0, "it must lie in [0, 1).", high_open=True),
   )
   weight_decay: float = setting(
-    0.0, "L2 weight decay lambda: adds lambda/2 * ||w||^2 per regularised kernel."
+    0.0,
+    "L2 weight decay lambda: adds lambda/2 * ||w||^2 per regularised kernel.",
+    check=non_negative,
   )
   # Objective.
-  alpha: float = setting(0.0, "Label smoothing: targets become y * (1 - alpha) + alpha / K.")
-  loss_scale: float = setting(1.0, "Multiplier on the cross-entropy (the paper's recipes use 3).")
+  alpha: float = setting(
+    0.0,
+    "Label smoothing: targets become y * (1 - alpha) + alpha / K.",
+    check=in_range(0.0, 1.0, "label smoothing alpha must lie in [0, 1).", high_open=True),
+  )
+  loss_scale: float = setting(
+    1.0,
+    "Multiplier on the cross-entropy (the paper's recipes use 3).",
+    check=in_range(0.0, math.inf, "it must be positive.", low_open=True),
+  )
   # Optimisation.
   optimizer: str = setting("sgd", "Optimizer.", OPTIMIZERS)
-  learning_rate: float = setting(0.1, "Initial learning rate.")
-  momentum: float = setting(0.9, "SGD momentum.")
+  learning_rate: float = setting(
+    0.1, "Initial learning rate.", check=in_range(0.0, math.inf, "it must be positive.", True)
+  )
+  momentum: float = setting(
+    0.9, "SGD momentum.", check=in_range(0.0, 1.0, "it must lie in [0, 1).", high_open=True)
+  )
   nesterov: bool = setting(True, "Nesterov momentum for SGD.")
   lr_boundaries: Tuple[float, ...] = setting(
     (),
     "Fractions of training, in (0, 1), at which the learning rate is "
     "multiplied by lr_decay (e.g. 0.5,0.75).",
+    check=_check_lr_boundaries,
   )
-  lr_decay: float = setting(0.1, "Factor applied to the learning rate at each boundary.")
-  grad_clip_norm: float = setting(0.0, "Clip gradients to this global norm (0: no clipping).")
-  batch_size: int = setting(128, "Global batch size (split across replicas).")
-  epochs: int = setting(10, "Training epochs (ignored when train_steps > 0).")
+  lr_decay: float = setting(
+    0.1,
+    "Factor applied to the learning rate at each boundary.",
+    check=in_range(0.0, 1.0, "the decay factor must lie in (0, 1].", low_open=True),
+  )
+  grad_clip_norm: float = setting(
+    0.0, "Clip gradients to this global norm (0: no clipping).", check=non_negative
+  )
+  batch_size: int = setting(128, "Global batch size (split across replicas).", check=positive)
+  epochs: int = setting(10, "Training epochs (ignored when train_steps > 0).", check=positive)
   eval_every_epochs: int = setting(
     1,
     "Validate, record history and checkpoint every N epochs (and after the last); "
     "raise it for tiny epochs, where validation would cost more than training.",
+    check=positive,
   )
   checkpoint_every_steps: int = setting(
     0,
     "Also checkpoint every N global steps between evaluations (0: only at evaluations and "
     "when preempted), so a killed run loses at most N steps.",
     optional=True,
+    check=non_negative,
   )
-  train_steps: int = setting(0, "Total training steps; 0 means epochs * steps per epoch.")
-  seed: int = setting(0, "Seed for initialisation, shuffling and augmentation.")
+  train_steps: int = setting(
+    0, "Total training steps; 0 means epochs * steps per epoch.", check=non_negative
+  )
+  seed: int = setting(
+    0,
+    "Seed for initialisation, shuffling and augmentation.",
+    check=at_most(2**32 - 1, non_negative),
+  )
   # Execution.
   strategy: str = setting(
     "auto",
@@ -166,19 +318,31 @@ class TrainConfig:
   cpu_devices: int = setting(
     1,
     "Split the CPU into this many logical devices, 1-16 (to try MirroredStrategy on CPU).",
+    # 64 made no progress in minutes: every step is a collective across them.
+    check=at_most(16, positive),
   )
   deterministic: bool = setting(
     False, "Enable TF op determinism (slower) so that reruns match exactly."
   )
   jit_compile: bool = setting(False, "XLA-compile the training step (measured 2x slower on CPU).")
-  steps_per_execution: int = setting(25, "Training steps run inside one tf.function call.")
-  # Mutual information during training (paper Figure 6).
-  mi_every_steps: int = setting(0, "Estimate I(X; logit difference) every N steps (0: off).")
-  mi_classes: Tuple[int, ...] = setting(
-    (2, 4), "The two classes whose logit difference is studied."
+  steps_per_execution: int = setting(
+    25, "Training steps run inside one tf.function call.", check=positive
   )
-  mi_examples_per_class: int = setting(300, "Training examples per class for the MI estimate.")
-  mi_augmentations: int = setting(5, "Augmented copies per example for the MI estimate.")
+  # Mutual information during training (paper Figure 6).
+  mi_every_steps: int = setting(
+    0, "Estimate I(X; logit difference) every N steps (0: off).", check=non_negative
+  )
+  mi_classes: Tuple[int, ...] = setting(
+    (2, 4), "The two classes whose logit difference is studied.", check=_check_mi_classes
+  )
+  mi_examples_per_class: int = setting(
+    300, "Training examples per class for the MI estimate.", check=at_most(10000, positive)
+  )
+  mi_augmentations: int = setting(
+    5,
+    "Augmented copies per example for the MI estimate.",
+    check=at_most(64, positive, _check_mi_augmentations),
+  )
   # Calibration against training length (the report's "when does label smoothing help" figure).
   track_test: bool = setting(
     False,
@@ -205,126 +369,53 @@ class DistillConfig(TrainConfig):
   """
 
   teacher: str = setting(
-    "", "The teacher: a finished workdir, a .keras file or a SavedModel folder.", path=True
+    "",
+    "The teacher: a finished workdir, a .keras file or a SavedModel folder.",
+    path=True,
+    check=_check_teacher,
   )
-  temperature: float = setting(1.0, "Distillation temperature T, in [0.05, 1000].")
-  beta: float = setting(1.0, "Weight of the teacher term, in [0, 1] (the paper: 1).")
+  temperature: float = setting(
+    1.0,
+    "Distillation temperature T, in [0.05, 1000].",
+    check=in_range(
+      *TEMPERATURE_RANGE,
+      f"the distillation temperature must lie in [{TEMPERATURE_RANGE[0]:g}, "
+      f"{TEMPERATURE_RANGE[1]:g}] (the sweeps use 1-16).",
+    ),
+  )
+  beta: float = setting(
+    1.0,
+    "Weight of the teacher term, in [0, 1] (the paper: 1).",
+    check=in_range(0.0, 1.0, "the weight of the teacher term must lie in [0, 1]."),
+  )
   t_squared: bool = setting(
     False, "Multiply the teacher term by T^2 (Hinton et al.); off in the paper."
   )
 
 
-# Upper bounds that keep a value usable: int32 step counters, a bounded MI batch, seeds
-# that NumPy accepts, logical devices a CPU can be split into (64 made no progress in
-# minutes: every step is a collective across them).
-MAX_INT = 2**31 - 1
-LIMITS = {
-  "seed": 2**32 - 1,
-  "cpu_devices": 16,
-  "mi_augmentations": 64,
-  "mi_examples_per_class": 10000,
-  "image_size": 4096,
-}
-# The MLP's size: 65536,65536 would be 2**32 weights (16 GiB in float32, before the
-# optimizer's copies). 16384,16384 is the largest two-layer net allowed.
-MAX_HIDDEN_UNITS = 16384
-MAX_HIDDEN_WEIGHTS = 2**28
-# Distillation temperature: below 0.05 the teacher's softmax is one-hot in float32 and the
-# student's logits / T overflow (the run diverged and blamed the learning rate); above
-# 1000 the soft targets are uniform to float32 precision.
-TEMPERATURE_RANGE = (0.05, 1000.0)
+def _fields():
+  return {f.name: f for f in dataclasses.fields(DistillConfig)}  # Every setting, by name.
 
 
 def check_field(name: str, value: Any) -> None:
-  """Raises UserError naming `value` and what is allowed when one field is invalid."""
+  """Raises UserError naming `value` and what is allowed when setting `name` may not take it.
+
+  Every number must be finite, every integer at most MAX_INT (or its `at_most` bound), and
+  the setting's own check (its `setting(check=...)`) must pass.
+
+  Raises:
+    UserError: the value is not allowed.
+    KeyError: there is no setting `name` (a misspelt name never skips its checks).
+  """
+  field = _fields()[name]
   if isinstance(value, float) and not math.isfinite(value):
-    raise UserError(f"--{name}={value} is not allowed: it must be a finite number.")
-  if isinstance(value, int) and not isinstance(value, bool) and value > LIMITS.get(name, MAX_INT):
-    raise UserError(
-      f"--{name}={value} is not allowed: it must be at most {LIMITS.get(name, MAX_INT)}."
-    )
-  positive = (
-    "validation_size",
-    "batch_size",
-    "epochs",
-    "eval_every_epochs",
-    "steps_per_execution",
-    "cpu_devices",
-    "mi_examples_per_class",
-    "mi_augmentations",
-  )
-  non_negative = (
-    "train_examples",
-    "eval_examples",
-    "train_steps",
-    "checkpoint_every_steps",
-    "weight_decay",
-    "grad_clip_norm",
-    "mi_every_steps",
-    "seed",
-    "image_size",
-  )
-  if name in positive and not value > 0:
-    raise UserError(f"--{name}={value} is not allowed: it must be a positive number.")
-  if name in non_negative and not value >= 0:
-    raise UserError(f"--{name}={value} is not allowed: it must be zero or positive.")
-  if name == "dataset":
-    datasets_lib.check_dataset(value)
-  if name == "alpha" and not 0.0 <= value < 1.0:
-    raise UserError(f"--alpha={value} is not allowed: label smoothing alpha must lie in [0, 1).")
-  if name == "dropout" and not 0.0 <= value < 1.0:
-    raise UserError(f"--dropout={value} is not allowed: it must lie in [0, 1).")
-  if name in ("learning_rate", "loss_scale") and not value > 0:
-    raise UserError(f"--{name}={value} is not allowed: it must be positive.")
-  if name == "lr_decay" and not 0.0 < value <= 1.0:
-    raise UserError(f"--lr_decay={value} is not allowed: the decay factor must lie in (0, 1].")
-  if name == "momentum" and not 0.0 <= value < 1.0:
-    raise UserError(f"--momentum={value} is not allowed: it must lie in [0, 1).")
-  if name == "hidden_units" and (
-    not value
-    or any(not 0 < int(h) <= MAX_HIDDEN_UNITS for h in value)
-    or hidden_weights(value) > MAX_HIDDEN_WEIGHTS
-  ):
-    raise UserError(
-      f"--hidden_units={','.join(map(str, value))} is not allowed: give one or more "
-      f"layer sizes in 1-{MAX_HIDDEN_UNITS} with at most 2**28 ({MAX_HIDDEN_WEIGHTS}) weights "
-      "between consecutive hidden layers in all, e.g. 1200,1200."
-    )
-  if name == "lr_boundaries" and (
-    any(not 0 < b < 1 for b in value) or list(value) != sorted(set(value))
-  ):
-    raise UserError(
-      f"--lr_boundaries={','.join(map(str, value))} is not allowed: give strictly increasing "
-      "fractions of training in (0, 1), e.g. 0.5,0.75."
-    )
-  if name == "temperature" and not TEMPERATURE_RANGE[0] <= value <= TEMPERATURE_RANGE[1]:
-    raise UserError(
-      f"--temperature={value} is not allowed: the distillation temperature must lie in "
-      f"[{TEMPERATURE_RANGE[0]:g}, {TEMPERATURE_RANGE[1]:g}] (the sweeps use 1-16)."
-    )
-  if name == "beta" and not 0.0 <= value <= 1.0:
-    raise UserError(
-      f"--beta={value} is not allowed: the weight of the teacher term must lie in [0, 1]."
-    )
-  if name == "teacher" and not value:
-    raise UserError(
-      "--teacher is required: a finished workdir, a .keras file or a SavedModel folder."
-    )
-  if name == "mi_augmentations" and value < 2:
-    raise UserError(
-      f"--mi_augmentations={value} is not allowed: the estimate needs L >= 2 augmented copies."
-    )
-  if name == "mi_classes" and (len(value) != 2 or value[0] == value[1] or min(value) < 0):
-    raise UserError(
-      f"--mi_classes={','.join(map(str, value))} is not allowed: give two different "
-      "class indices, e.g. 2,4."
-    )
-
-
-def hidden_weights(hidden_units) -> int:
-  """The number of weights between consecutive hidden layers (h1*h2 + h2*h3 + ...)."""
-  sizes = [int(h) for h in hidden_units]
-  return sum(a * b for a, b in zip(sizes, sizes[1:]))
+    _refuse(name, value, "it must be a finite number.")
+  own = field.metadata.get("check")
+  limit = getattr(own, "limit", MAX_INT)  # An at_most check sets its own.
+  if isinstance(value, int) and not isinstance(value, bool) and value > limit:
+    _refuse(name, value, f"it must be at most {limit}.")
+  if own is not None:
+    own(name, value)
 
 
 def validate(config) -> None:
