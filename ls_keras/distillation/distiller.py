@@ -21,7 +21,7 @@ import tensorflow as tf
 from ls_keras.core import checks, numerics
 from ls_keras.core import config as config_lib
 from ls_keras.models import heads
-from ls_keras.training import export as export_lib
+from ls_keras.models import export as export_lib
 from ls_keras.training import losses
 from ls_keras.core.errors import UserError
 

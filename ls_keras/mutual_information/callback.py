@@ -16,7 +16,7 @@ from ls_keras import data as data_lib
 from ls_keras import models
 from ls_keras.core import workdir as workdir_lib
 from ls_keras.core.errors import UserError, WorkdirError
-from ls_keras.training import checkpoints
+from ls_keras.core import checkpoints
 from ls_keras.mutual_information.estimator import check_settings, mutual_information
 
 

@@ -20,10 +20,10 @@ from absl import logging
 from tensorflow.python.framework import config as tf_framework_config  # Op determinism off again.
 
 from ls_keras import calibration
-from ls_keras.training import checkpoints
+from ls_keras.core import checkpoints
 from ls_keras.core import config as config_lib
 from ls_keras import data as data_lib
-from ls_keras.training import export as export_lib
+from ls_keras.models import export as export_lib
 from ls_keras.core import hardware as hardware_lib
 from ls_keras import mutual_information
 from ls_keras.training import losses
