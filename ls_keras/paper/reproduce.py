@@ -67,7 +67,7 @@ def reproduce(
   )
   runs_root, report_dir = os.path.join(root, "runs"), os.path.join(root, "report")
   jobs = plan(preset, runs_root)
-  progress = plan_lib.Progress(jobs, extra_steps=len(ANALYSES))
+  progress = plan_lib.PlanProgress(jobs, extra_steps=len(ANALYSES))
   started = time.time()
   outcome = plan_lib.run_all(jobs, runs_root, progress)
   report = plan_lib.claim_report(outcome, report_dir)

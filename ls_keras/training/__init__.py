@@ -1,4 +1,4 @@
-"""Training under any tf.distribute strategy: the loop, a run's lifecycle, checkpoints, export."""
+"""Training under any tf.distribute strategy: the loop, the schedule, and a run's lifecycle."""
 
 from ls_keras.training.loop import (
   DIVERGED_LOSS,
@@ -9,23 +9,28 @@ from ls_keras.training.loop import (
   make_schedule,
 )
 from ls_keras.training.run import (
-  Job,
+  Builder,
+  CallbackFactory,
+  PreparedRun,
   Runtime,
   build_classifier,
   build_network,
   load_data,
   make_optimizer,
-  prepare_job,
-  run_job,
+  prepare_run,
+  run_and_evaluate,
+  run_prepared,
   runtime,
   train_and_evaluate,
 )
 
 __all__ = [
   "DIVERGED_LOSS",
-  "Job",
+  "Builder",
+  "CallbackFactory",
   "Loop",
   "NonFiniteLoss",
+  "PreparedRun",
   "Runtime",
   "Schedule",
   "build_classifier",
@@ -34,8 +39,9 @@ __all__ = [
   "load_data",
   "make_optimizer",
   "make_schedule",
-  "prepare_job",
-  "run_job",
+  "prepare_run",
+  "run_and_evaluate",
+  "run_prepared",
   "runtime",
   "train_and_evaluate",
 ]
