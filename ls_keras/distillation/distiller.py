@@ -254,9 +254,8 @@ def teacher_format(path: str, trust_saved_model: bool = False) -> str:
     if not trust_saved_model:
       raise UserError(
         f"--teacher={path} is a SavedModel: {export_lib.SAVED_MODEL_TRUST}, or distil from the "
-        "teacher's .keras file "
-        "(loaded in Keras' safe mode, no code) or from its ls_keras workdir (which uses its "
-        "model.keras)."
+        "teacher's .keras file (loaded in Keras' safe mode, no code) or from its ls_keras workdir "
+        "(which uses its model.keras)."
       )
     return "saved_model"
   raise UserError(

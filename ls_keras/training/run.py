@@ -63,10 +63,8 @@ def make_optimizer(config, total_steps: int) -> keras.optimizers.Optimizer:
     if steps != sorted(set(steps)) or steps[0] < 1 or steps[-1] >= total_steps:
       raise UserError(
         f"--lr_boundaries={','.join(f'{b:g}' for b in config.lr_boundaries)} fall on steps {steps} "
-        "of "
-        f"a run of {total_steps} steps: they must be distinct steps inside it. Train longer, or "
-        "pass "
-        "fewer boundaries (--lr_boundaries= for none)."
+        f"of a run of {total_steps} steps: they must be distinct steps inside it. Train longer, or "
+        "pass fewer boundaries (--lr_boundaries= for none)."
       )
     values = [config.learning_rate * config.lr_decay**i for i in range(len(steps) + 1)]
     learning_rate = keras.optimizers.schedules.PiecewiseConstantDecay(steps, values)
@@ -359,8 +357,7 @@ def _diverged(job: PreparedRun, epoch: int, step: int, checkpointed: int) -> Tra
     f"training diverged: the loss became NaN, infinite or above {DIVERGED_LOSS:g} at step {step} "
     f"(epoch {epoch + 1}). The run stopped; the workdir keeps {kept}. The usual cause is a "
     f"learning rate too high for this model (--learning_rate={config.learning_rate:g}); lower "
-    "it, or clip gradients with --grad_clip_norm=1, then rerun with --overwrite or a new "
-    "--workdir."
+    "it, or clip gradients with --grad_clip_norm=1, then rerun with --overwrite or a new --workdir."
   )
 
 
