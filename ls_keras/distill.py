@@ -35,13 +35,15 @@ def main(flag_values: flags.FlagValues) -> None:
   metrics = cli.reuse_or_claimable(config, "distill", flag_values.workdir, flag_values.overwrite)
   if metrics is None:
     cli.start_tensorflow()
-    from ls_keras.distillation import run as distillation_run  # After the quick answers.
+    from ls_keras import mutual_information  # After the quick answers.
+    from ls_keras.distillation import run as distillation_run
 
     metrics = distillation_run.distill_and_evaluate(
       config,
       flag_values.workdir,
       overwrite=flag_values.overwrite,
       trust_saved_model=flag_values.trust_saved_model,
+      callbacks=(mutual_information.callback_for_run,),
     )
   print(
     json.dumps(

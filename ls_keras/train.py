@@ -27,10 +27,13 @@ def main(flag_values: flags.FlagValues) -> None:
   metrics = cli.reuse_or_claimable(config, "train", flag_values.workdir, flag_values.overwrite)
   if metrics is None:
     cli.start_tensorflow()
-    from ls_keras import training  # After the answers that need no TensorFlow.
+    from ls_keras import mutual_information, training  # After the answers needing no TF.
 
     metrics = training.train_and_evaluate(
-      config, flag_values.workdir, overwrite=flag_values.overwrite
+      config,
+      flag_values.workdir,
+      overwrite=flag_values.overwrite,
+      callbacks=(mutual_information.callback_for_run,),
     )
   print(json.dumps({split: metrics[split] for split in ("validation", "test")}, indent=2))
 

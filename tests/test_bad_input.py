@@ -24,7 +24,7 @@ from conftest import invoke, tiny_train_args, tree_hash
 from ls_keras import cli
 from ls_keras.core import config as config_lib
 from ls_keras import training
-from ls_keras.training import checkpoints
+from ls_keras.core import checkpoints
 from ls_keras.core.errors import UserError
 
 

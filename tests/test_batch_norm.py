@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from ls_keras import models
-from ls_keras.training import export
+from ls_keras.models import export
 
 
 def _pair(policy):

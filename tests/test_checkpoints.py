@@ -1,4 +1,4 @@
-"""training/checkpoints.py: an unreadable index is repaired or refused, never "start over"."""
+"""core/checkpoints.py: an unreadable index is repaired or refused, never "start over"."""
 
 import os
 
@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from ls_keras.core.errors import WorkdirError
-from ls_keras.training import checkpoints
+from ls_keras.core import checkpoints
 
 
 def _model(value=0.0):

@@ -177,7 +177,7 @@ assert not any(m.startswith("ls_keras") for m in sys.modules)
 def test_exported_student_alone_reloads_with_the_same_logits(student_run, tmp_path):
   import subprocess
   import sys
-  from ls_keras.training import export
+  from ls_keras.models import export
 
   student = export.load_keras_model(os.path.join(student_run, "model.keras"))
   assert (

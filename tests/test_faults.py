@@ -16,7 +16,7 @@ import pytest
 from conftest import REPO, invoke, tiny_train_args, tree_hash_except
 from ls_keras import cli
 from ls_keras.core import lease
-from ls_keras.training import checkpoints
+from ls_keras.core import checkpoints
 
 EPOCHS = ["--epochs=3"]
 
@@ -148,7 +148,7 @@ def test_divergence_in_epoch_2_keeps_the_checkpoint_of_epoch_1(
 def test_keras_files_load_in_safe_mode(tmp_path):
   """A .keras file carrying a lambda (arbitrary code) is refused, not executed."""
   import keras
-  from ls_keras.training import export
+  from ls_keras.models import export
 
   model = keras.Sequential(
     [

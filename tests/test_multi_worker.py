@@ -13,7 +13,7 @@ import pytest
 
 from conftest import REPO, tiny_train_args
 from ls_keras import cli
-from ls_keras.training import checkpoints
+from ls_keras.core import checkpoints
 
 
 def _free_ports(n):

@@ -25,7 +25,7 @@ def test_estimate_uses_the_mean_time_of_each_group_of_alike_runs():
     _job("e"),
   ]
   lines = []
-  progress = plan.Progress(jobs, log=lines.append, extra_steps=1)
+  progress = plan.PlanProgress(jobs, log=lines.append, extra_steps=1)
   assert progress.remaining_seconds() is None  # Nothing measured yet: no estimate.
   progress.step("a", 10.0, jobs[0])
   assert progress.remaining_seconds() == 40.0  # 4 runs left at the overall mean of 10 s.
@@ -89,7 +89,7 @@ def test_a_run_another_worker_owns_is_left_to_it_and_its_student_waits(tmp_path,
   other = _OtherWorker(os.path.join(root, "t"))
   jobs = [_job("t"), _distill_job("s", os.path.join(root, "t")), _job("u")]
   thread = other.finish(delay=0.3)
-  outcome = plan.run_all(jobs, root, plan.Progress(jobs, log=lambda line: None))
+  outcome = plan.run_all(jobs, root, plan.PlanProgress(jobs, log=lambda line: None))
   thread.join()
   assert calls == ["u", "s"]  # t is the other worker's; s waited for its teacher t.
   assert set(outcome.results) == {"t", "s", "u"}
@@ -102,7 +102,7 @@ def test_the_worker_that_did_not_finish_the_last_run_leaves_the_report(tmp_path,
   other = _OtherWorker(os.path.join(root, "t"))
   jobs = [_job("t"), _job("u")]
   thread = other.finish(delay=0.3)  # Finishes after u.
-  outcome = plan.run_all(jobs, root, plan.Progress(jobs, log=lambda line: None))
+  outcome = plan.run_all(jobs, root, plan.PlanProgress(jobs, log=lambda line: None))
   thread.join()
   assert calls == ["u"] and not outcome.completed_here
   assert plan.claim_report(outcome, str(tmp_path / "report")) is None
@@ -113,8 +113,8 @@ def test_a_lone_worker_and_a_rerun_write_the_report_under_its_lease(tmp_path, mo
   root = str(tmp_path)
   calls = _fake_runs(monkeypatch, root)
   jobs = [_job("t"), _job("u")]
-  first = plan.run_all(jobs, root, plan.Progress(jobs, log=lambda line: None))
-  again = plan.run_all(jobs, root, plan.Progress(jobs, log=lambda line: None))
+  first = plan.run_all(jobs, root, plan.PlanProgress(jobs, log=lambda line: None))
+  again = plan.run_all(jobs, root, plan.PlanProgress(jobs, log=lambda line: None))
   assert calls == ["t", "u"]  # The second call reuses both.
   assert first.completed_here and again.completed_here
   report = plan.claim_report(first, str(tmp_path / "report"))

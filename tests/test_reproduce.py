@@ -70,3 +70,18 @@ def test_another_call_runs_nothing_new_however_the_root_is_spelled(reproduced, f
   result = invoke("reproduce", "--preset=tiny", f"--root={root}", f"--data_dir={fashion_data_dir}")
   assert result.code == 0, result.err[-3000:]
   assert len(before) == 22 and finished_runs(root) == before
+
+
+def test_precision_line_reads_what_the_runs_recorded():
+  def record(*sessions):
+    return {"sessions": [{"precision": p, "precision_reason": r} for p, r in sessions]}
+
+  gpu = ("bfloat16", "a GPU with bfloat16")
+  cpu = ("float32", "no accelerator")
+  assert (
+    reproduce.precision_line([record(gpu), record(gpu, gpu)]) == "bfloat16 (a GPU with bfloat16)"
+  )
+  assert reproduce.precision_line([record(gpu, cpu), record(gpu)]) == (
+    "bfloat16 (a GPU with bfloat16) in 2 sessions; float32 (no accelerator) in 1 session"
+  )
+  assert reproduce.precision_line([{"sessions": []}, {}]) == "not recorded"

@@ -101,7 +101,7 @@ def test_exported_model_gives_the_same_logits_in_a_fresh_process(
   )
   assert code.returncode == 0, code.stderr[-2000:]
   out = np.load(tmp_path / "out.npz")
-  from ls_keras.training import export
+  from ls_keras.models import export
 
   here = export.load_keras_model(os.path.join(workdir, "model.keras"))(
     images, training=False

@@ -191,7 +191,7 @@ def calibrate_model_file(
 ) -> dict:
   """Calibration of a classifier trained anywhere, on a data set's validation and test splits.
 
-  The model (see `training.model_file`: raw [0, 255] pixels in, logits found and a final
+  The model (see `models.model_file`: raw [0, 255] pixels in, logits found and a final
   softmax undone) is evaluated on the validation split (the last `validation_size` examples
   of the train split), where T is fitted, and on the test split, where every number is
   reported: as for a workdir. Writes calibration.json (the numbers and the bins),
@@ -207,7 +207,7 @@ def calibrate_model_file(
       data not prepared in `data_dir`, or outputs that are probabilities.
   """
   from ls_keras import data as data_lib
-  from ls_keras.training import model_file as model_file_lib
+  from ls_keras.models import model_file as model_file_lib
 
   checks.num_bins(num_bins)
   if validation_size < 1 or eval_examples < 0:

@@ -55,9 +55,9 @@ def class_indices(labels, num_classes: Optional[int] = None, name: str = "labels
     if not one_hot.all():
       row = int(np.argmin(one_hot))
       raise UserError(
-        f"{name} of shape {labels.shape} must be one-hot (one 1 per row, zeros elsewhere); row "
-        f"{row} "
-        f"is {values[row][:8].tolist()}. Give integer class indices of shape (N,) or one-hot rows."
+        f"{name} of shape {labels.shape} must be one-hot (one 1 per row, zeros elsewhere); "
+        f"row {row} is {values[row][:8].tolist()}. Give integer class indices of shape (N,) or "
+        "one-hot rows."
       )
     return values.argmax(1).astype(np.int64)
   if labels.ndim != 1:
@@ -105,9 +105,8 @@ def logits(values, name: str = "logits") -> np.ndarray:
     raise UserError(
       f"the {name} look like probabilities, not logits: all {values.shape[0]} rows are "
       f"non-negative and sum to 1 (within {PROBABILITY_TOLERANCE:g}), as a softmax outputs. "
-      "Calibration and distillation on them would be wrong (softmax is applied again). Pass "
-      "them as probs= where the function takes it, or give the model's pre-softmax output "
-      "(its logits)."
+      "Calibration and distillation on them would be wrong (softmax is applied again). Pass them "
+      "as probs= where the function takes it, or give the model's pre-softmax output (its logits)."
     )
   return values
 

@@ -246,8 +246,7 @@ class Workdir:
       raise WorkdirError(
         f"--workdir={self.path} is a folder that is not an ls_keras workdir (it holds "
         f"{', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}); ls_keras never writes "
-        "into or "
-        "deletes such a folder. Use a new or empty folder."
+        "into or deletes such a folder. Use a new or empty folder."
       )
     self._record()  # Ours, of any version (or the error says why not): --overwrite may replace it.
     if overwrite:
@@ -263,8 +262,7 @@ class Workdir:
       raise WorkdirError(
         f"{self.path} holds a different {record['kind']} run (settings that differ: "
         f"{', '.join(diff) or 'run kind'}). Use another --workdir, or pass --overwrite to delete "
-        "that run "
-        "and start afresh."
+        "that run and start afresh."
       )
     return True
 

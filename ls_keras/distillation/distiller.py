@@ -21,7 +21,7 @@ import tensorflow as tf
 from ls_keras.core import checks, numerics
 from ls_keras.core import config as config_lib
 from ls_keras.models import heads
-from ls_keras.training import export as export_lib
+from ls_keras.models import export as export_lib
 from ls_keras.training import losses
 from ls_keras.core.errors import UserError
 
@@ -37,20 +37,26 @@ def distillation_terms(
   """Per-example (hard, soft) terms of the student loss (paper Section 4): float32 [N], in nats.
 
   hard = H(y_ls, p_student), soft = H(softmax(teacher / T), softmax(student / T)), times T^2
-  with `t_squared` (Hinton et al.; the paper has no T^2).
+  with `t_squared` (Hinton et al.; the paper has no T^2). Both are Keras' categorical
+  cross-entropy on logits, the hard one with `label_smoothing=alpha`: the loss every
+  classifier trains with (`training.losses.label_smoothing_loss`), one implementation.
 
   Args:
     labels: one-hot [N, K] or integer class indices [N] / [N, 1].
-    student_logits: raw scores [N, K].
+    student_logits: raw scores [N, K], any float dtype.
     teacher_logits: raw scores [N, K], the same K.
     temperature: T > 0.
     alpha: label smoothing of the hard term, in [0, 1).
     t_squared: multiply the soft term by T^2.
 
+  Returns:
+    (hard, soft), two float32 tensors [N] in nats.
+
   Raises:
     UserError: T <= 0, alpha outside [0, 1), or shapes that do not agree.
   """
   check_hyperparameters(temperature, 0.0)
+  config_lib.check_field("alpha", alpha)
   student_logits = tf.cast(student_logits, tf.float32)
   teacher_logits = tf.cast(teacher_logits, tf.float32)
   if student_logits.shape[-1] != teacher_logits.shape[-1]:
@@ -58,13 +64,29 @@ def distillation_terms(
       f"student logits {student_logits.shape} and teacher logits {teacher_logits.shape} must have "
       "the same number of classes."
     )
-  num_classes = student_logits.shape[-1]
-  targets = losses.smooth_labels(losses.one_hot_targets(labels, num_classes), alpha)
+  targets = losses.one_hot_targets(labels, student_logits.shape[-1])
   teacher_probs = tf.nn.softmax(teacher_logits / temperature, axis=-1)
-  soft = losses.cross_entropy(teacher_probs, student_logits / temperature)
+  hard = losses.label_smoothing_loss(alpha, reduction=None)(targets, student_logits)
+  soft = losses.label_smoothing_loss(0.0, reduction=None)(
+    teacher_probs, student_logits / temperature
+  )
   if t_squared:
     soft = soft * temperature**2
-  return losses.cross_entropy(targets, student_logits), soft
+  return hard, soft
+
+
+def weigh_terms(hard, soft, beta: float) -> tf.Tensor:
+  """(1 - beta) hard + beta soft: the student loss from its terms (paper Section 4).
+
+  Args:
+    hard: the per-example hard term [N] from `distillation_terms`, float32, in nats.
+    soft: the per-example soft term [N], likewise.
+    beta: the weight of the teacher term, in [0, 1].
+
+  Returns:
+    float32 [N], in nats.
+  """
+  return (1.0 - beta) * hard + beta * soft
 
 
 def distillation_loss(
@@ -78,13 +100,40 @@ def distillation_loss(
 ) -> tf.Tensor:
   """Per-example student loss (1 - beta) hard + beta soft, float32 [N] in nats (paper Section 4).
 
-  Args and errors as `distillation_terms`; beta, the weight of the teacher term, in [0, 1].
+  What `Distiller.compute_loss` averages: both are `weigh_terms` of `distillation_terms`.
+
+  Args:
+    labels: one-hot [N, K] or integer class indices [N] / [N, 1].
+    student_logits: raw scores [N, K], any float dtype.
+    teacher_logits: raw scores [N, K], the same K.
+    temperature: T > 0.
+    beta: the weight of the teacher term, in [0, 1].
+    alpha: label smoothing of the hard term, in [0, 1).
+    t_squared: multiply the soft term by T^2.
+
+  Returns:
+    float32 [N], in nats.
+
+  Raises:
+    UserError: as `distillation_terms`, or beta outside [0, 1].
   """
   check_hyperparameters(temperature, beta)
   hard, soft = distillation_terms(
     labels, student_logits, teacher_logits, temperature, alpha, t_squared
   )
-  return (1.0 - beta) * hard + beta * soft
+  return weigh_terms(hard, soft, beta)
+
+
+class _BatchMean(keras.losses.Loss):
+  """Keras' own reduction of a per-example loss already computed (`y_pred`; `y_true` unused).
+
+  The mean over this replica's batch, divided by the number of replicas under tf.distribute
+  exactly as every Keras loss is, so the replicas' summed gradients are the global batch's.
+  """
+
+  def call(self, y_true, y_pred):
+    del y_true
+    return y_pred
 
 
 def equivalent_smoothing(
@@ -148,15 +197,19 @@ class Distiller(keras.Model):
     self.loss_scale = loss_scale
     self.hard_loss = keras.metrics.Mean(name="hard_loss")
     self.soft_loss = keras.metrics.Mean(name="soft_loss")
+    self._batch_mean = _BatchMean(name="distillation_loss")
 
   def call(self, inputs, training=None):
     """The student's logits: a Distiller predicts as its student."""
     return self.student(inputs, training=training)
 
   def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-    """loss_scale * mean((1 - beta) hard + beta soft) + the student's regularisation, per replica.
+    """loss_scale * mean(distillation_loss) + the student's regularisation, as Keras scales them.
 
-    Scaled for distribution exactly as Keras' own losses are, so it trains through the same loop.
+    The mean and its division by the number of replicas are Keras' own (a `keras.losses.Loss`
+    reduction), and the regularisation is added by `keras.Model.compute_loss`, so the
+    Distiller trains through the same loop as every model. The frozen teacher adds no
+    regularisation: Keras collects it from trainable weights only.
     """
     del sample_weight
     if y_pred is None:
@@ -167,10 +220,10 @@ class Distiller(keras.Model):
     )
     self.hard_loss.update_state(hard)
     self.soft_loss.update_state(soft)
-    data_term = self.loss_scale * tf.reduce_mean((1.0 - self.beta) * hard + self.beta * soft)
-    loss = losses.scale_for_replicas(data_term)
-    for regulariser in self.student.losses:
-      loss += losses.scale_for_replicas(tf.cast(regulariser, loss.dtype))
+    per_example = weigh_terms(hard, soft, self.beta)
+    loss = self.loss_scale * self._batch_mean(per_example, per_example)
+    if self.losses:  # Keras' compute_loss: the sum of the scaled regularisation losses.
+      loss += super().compute_loss(x, y, y_pred, training=training)
     return loss
 
   @property
@@ -201,9 +254,8 @@ def teacher_format(path: str, trust_saved_model: bool = False) -> str:
     if not trust_saved_model:
       raise UserError(
         f"--teacher={path} is a SavedModel: {export_lib.SAVED_MODEL_TRUST}, or distil from the "
-        "teacher's .keras file "
-        "(loaded in Keras' safe mode, no code) or from its ls_keras workdir (which uses its "
-        "model.keras)."
+        "teacher's .keras file (loaded in Keras' safe mode, no code) or from its ls_keras workdir "
+        "(which uses its model.keras)."
       )
     return "saved_model"
   raise UserError(

@@ -1,13 +1,13 @@
 """One distillation run: a student trained against a teacher into its own workdir (Section 4)."""
 
 import os
+from typing import Sequence
 
 import numpy as np
 
-from ls_keras import mutual_information, training
+from ls_keras import training
 from ls_keras.core import checks
 from ls_keras.core import config as config_lib
-from ls_keras.core import lease as lease_lib
 from ls_keras.core.errors import UserError
 from ls_keras.core.workdir import Workdir
 from ls_keras.distillation.distiller import (
@@ -17,8 +17,6 @@ from ls_keras.distillation.distiller import (
   load_teacher,
   teacher_format,
 )
-from ls_keras.training import run as run_lib
-from ls_keras.training import strategy as strategy_lib
 
 
 def distill_and_evaluate(
@@ -27,6 +25,7 @@ def distill_and_evaluate(
   overwrite: bool = False,
   verbose: bool = True,
   trust_saved_model: bool = False,
+  callbacks: Sequence[training.CallbackFactory] = (),
 ) -> dict:
   """Distils config.teacher into a student trained into `workdir`; returns the student's metrics.
 
@@ -38,6 +37,11 @@ def distill_and_evaluate(
   argument, not a config field: it says whether the user trusts a file's author, not how the
   run trains, so it is neither part of the run's identity nor recorded in config.json (a
   student resumed with a trusted SavedModel teacher must pass it again).
+
+  `callbacks` are as in `training.run_and_evaluate`; their `network` is the student.
+
+  Raises:
+    UserError: bad settings, teacher, data or workdir (nothing written), or divergence.
   """
   config_lib.validate(config)
   teacher_format(config.teacher, trust_saved_model)  # Refuses before anything is loaded.
@@ -48,22 +52,8 @@ def distill_and_evaluate(
       f"--teacher={config.teacher} lies inside --workdir={workdir}: the student's run would "
       "replace its own teacher. Give the student another workdir."
     )
-  finished = run_dir.finished_metrics(config, "distill", overwrite)
-  if finished is not None:
-    return finished
-  lease_lib.check_free(run_dir.path, "one run")
-  statistics = run_lib.resumed_statistics(run_dir, config, "distill", overwrite)
-  with training.runtime(config, statistics) as rt:
-    callbacks = []
-    if config.mi_every_steps:  # Follows the student, set below.
-      callbacks.append(
-        mutual_information.MutualInformationCallback.from_config(
-          config, rt.splits, run_dir, write=strategy_lib.is_chief(rt.strategy)
-        )
-      )
-    schedule = training.make_schedule(
-      config, rt.splits.sizes["train"], rt.strategy.num_replicas_in_sync, callbacks
-    )
+
+  def build(rt: training.Runtime, schedule: training.Schedule):
     with rt.strategy.scope():
       teacher = load_teacher(config.teacher, trust_saved_model)
       check_compatible(teacher, rt.splits.spec.image_shape, rt.splits.num_classes)
@@ -79,8 +69,6 @@ def distill_and_evaluate(
         name="distiller",
       )
       distiller.compile(optimizer=training.make_optimizer(config, schedule.total_steps))
-    for callback in callbacks:
-      callback.network = student
     teacher_logits, labels = training.evaluate_split(
       training.Loop(teacher, rt.strategy),
       rt.splits.train,
@@ -104,7 +92,6 @@ def distill_and_evaluate(
       "teacher_train_accuracy": float(np.mean(teacher_logits.argmax(-1) == labels)),
       "teacher": os.path.abspath(config.teacher),
     }
-    job = training.prepare_job(
-      config, "distill", distiller, student, rt, schedule, callbacks, extra
-    )
-    return training.run_job(job, run_dir, overwrite, verbose)
+    return distiller, student, extra
+
+  return training.run_and_evaluate(config, "distill", workdir, build, overwrite, verbose, callbacks)

@@ -280,7 +280,7 @@ def run_sweep(preset: SweepPreset, root: str) -> Optional[dict]:
   workdir_lib.check_output_dir(root, "--root")
   root = os.path.abspath(root)  # Students name their teachers by absolute path.
   jobs, anecdote = plan(preset, root), anecdote_plan(preset, root)
-  outcome = plan_lib.run_all(jobs + anecdote, root, plan_lib.Progress(jobs + anecdote))
+  outcome = plan_lib.run_all(jobs + anecdote, root, plan_lib.PlanProgress(jobs + anecdote))
   report = plan_lib.claim_report(outcome, root)
   if report is None:
     return None

@@ -51,7 +51,7 @@ def _group(job: Job) -> tuple:
   )
 
 
-class Progress:
+class PlanProgress:
   """One progress line per run: how many are done, time so far, and an estimate of the time left.
 
   The estimate is, for each remaining run, the mean time of the finished runs of its group
@@ -107,13 +107,16 @@ def _clock(seconds: float) -> str:
 
 def run(job: Job, root: str) -> dict:
   """Runs (or reuses, or resumes) one job in root/<job.name>; returns its metrics."""
-  from ls_keras import training  # Imported here: planning needs no TensorFlow.
+  from ls_keras import mutual_information, training  # Here: planning needs no TensorFlow.
   from ls_keras.distillation import run as distillation_run
 
   workdir = os.path.join(root, job.name)
+  callbacks = (mutual_information.callback_for_run,)
   if job.kind == "train":
-    return training.train_and_evaluate(job.config, workdir, verbose=False)
-  return distillation_run.distill_and_evaluate(job.config, workdir, verbose=False)
+    return training.train_and_evaluate(job.config, workdir, verbose=False, callbacks=callbacks)
+  return distillation_run.distill_and_evaluate(
+    job.config, workdir, verbose=False, callbacks=callbacks
+  )
 
 
 # How long a worker waits between looks at runs other workers are training.
@@ -141,7 +144,7 @@ def _prerequisite(job: Job) -> Optional[str]:
   return None
 
 
-def run_all(jobs: List[Job], root: str, progress: Progress) -> Outcome:
+def run_all(jobs: List[Job], root: str, progress: PlanProgress) -> Outcome:
   """Runs each job unless finished (an interrupted one resumes); returns metrics by job name.
 
   Several processes may run the same plan on one root (one per GPU, or a scheduler's job

@@ -3,6 +3,7 @@
 from ls_keras.mutual_information.callback import (
   LogitDifferences,
   MutualInformationCallback,
+  callback_for_run,
   recompute_from_checkpoints,
 )
 from ls_keras.mutual_information.estimator import check_settings, mutual_information
@@ -10,6 +11,7 @@ from ls_keras.mutual_information.estimator import check_settings, mutual_informa
 __all__ = [
   "LogitDifferences",
   "MutualInformationCallback",
+  "callback_for_run",
   "check_settings",
   "mutual_information",
   "recompute_from_checkpoints",

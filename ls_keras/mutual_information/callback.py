@@ -6,7 +6,7 @@ writes TensorBoard and a JSON series.
 """
 
 import os
-from typing import Sequence
+from typing import Optional, Sequence
 
 import keras
 import numpy as np
@@ -16,7 +16,7 @@ from ls_keras import data as data_lib
 from ls_keras import models
 from ls_keras.core import workdir as workdir_lib
 from ls_keras.core.errors import UserError, WorkdirError
-from ls_keras.training import checkpoints
+from ls_keras.core import checkpoints
 from ls_keras.mutual_information.estimator import check_settings, mutual_information
 
 
@@ -127,6 +127,33 @@ class MutualInformationCallback(keras.callbacks.Callback):
       tf.summary.scalar("mutual_information", result["mi"])
     if self.write:
       workdir_lib.atomic_write_json(self.series_path, self.series)
+
+
+def callback_for_run(
+  config,
+  splits: data_lib.Splits,
+  run: workdir_lib.Workdir,
+  write: bool,
+  network: keras.Model,
+) -> Optional[MutualInformationCallback]:
+  """The run's MI callback when `config.mi_every_steps` asks for one, else None.
+
+  A `training.CallbackFactory`: pass `callbacks=(callback_for_run,)` to
+  `training.train_and_evaluate` or `distillation.run.distill_and_evaluate`.
+
+  Args:
+    config: the run's TrainConfig or DistillConfig (its mi_* settings and seed).
+    splits: the run's data; the examples are drawn from its training split.
+    run: the run's workdir (mutual_information.json, TensorBoard's train log).
+    write: False on non-chief workers.
+    network: the classifier whose logits are studied (a Distiller's student).
+
+  Raises:
+    UserError: classes outside the data set, or too few examples of them.
+  """
+  if not config.mi_every_steps:
+    return None
+  return MutualInformationCallback.from_config(config, splits, run, write, network)
 
 
 def recompute_from_checkpoints(

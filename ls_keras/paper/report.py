@@ -58,8 +58,8 @@ def markdown_text(
     f"ran); this call took {run_info['total'] / 60:.1f} minutes.",
     "",
     "Each verdict comes from a rule printed beside it, applied to the 95% confidence interval "
-    "across seeds "
-    "(Student t; paired by seed). With fewer than 3 seeds every verdict is inconclusive.",
+    "across seeds (Student t; paired by seed). With fewer than 3 seeds every verdict is "
+    "inconclusive.",
     "",
     "| claim | verdict | effect: mean [95% CI] |",
     "| --- | --- | --- |",

@@ -9,6 +9,7 @@ rule (`ls_keras.paper.verdicts`), and figures; plus the figure the paper does no
 calibration against training length.
 """
 
+import collections
 import dataclasses
 import os
 import time
@@ -78,7 +79,7 @@ def reproduce(
   )
   runs_root, report_dir = os.path.join(root, "runs"), os.path.join(root, "report")
   jobs = plan(preset, runs_root)
-  progress = plan_lib.Progress(jobs, extra_steps=len(ANALYSES))
+  progress = plan_lib.PlanProgress(jobs, extra_steps=len(ANALYSES))
   started = time.time()
   outcome = plan_lib.run_all(jobs, runs_root, progress)
   report = plan_lib.claim_report(outcome, report_dir)
@@ -111,9 +112,9 @@ def _analyse(preset_name, preset, jobs, results, runs_root, report_dir, progress
     stage_times[name] = time.time() - stage_start
     progress.step(name)
   total = time.time() - progress.start
+  records = [workdir_lib.Workdir(r["workdir"]).read_record() for r in table.rows]
   run_seconds = sum(workdir_lib.Workdir(r["workdir"]).run_seconds() for r in table.rows)
   machine = hardware.detect()
-  precision, reason = hardware.resolve_precision(preset.sweep.teacher.precision, machine)
   report_lib.write(
     report_dir,
     preset_name,
@@ -122,7 +123,7 @@ def _analyse(preset_name, preset, jobs, results, runs_root, report_dir, progress
     stage_times,
     {
       "machine": machine.describe(),
-      "precision": f"{precision} ({reason})",
+      "precision": precision_line(records),
       "total": total,
       "run_seconds": run_seconds,
       "runs": len(table),
@@ -149,6 +150,35 @@ def _analyse(preset_name, preset, jobs, results, runs_root, report_dir, progress
     "stage_times": stage_times,
     "report": os.path.join(report_dir, "index.html"),
   }
+
+
+def precision_line(records: List[dict]) -> str:
+  """The precisions the runs trained at, as their config.json `sessions` recorded them.
+
+  Read, not resolved again: a run resumed elsewhere, or a sweep started on another machine,
+  trained at what its sessions say, whatever this machine would choose now.
+
+  Args:
+    records: the runs' config.json contents (`Workdir.read_record`).
+
+  Returns:
+    "bfloat16 (reason)" when every session agrees; otherwise each precision with its reason
+    and how many sessions used it, most used first, joined by "; ".
+  """
+  counts = collections.Counter(
+    (s.get("precision", "unknown"), s.get("precision_reason", "not recorded"))
+    for record in records
+    for s in record.get("sessions", [])
+  )
+  if not counts:
+    return "not recorded"
+  if len(counts) == 1:
+    [(precision, reason)] = counts
+    return f"{precision} ({reason})"
+  return "; ".join(
+    f"{precision} ({reason}) in {n} session{'s' * (n != 1)}"
+    for (precision, reason), n in counts.most_common()
+  )
 
 
 def summary_lines(result: dict) -> List[str]:

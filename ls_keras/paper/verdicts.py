@@ -87,9 +87,8 @@ def below(estimate: Estimate, threshold: float, effect: str) -> Verdict:
   """
   rule = (
     f"held if the {_seeds(estimate)} of the {effect} lies entirely below {threshold:g}; did not "
-    "hold if it "
-    f"lies entirely at or above {threshold:g}; inconclusive otherwise (and with fewer than "
-    f"{MIN_SEEDS} seeds)"
+    f"hold if it lies entirely at or above {threshold:g}; inconclusive otherwise (and with fewer "
+    f"than {MIN_SEEDS} seeds)"
   )
   if _too_few(estimate):
     outcome = INCONCLUSIVE
@@ -106,9 +105,8 @@ def above(estimate: Estimate, threshold: float, effect: str) -> Verdict:
   """The claim is that the effect lies above `threshold` (the mirror image of `below`)."""
   rule = (
     f"held if the {_seeds(estimate)} of the {effect} lies entirely above {threshold:g}; did not "
-    "hold if it "
-    f"lies entirely at or below {threshold:g}; inconclusive otherwise (and with fewer than "
-    f"{MIN_SEEDS} seeds)"
+    f"hold if it lies entirely at or below {threshold:g}; inconclusive otherwise (and with fewer "
+    f"than {MIN_SEEDS} seeds)"
   )
   if _too_few(estimate):
     outcome = INCONCLUSIVE
@@ -128,9 +126,9 @@ def within(estimate: Estimate, margin: float, effect: str) -> Verdict:
   entirely outside that band, inconclusive otherwise.
   """
   rule = (
-    f"held if the {_seeds(estimate)} of the {effect} lies entirely inside ±{margin:g}; did not "
-    "hold if it "
-    f"lies entirely outside; inconclusive otherwise (and with fewer than {MIN_SEEDS} seeds)"
+    f"held if the {_seeds(estimate)} of the {effect} lies entirely inside ±{margin:g}; "
+    "did not hold if it lies entirely outside; inconclusive otherwise (and with fewer than "
+    f"{MIN_SEEDS} seeds)"
   )
   if _too_few(estimate):
     outcome = INCONCLUSIVE

@@ -6,7 +6,7 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 
 from ls_keras import data as data_lib
-from ls_keras.training import export as export_lib
+from ls_keras.models import export as export_lib
 from ls_keras import projection
 from ls_keras.core import plots
 from ls_keras.core import workdir as workdir_lib
@@ -140,7 +140,7 @@ def project_model_file(
 ) -> dict:
   """`project_runs` for one classifier trained anywhere (a `.keras` file) on a data set.
 
-  Features and templates come from `training.model_file` (by default the last Dense layer
+  Features and templates come from `models.model_file` (by default the last Dense layer
   and its input; a softmax activation does not matter: the templates are its kernel and
   bias). `similar` / `dissimilar` read the model's confusions on the validation split (the
   last 10000 examples of the train split). Writes projection.png/.npz/.json and, with
@@ -151,7 +151,7 @@ def project_model_file(
     UserError: bad flags, a SavedModel (its layers cannot be read), a model that does not
       fit the data set, or layers that cannot be found.
   """
-  from ls_keras.training import model_file as model_file_lib
+  from ls_keras.models import model_file as model_file_lib
 
   _check_counts(examples_per_class, projector_examples)
   workdir_lib.check_output_dir(output_dir)

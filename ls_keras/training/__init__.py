@@ -1,4 +1,4 @@
-"""Training under any tf.distribute strategy: the loop, a run's lifecycle, checkpoints, export."""
+"""Training under any tf.distribute strategy: the loop, the schedule, and a run's lifecycle."""
 
 from ls_keras.training.loop import (
   DIVERGED_LOSS,
@@ -9,25 +9,30 @@ from ls_keras.training.loop import (
   make_schedule,
 )
 from ls_keras.training.run import (
-  Job,
+  Builder,
+  CallbackFactory,
+  PreparedRun,
   Runtime,
   build_classifier,
   build_network,
   load_data,
   make_optimizer,
-  prepare_job,
+  prepare_run,
   recorded_statistics,
   resumed_statistics,
-  run_job,
+  run_and_evaluate,
+  run_prepared,
   runtime,
   train_and_evaluate,
 )
 
 __all__ = [
   "DIVERGED_LOSS",
-  "Job",
+  "Builder",
+  "CallbackFactory",
   "Loop",
   "NonFiniteLoss",
+  "PreparedRun",
   "Runtime",
   "Schedule",
   "build_classifier",
@@ -36,10 +41,11 @@ __all__ = [
   "load_data",
   "make_optimizer",
   "make_schedule",
-  "prepare_job",
+  "prepare_run",
   "recorded_statistics",
   "resumed_statistics",
-  "run_job",
+  "run_and_evaluate",
+  "run_prepared",
   "runtime",
   "train_and_evaluate",
 ]

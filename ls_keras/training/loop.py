@@ -143,7 +143,7 @@ class Loop:
     return logits[keep], labels[keep]
 
 
-class Progress:
+class EpochProgress:
   """A Keras progress bar on a terminal, and one log line per epoch.
 
   Neither when not `verbose`: sweeps show their own progress over many runs.

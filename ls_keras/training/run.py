@@ -1,8 +1,9 @@
 """One training run, from config to finished workdir: build, check, claim, train, evaluate, export.
 
 `train_and_evaluate(config, workdir) -> metrics` is the library entry point of `train`;
-`prepare_job` and `run_job` are shared with distillation. Every check that can refuse a
-run happens before the workdir is claimed.
+`run_and_evaluate`, the skeleton every run kind shares (validate, reuse a finished run,
+runtime, schedule, build, callbacks, claim, train), is also that of distillation. Every
+check that can refuse a run happens before the workdir is claimed.
 """
 
 import contextlib
@@ -11,7 +12,7 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import keras
 import numpy as np
@@ -20,12 +21,11 @@ from absl import logging
 from tensorflow.python.framework import config as tf_framework_config  # Op determinism off again.
 
 from ls_keras import calibration
-from ls_keras.training import checkpoints
+from ls_keras.core import checkpoints
 from ls_keras.core import config as config_lib
 from ls_keras import data as data_lib
-from ls_keras.training import export as export_lib
+from ls_keras.models import export as export_lib
 from ls_keras.core import hardware as hardware_lib
-from ls_keras import mutual_information
 from ls_keras.training import losses
 from ls_keras import models
 from ls_keras.training import strategy as strategy_lib
@@ -38,7 +38,7 @@ from ls_keras.training.loop import (
   DIVERGED_LOSS,
   Loop,
   NonFiniteLoss,
-  Progress,
+  EpochProgress,
   Schedule,
   evaluate_split,
   make_schedule,
@@ -63,10 +63,8 @@ def make_optimizer(config, total_steps: int) -> keras.optimizers.Optimizer:
     if steps != sorted(set(steps)) or steps[0] < 1 or steps[-1] >= total_steps:
       raise UserError(
         f"--lr_boundaries={','.join(f'{b:g}' for b in config.lr_boundaries)} fall on steps {steps} "
-        "of "
-        f"a run of {total_steps} steps: they must be distinct steps inside it. Train longer, or "
-        "pass "
-        "fewer boundaries (--lr_boundaries= for none)."
+        f"of a run of {total_steps} steps: they must be distinct steps inside it. Train longer, or "
+        "pass fewer boundaries (--lr_boundaries= for none)."
       )
     values = [config.learning_rate * config.lr_decay**i for i in range(len(steps) + 1)]
     learning_rate = keras.optimizers.schedules.PiecewiseConstantDecay(steps, values)
@@ -110,7 +108,7 @@ def build_classifier(config, splits: data_lib.Splits, total_steps: int) -> keras
 
 
 @dataclasses.dataclass
-class Job:
+class PreparedRun:
   """Everything one training run needs, built and checked before the workdir is claimed."""
 
   config: Any
@@ -123,7 +121,7 @@ class Job:
   extra_metrics: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def prepare_job(
+def prepare_run(
   config,
   kind: str,
   model: keras.Model,
@@ -132,14 +130,14 @@ def prepare_job(
   schedule: Schedule,
   callbacks: Sequence[keras.callbacks.Callback] = (),
   extra_metrics: Optional[dict] = None,
-) -> Job:
-  """Builds the optimizer state; the Job that `run_job` trains.
+) -> PreparedRun:
+  """Builds the optimizer state; the PreparedRun that `run_prepared` trains.
 
   With `make_schedule` before it, every refusal happens before anything is written.
   """
   with rt.strategy.scope():
     model.optimizer.build(model.trainable_variables)
-  return Job(
+  return PreparedRun(
     config, kind, model, exported, rt, schedule, tuple(callbacks), dict(extra_metrics or {})
   )
 
@@ -153,7 +151,9 @@ def random_states(model: keras.Model) -> list:
   return [v for v in model.non_trainable_variables if v.path.endswith("seed_generator_state")]
 
 
-def run_job(job: Job, workdir: Workdir, overwrite: bool = False, verbose: bool = True) -> dict:
+def run_prepared(
+  job: PreparedRun, workdir: Workdir, overwrite: bool = False, verbose: bool = True
+) -> dict:
   """Claims the workdir, trains (resuming from its checkpoint), evaluates, exports; returns metrics.
 
   Holds the workdir's lease throughout (see core/lease.py): a second process on the same
@@ -174,7 +174,7 @@ def run_job(job: Job, workdir: Workdir, overwrite: bool = False, verbose: bool =
 
 
 def _run_owned(
-  job: Job,
+  job: PreparedRun,
   workdir: Workdir,
   overwrite: bool,
   verbose: bool,
@@ -230,7 +230,7 @@ def _run_owned(
   }
   loop = Loop(job.model, strategy, config.jit_compile, config.grad_clip_norm)
   callbacks = keras.callbacks.CallbackList(list(job.callbacks), model=job.model)
-  progress = Progress(schedule.epochs, verbose)
+  progress = EpochProgress(schedule.epochs, verbose)
   evaluated = {}
   callbacks.on_train_begin()
   for epoch in range(start_epoch, schedule.epochs):
@@ -295,13 +295,13 @@ def _preempted(watch: preemption.Watch, step: int, ckpt_dir: str) -> RunPreempte
 
 
 def _train_epoch(
-  job: Job,
+  job: PreparedRun,
   loop: Loop,
   epoch: int,
   done: int,
   writer,
   callbacks,
-  progress: Progress,
+  progress: EpochProgress,
   saved: dict,
   on_chunk_end: Callable[[int, int], None],
 ) -> Dict[str, float]:
@@ -345,7 +345,7 @@ def _train_epoch(
   return logs
 
 
-def _diverged(job: Job, epoch: int, step: int, checkpointed: int) -> TrainingDivergedError:
+def _diverged(job: PreparedRun, epoch: int, step: int, checkpointed: int) -> TrainingDivergedError:
   config, per_epoch = job.config, job.schedule.steps_per_epoch
   if not checkpointed:
     kept = "no checkpoint (it diverged before the first one)"
@@ -357,12 +357,11 @@ def _diverged(job: Job, epoch: int, step: int, checkpointed: int) -> TrainingDiv
     f"training diverged: the loss became NaN, infinite or above {DIVERGED_LOSS:g} at step {step} "
     f"(epoch {epoch + 1}). The run stopped; the workdir keeps {kept}. The usual cause is a "
     f"learning rate too high for this model (--learning_rate={config.learning_rate:g}); lower "
-    "it, or clip gradients with --grad_clip_norm=1, then rerun with --overwrite or a new "
-    "--workdir."
+    "it, or clip gradients with --grad_clip_norm=1, then rerun with --overwrite or a new --workdir."
   )
 
 
-def _evaluate(job: Job, loop: Loop, split: str):
+def _evaluate(job: PreparedRun, loop: Loop, split: str):
   return evaluate_split(
     loop,
     getattr(job.runtime.splits, split),
@@ -384,7 +383,7 @@ def _test_calibration(validation, test) -> Dict[str, float]:
 
 
 def _finish(
-  job: Job, loop: Loop, workdir: Workdir, chief: bool, evaluated: Dict[str, tuple]
+  job: PreparedRun, loop: Loop, workdir: Workdir, chief: bool, evaluated: Dict[str, tuple]
 ) -> dict:
   """Final metrics on every split, logits for analysis, the exported model, then metrics.json.
 
@@ -550,37 +549,93 @@ def resumed_statistics(run_dir: Workdir, config, kind: str, overwrite: bool) -> 
     return None
 
 
-def train_and_evaluate(
-  config: config_lib.TrainConfig, workdir: str, overwrite: bool = False, verbose: bool = True
+# Makes one callback of a run from (config, splits, workdir, write, network), or None when the
+# config does not ask for it. `write` is False on non-chief workers; `network` is the classifier
+# the run exports (for distillation, the student), which analyses such as the mutual
+# information study. A callback that must see certain steps declares `every_steps`.
+CallbackFactory = Callable[
+  [Any, data_lib.Splits, Workdir, bool, keras.Model], Optional[keras.callbacks.Callback]
+]
+
+# Builds what a run trains, in the runtime `rt` and for `schedule`: (the trained model,
+# compiled; the model exported; metrics recorded beside the run's own).
+Builder = Callable[["Runtime", Schedule], Tuple[keras.Model, keras.Model, Dict[str, Any]]]
+
+
+def run_and_evaluate(
+  config,
+  kind: str,
+  workdir: str,
+  build: Builder,
+  overwrite: bool = False,
+  verbose: bool = True,
+  callbacks: Sequence[CallbackFactory] = (),
 ) -> dict:
-  """Trains one model with label smoothing `config.alpha` into `workdir`; returns its metrics.
+  """The skeleton every run kind shares: validate, reuse, runtime, schedule, build, train.
 
   A finished workdir with the same config returns its metrics without training; an
   unfinished one resumes from its last checkpoint. Every check that can refuse the run
-  (config, workdir, data, model, schedule, MI settings) runs before anything is written.
+  (config, workdir, data, schedule, model, callbacks) runs before anything is written.
+
+  Args:
+    config: a TrainConfig or DistillConfig (validated here).
+    kind: "train" or "distill", the run kind recorded in config.json.
+    workdir: the run's folder.
+    build: makes the trained and the exported model (see `Builder`); called once.
+    overwrite: train afresh over a finished or different run in `workdir`.
+    verbose: a progress bar and one log line per epoch.
+    callbacks: factories of the run's Keras callbacks (see `CallbackFactory`); the caller
+      chooses them, so training depends on no analysis package.
+
+  Returns:
+    The metrics written to metrics.json.
 
   Raises:
     UserError: bad settings, data or workdir (nothing written), or divergence.
+    ValueError: `config.mi_every_steps` set but no callback estimating every that many steps.
   """
   config_lib.validate(config)
   run_dir = Workdir(workdir)
-  finished = run_dir.finished_metrics(config, "train", overwrite)
+  finished = run_dir.finished_metrics(config, kind, overwrite)
   if finished is not None:
     return finished
   lease_lib.check_free(run_dir.path, "one run")
-  statistics = resumed_statistics(run_dir, config, "train", overwrite)
+  statistics = resumed_statistics(run_dir, config, kind, overwrite)
   with runtime(config, statistics) as rt:
-    callbacks = []
-    if config.mi_every_steps:
-      callbacks.append(
-        mutual_information.MutualInformationCallback.from_config(
-          config, rt.splits, run_dir, write=strategy_lib.is_chief(rt.strategy)
-        )
+    train_size, replicas = rt.splits.sizes["train"], rt.strategy.num_replicas_in_sync
+    schedule = make_schedule(config, train_size, replicas)  # Refuses a bad batch first.
+    model, exported, extra_metrics = build(rt, schedule)
+    write = strategy_lib.is_chief(rt.strategy)
+    made = [make(config, rt.splits, run_dir, write, exported) for make in callbacks]
+    made = [callback for callback in made if callback is not None]
+    if config.mi_every_steps and not any(
+      getattr(callback, "every_steps", 0) == config.mi_every_steps for callback in made
+    ):
+      raise ValueError(
+        f"mi_every_steps={config.mi_every_steps} asks for the mutual information, but no "
+        "callback given estimates it: pass callbacks=(mutual_information.callback_for_run,)."
       )
-    schedule = make_schedule(
-      config, rt.splits.sizes["train"], rt.strategy.num_replicas_in_sync, callbacks
-    )
+    schedule = make_schedule(config, train_size, replicas, made)  # Pauses where they look.
+    job = prepare_run(config, kind, model, exported, rt, schedule, made, extra_metrics)
+    return run_prepared(job, run_dir, overwrite, verbose)
+
+
+def train_and_evaluate(
+  config: config_lib.TrainConfig,
+  workdir: str,
+  overwrite: bool = False,
+  verbose: bool = True,
+  callbacks: Sequence[CallbackFactory] = (),
+) -> dict:
+  """Trains one model with label smoothing `config.alpha` into `workdir`; returns its metrics.
+
+  See `run_and_evaluate` for the workdir semantics, `callbacks` and errors; a run with
+  `mi_every_steps` needs `callbacks=(mutual_information.callback_for_run,)`.
+  """
+
+  def build(rt: Runtime, schedule: Schedule):
     with rt.strategy.scope():
       model = build_classifier(config, rt.splits, schedule.total_steps)
-    job = prepare_job(config, "train", model, model, rt, schedule, callbacks)
-    return run_job(job, run_dir, overwrite, verbose)
+    return model, model, {}
+
+  return run_and_evaluate(config, "train", workdir, build, overwrite, verbose, callbacks)

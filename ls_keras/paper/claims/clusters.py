@@ -67,13 +67,10 @@ def evaluate(table: Table, preset, report_dir: str) -> ClaimResult:
   cvs = np.array(cvs)
   ours = (
     f"Seed {seeds[0]}'s classes: dissimilar {' / '.join(triples[0])}, similar "
-    f"{' / '.join(triples[1])} "
-    "(each seed picks its own from its baseline's confusions). Spread over separation, LS over "
-    "baseline, "
-    f"per seed: {', '.join(f'{r:.3f}' for r in ratios)}. Equidistance of the similar triple's "
-    "centroids "
-    f"(coefficient of variation, 0 = equilateral): {cvs[:, 0].mean():.3f} without LS, "
-    f"{cvs[:, 1].mean():.3f} with LS (means over seeds)."
+    f"{' / '.join(triples[1])} (each seed picks its own from its baseline's confusions). Spread "
+    f"over separation, LS over baseline, per seed: {', '.join(f'{r:.3f}' for r in ratios)}. "
+    "Equidistance of the similar triple's centroids (coefficient of variation, 0 = equilateral): "
+    f"{cvs[:, 0].mean():.3f} without LS, {cvs[:, 1].mean():.3f} with LS (means over seeds)."
   )
   return ClaimResult(
     NUMBER,

@@ -49,7 +49,6 @@ def describe_config(config) -> str:
   length = f"{config.train_steps} steps" if config.train_steps else f"{config.epochs} epochs"
   return (
     f"{network} on {config.dataset} ({size}), {config.optimizer} lr {config.learning_rate:g}, "
-    "batch "
-    f"{config.batch_size}, {length}, weight decay {config.weight_decay:g}, augmentation "
+    f"batch {config.batch_size}, {length}, weight decay {config.weight_decay:g}, augmentation "
     f"{'on' if config.augment else 'off'}"
   )

@@ -79,8 +79,7 @@ def evaluate(table: Table, preset, report_dir: str) -> ClaimResult:
     "teachers: the main regime's runs (LS grid "
     f"{', '.join(f'{a:g}' for a in table.keys(curve='teacher'))}). Students: "
     f"{describe_config(preset.sweep.student)}, distilled with the paper's loss (beta = 1, "
-    "no T^2) or "
-    "trained directly with LS."
+    "no T^2) or trained directly with LS."
   )
   return ClaimResult(
     NUMBER,

@@ -86,8 +86,7 @@ def evaluate(table: Table, preset, report_dir: str) -> ClaimResult:
   )
   plots.save(fig, os.path.join(report_dir, "mutual_information.png"))
   ours = (
-    f"At the end of training: {mean_std([final[(0.0, s)] for s in seeds])} nats without "
-    "LS, "
+    f"At the end of training: {mean_std([final[(0.0, s)] for s in seeds])} nats without LS, "
     f"{mean_std([final[(a, s)] for s in seeds])} with LS; peaks "
     f"{np.mean([peak[(0.0, s)] for s in seeds]):.3f} "
     f"and {np.mean([peak[(a, s)] for s in seeds]):.3f} (log N = {log_n:.3f}, log 2 = "

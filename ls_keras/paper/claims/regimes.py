@@ -24,10 +24,9 @@ def judge_over_confidence(temperature: float, ece: float, scaled: float) -> dict
   reached = temperature >= OVER_CONFIDENT_T and ratio >= OVER_CONFIDENT_RATIO
   text = (
     f"The paper's regime means an over-confident baseline: fitted T >= {OVER_CONFIDENT_T:g} and "
-    "test ECE at "
-    f"least {OVER_CONFIDENT_RATIO:g}x its temperature-scaled ECE. Here T = {temperature:.2f} and "
-    f"ECE {ece:.3f} = "
-    f"{ratio:.1f}x {scaled:.3f}: **{'reached' if reached else 'not reached'}**"
+    f"test ECE at least {OVER_CONFIDENT_RATIO:g}x its temperature-scaled ECE. "
+    f"Here T = {temperature:.2f} and ECE {ece:.3f} = {ratio:.1f}x {scaled:.3f}: "
+    f"**{'reached' if reached else 'not reached'}**"
     f"{'.' if reached else ', so the verdicts below are outside the regime the paper studies.'}"
   )
   return {
@@ -70,6 +69,5 @@ def describe(table: Table, preset) -> str:
     f"{reached['text']}\n\n*Why:* {why}\n\n"
     f"**Mutual-information regime** (claim 5): {describe_config(preset.mi)}; alpha 0 and "
     f"{preset.accuracy_alpha:g}; {len(table.seeds(curve='mi'))} seeds. Training accuracy of the "
-    "baseline: "
-    f"{mean_std(mi)}.\n\n*Why:* {preset.mi_why}"
+    f"baseline: {mean_std(mi)}.\n\n*Why:* {preset.mi_why}"
   )

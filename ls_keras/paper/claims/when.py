@@ -110,8 +110,7 @@ def text(when: dict) -> List[str]:
   epochs, base, temperature = when["epochs"], when["baseline_ece"], when["baseline_temperature"]
   lines = [
     "The figure follows the LS grid of claims 1-3 through training (means over seeds, test "
-    "split). After "
-    f"epoch {epochs[0]} the hard-target baseline has ECE {base[0]:.3f} (fitted T = "
+    f"split). After epoch {epochs[0]} the hard-target baseline has ECE {base[0]:.3f} (fitted T = "
     f"{temperature[0]:.2f}); "
     f"after epoch {epochs[-1]}, ECE {base[-1]:.3f} (T = {temperature[-1]:.2f}), against "
     f"{when['scaled_last']:.3f} once temperature-scaled.",

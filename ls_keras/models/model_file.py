@@ -20,7 +20,7 @@ import tensorflow as tf
 from ls_keras.core import checks
 from ls_keras.core.errors import UserError
 from ls_keras.models import heads
-from ls_keras.training import export
+from ls_keras.models import export
 
 
 @dataclasses.dataclass(frozen=True)
