@@ -34,9 +34,6 @@ FUNCTIONS = {
   "ExpectedCalibrationError": _metric,
   "equivalent_smoothing": lambda y, z: distillation.equivalent_smoothing(z, y, 2.0),
   "confusion_matrix": lambda y, z: projection.confusion_matrix(z, y, 4).ravel().tolist(),
-  "cross_entropy": lambda y, z: (
-    losses.cross_entropy(tf.constant(y), tf.constant(z, tf.float32)).numpy().tolist()
-  ),
   "distillation_loss": lambda y, z: (
     distillation.distillation_loss(
       tf.constant(y), tf.constant(z, tf.float32), tf.constant(z[::-1].copy(), tf.float32), 2.0, 0.5
@@ -46,9 +43,7 @@ FUNCTIONS = {
   ),
 }
 NUMPY_FUNCTIONS = [
-  n
-  for n in FUNCTIONS
-  if n not in ("ExpectedCalibrationError", "cross_entropy", "distillation_loss")
+  n for n in FUNCTIONS if n not in ("ExpectedCalibrationError", "distillation_loss")
 ]
 
 
@@ -132,11 +127,9 @@ def test_probabilities_give_the_same_answer_as_their_logits():
 
 def test_tensor_functions_refuse_shapes_that_do_not_fit():
   with pytest.raises(UserError, match="shape"):
-    losses.cross_entropy(tf.ones((4, 3)), tf.constant(LOGITS, tf.float32))
+    losses.one_hot_targets(tf.ones((4, 3)), LOGITS.shape[1])
   with pytest.raises(UserError, match="same number of classes"):
     distillation.distillation_loss(LABELS, LOGITS, LOGITS[:, :3], 2.0, 0.5)
-  with pytest.raises(UserError, match="alpha=1.5"):
-    losses.smooth_labels(np.eye(4)[LABELS], 1.5)
   with pytest.raises(UserError, match="do not fit"):
     calibration.ExpectedCalibrationError().update_state(
       tf.ones((4, 3)), tf.constant(LOGITS, tf.float32)
@@ -151,10 +144,10 @@ def test_class_indices_accepts_integral_floats_and_bools():
 @pytest.mark.parametrize(
   "call, message",
   [
-    (lambda: losses.smooth_labels([0, 5, -1], 0.1, 3), ">= 0"),
-    (lambda: losses.cross_entropy([7], [[1.0, 2.0, 3.0]]), "must lie in \\[0, 2\\]"),
-    (lambda: losses.smooth_labels(np.array([0.0, 2.0]), 0.1), "must be integers"),
-    (lambda: losses.cross_entropy(np.array([[2.0, -1.0]]), [[1.0, 2.0]]), "probabilities"),
+    (lambda: losses.one_hot_targets([0, 5, -1], 3), ">= 0"),
+    (lambda: losses.one_hot_targets([7], 3), "must lie in \\[0, 2\\]"),
+    (lambda: losses.one_hot_targets(np.array([0.0, 2.0]), 2), "must be integers"),
+    (lambda: losses.one_hot_targets(np.array([[2.0, -1.0]]), 2), "probabilities"),
     (lambda: calibration.summary([], logits=np.zeros((0, 3))), "no predictions"),
     (lambda: calibration.temperature_scale(LABELS, LOGITS, eval_labels=LABELS), "both eval_labels"),
   ],

@@ -1,4 +1,9 @@
-"""Label smoothing as pure functions, and the Keras loss that training compiles (Section 2)."""
+"""The label-smoothing loss that training compiles, and the targets it takes (paper Section 2).
+
+Label smoothing trains on y * (1 - alpha) + alpha / K instead of the one-hot y (Szegedy et
+al. 2016; the paper's Section 2 notation). Keras' CategoricalCrossentropy computes it; this
+module turns any labels into its targets and names the one configuration training uses.
+"""
 
 import keras
 import tensorflow as tf
@@ -10,12 +15,23 @@ from ls_keras.core.errors import UserError
 def one_hot_targets(labels, num_classes: int) -> tf.Tensor:
   """float32 targets [N, K] from integer labels [N] / [N, 1] or one-hot (or soft) targets [N, K].
 
+  The one form the losses take, so that every public loss accepts every label form.
   Integer dtypes are class indices; floating ones are target distributions. Called eagerly
   (from user code) the values are checked too; inside a training graph only the shapes are.
 
+  Args:
+    labels: integer class indices (any integer dtype, e.g. int64) of shape [N] or [N, 1];
+      or floating targets [N, K]: one-hot, smoothed, or a teacher's probabilities.
+    num_classes: K, the number of classes (the logits' width).
+
+  Returns:
+    A float32 tensor [N, K] of probabilities, each row a target distribution.
+
   Raises:
-    UserError: a shape that does not fit `num_classes`; eagerly, class indices outside
-      [0, K), or rows that are not distributions (negative, or not summing to 1).
+    UserError: integer labels not of shape [N] or [N, 1]; floating targets not of shape
+      [N, num_classes] (floating class indices included); eagerly, class indices outside
+      [0, K), or target rows that are not distributions (outside [0, 1], or not summing
+      to 1 within 1e-3).
   """
   labels = tf.convert_to_tensor(labels)
   if labels.dtype.is_integer:
@@ -36,46 +52,13 @@ def one_hot_targets(labels, num_classes: int) -> tf.Tensor:
   return tf.cast(labels, tf.float32)
 
 
-def smooth_labels(labels, alpha: float, num_classes: int = None) -> tf.Tensor:
-  """The paper's targets y * (1 - alpha) + alpha / K (Section 2), float32 [N, K].
-
-  Args:
-    labels: one-hot [N, K], or integer class indices [N] / [N, 1] with `num_classes`.
-    alpha: label smoothing, in [0, 1).
-    num_classes: K, needed for integer labels.
-
-  Raises:
-    UserError: alpha outside [0, 1), or labels of another shape.
-  """
-  if not 0.0 <= float(alpha) < 1.0:
-    raise UserError(f"alpha={alpha} is not allowed: label smoothing alpha must lie in [0, 1).")
-  labels = tf.convert_to_tensor(labels)
-  if labels.dtype.is_integer and num_classes is None:
-    raise UserError("integer labels need num_classes to be smoothed.")
-  one_hot = one_hot_targets(labels, num_classes or labels.shape[-1])
-  k = tf.cast(tf.shape(one_hot)[-1], tf.float32)
-  return one_hot * (1.0 - alpha) + alpha / k
-
-
-def cross_entropy(targets, logits) -> tf.Tensor:
-  """Per-example H(targets, softmax(logits)) in nats, [N] float32, computed stably from logits.
-
-  Args:
-    targets: distributions [N, K] (one-hot, smoothed, a teacher's), or integer labels [N] / [N, 1].
-    logits: raw scores [N, K].
-  """
-  logits = tf.cast(logits, tf.float32)
-  targets = one_hot_targets(targets, logits.shape[-1])
-  log_probs = tf.nn.log_softmax(logits, axis=-1)
-  return -tf.reduce_sum(targets * log_probs, axis=-1)
-
-
 def label_smoothing_loss(alpha: float, reduction: str = "sum_over_batch_size") -> keras.losses.Loss:
   """The training loss: Keras' categorical cross-entropy on raw logits with LS alpha (Section 2).
 
   Keras' `CategoricalCrossentropy(label_smoothing=alpha)` computes exactly
-  H(y (1 - alpha) + alpha / K, softmax(z)) on one-hot labels (pinned against `smooth_labels`
-  and `cross_entropy` in the tests). Classifiers compile it; the Distiller's terms call it.
+  H(y (1 - alpha) + alpha / K, softmax(z)) on one-hot labels (pinned against a NumPy
+  reference of the paper's formula in tests/test_losses.py). Classifiers compile it; the
+  Distiller's terms call it.
 
   Args:
     alpha: label smoothing, in [0, 1) (checked by the config, not here).
@@ -83,7 +66,8 @@ def label_smoothing_loss(alpha: float, reduction: str = "sum_over_batch_size") -
       None for per-example values.
 
   Returns:
-    A loss taking one-hot or soft targets [N, K] and logits [N, K]; in nats, float32.
+    A keras.losses.Loss taking float32 one-hot or soft targets [N, K] and float32 logits
+    [N, K]; its value is float32 in nats (a scalar, or [N] with reduction=None).
   """
   return keras.losses.CategoricalCrossentropy(
     from_logits=True, label_smoothing=alpha, reduction=reduction
