@@ -23,10 +23,20 @@ MAX_BINS = 1000
 
 
 def num_bins(value, name: str = "num_bins") -> int:
-  """The number of equal-width confidence bins, checked to lie in 1-MAX_BINS.
+  """The number of equal-width confidence bins for ECE, checked to lie in 1-MAX_BINS.
+
+  The paper (as Guo et al. 2017) uses 15 bins (paper Section 3, Figure 2); the bound keeps
+  a typo from allocating gigabytes.
+
+  Args:
+    value: the bin count, anything `int()` accepts (a flag's value, an int).
+    name: the flag named in the message (without the leading --).
+
+  Returns:
+    The count as a Python int in 1-MAX_BINS.
 
   Raises:
-    UserError: naming the value and the allowed range.
+    UserError: a count outside 1-MAX_BINS, naming the value and the allowed range.
   """
   if not 1 <= int(value) <= MAX_BINS:
     raise UserError(
@@ -38,9 +48,21 @@ def num_bins(value, name: str = "num_bins") -> int:
 def class_indices(labels, num_classes: Optional[int] = None, name: str = "labels") -> np.ndarray:
   """Integer class indices [N] (int64) from integer [N] / [N, 1] or one-hot [N, K] labels.
 
+  One reading of every label form keras.datasets, TFDS and users hand over, so each
+  public function gives the same answer for all of them.
+
+  Args:
+    labels: array-like class indices [N] or [N, 1] (integer or bool dtypes, or floats
+      holding whole numbers), or one-hot rows [N, K] of 0s and a single 1.
+    num_classes: K when known: indices must be below it and one-hot rows this wide.
+    name: what the labels are called in the messages.
+
+  Returns:
+    An int64 NumPy array [N] of class indices.
+
   Raises:
-    UserError: another shape, rows that are not one-hot, non-integer values, or indices
-      outside [0, num_classes).
+    UserError: another shape; one-hot rows whose width is not num_classes, or that are not
+      one-hot; non-integer values; or indices below 0 or at least num_classes.
   """
   labels = np.asarray(labels)
   if labels.ndim == 2 and labels.shape[1] == 1:
@@ -86,7 +108,17 @@ def class_indices(labels, num_classes: Optional[int] = None, name: str = "labels
 
 
 def logits(values, name: str = "logits") -> np.ndarray:
-  """Finite float64 logits [N, K].
+  """Finite float64 logits [N, K], refusing probabilities handed over in their place.
+
+  Calibration (paper Section 3) and distillation (Section 4) apply softmax to what they
+  get, so a softmax output given as logits would give a plausible but wrong number.
+
+  Args:
+    values: array-like raw scores (pre-softmax model outputs) [N, K], any float dtype.
+    name: what the values are called in the messages.
+
+  Returns:
+    A float64 NumPy array [N, K].
 
   Raises:
     UserError: not 2-D, fewer than 2 classes, NaN / infinite entries, or rows that are
@@ -138,9 +170,18 @@ def looks_like_probabilities(values) -> bool:
 def probabilities(values, name: str = "probs") -> np.ndarray:
   """Float64 probabilities [N, K]: entries in [0, 1], rows summing to 1.
 
+  Args:
+    values: array-like softmax outputs [N, K], any float dtype.
+    name: what the values are called in the messages ("probs" adds a hint to pass
+      logits= for raw scores).
+
+  Returns:
+    A float64 NumPy array [N, K] of probabilities.
+
   Raises:
-    UserError: the values are not probabilities (e.g. raw logits, or per-class sigmoid
-      scores whose rows do not sum to 1).
+    UserError: not 2-D with K >= 2; entries outside [0, 1] or not finite (e.g. raw
+      logits); or a row whose sum is more than PROBABILITY_TOLERANCE from 1 (e.g.
+      per-class sigmoid scores).
   """
   values = np.asarray(values, np.float64)
   if values.ndim != 2 or values.shape[1] < 2:
@@ -169,11 +210,23 @@ def probabilities(values, name: str = "probs") -> np.ndarray:
 def predictions(labels, logits_=None, probs=None):
   """(float64 logits [N, K], int64 labels [N]) from labels and exactly one of logits or probs.
 
-  Probabilities are turned into log-probabilities, which softmax maps back to them.
+  The one entry point of the calibration functions (paper Section 3), so they take
+  logits or probabilities alike. Probabilities are turned into log-probabilities (floored
+  at 1e-300), which softmax maps back to them.
+
+  Args:
+    labels: class indices [N] / [N, 1] or one-hot [N, K] (see `class_indices`).
+    logits_: raw scores [N, K] (see `logits`); or instead
+    probs: probabilities [N, K] (see `probabilities`).
+
+  Returns:
+    (logits, labels): float64 logits [N, K] (unnormalised log-probabilities, in nats) and
+    int64 class indices [N], equally many.
 
   Raises:
-    UserError: both or neither of logits and probs, bad values (see above), or different
-      numbers of labels and predictions.
+    UserError: both or neither of logits and probs; no examples; bad labels, logits or
+      probabilities (see `class_indices`, `logits`, `probabilities`); or different numbers
+      of labels and predictions.
   """
   if (logits_ is None) == (probs is None):
     raise UserError("give exactly one of logits or probs.")

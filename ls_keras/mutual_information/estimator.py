@@ -18,7 +18,25 @@ from ls_keras.core.errors import UserError
 
 
 def mutual_information(y: np.ndarray) -> Dict[str, float]:
-  """The paper's estimate from y [N examples, L copies]; also returns sigma and log N."""
+  """I(X; Y) between example index and logit difference: the paper's Gaussian estimate (Figure 6).
+
+  Each example's L copies give its mean mu_x; one variance sigma^2, the mean squared
+  deviation from those means over all examples and copies, is shared (paper Section 4,
+  Figure 6; the formula is in this module's docstring). Densities are combined by
+  log-sum-exp, so no term underflows however far apart the examples are.
+
+  Args:
+    y: logit differences z_a - z_b [N examples, L augmented copies], any float dtype
+      (finite), in logit units; N >= 2, L >= 2.
+
+  Returns:
+    "mi": the estimate in nats, clipped to [0, log N]; "sigma": the shared standard
+    deviation, in logit units; "log_n": log N in nats, the largest possible value. All
+    Python floats.
+
+  Raises:
+    UserError: y is not 2-D with N >= 2 and L >= 2, or holds NaN or infinite values.
+  """
   y = np.asarray(y, np.float64)
   if y.ndim != 2 or y.shape[0] < 2 or y.shape[1] < 2:
     raise UserError(
@@ -43,7 +61,21 @@ def mutual_information(y: np.ndarray) -> Dict[str, float]:
 
 
 def check_settings(classes: Sequence[int], num_classes: int, per_class: int, copies: int) -> None:
-  """Raises UserError unless the two classes exist and N >= 2, L >= 2."""
+  """Checks the Figure 6 settings before any model runs, so a bad flag fails at once.
+
+  The paper uses classes "airplane" and "dog" of CIFAR-10, 300 examples each (N = 600),
+  and L = 5 augmented copies (paper Section 4, Figure 6).
+
+  Args:
+    classes: the two class indices whose logit difference is measured (Python ints).
+    num_classes: K, the number of classes of the data set.
+    per_class: training examples taken from each of the two classes (N = 2 * per_class).
+    copies: L, augmented copies of each example.
+
+  Raises:
+    UserError: not exactly two different classes, a class outside 0-(K - 1),
+      per_class < 1 or copies < 2; the message names the command-line flag.
+  """
   if len(classes) != 2 or classes[0] == classes[1]:
     raise UserError(f"--mi_classes={','.join(map(str, classes))} must be two different classes.")
   if min(classes) < 0 or max(classes) >= num_classes:

@@ -1,7 +1,7 @@
 """The label-smoothing loss that training compiles, and the targets it takes (paper Section 2).
 
 Label smoothing trains on y * (1 - alpha) + alpha / K instead of the one-hot y (Szegedy et
-al. 2016; the paper's Section 2 notation). Keras' CategoricalCrossentropy computes it; this
+al. 2016, as the paper's Preliminaries write it). Keras' CategoricalCrossentropy computes it; this
 module turns any labels into its targets and names the one configuration training uses.
 """
 
