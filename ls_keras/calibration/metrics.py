@@ -1,8 +1,9 @@
 """Calibration (paper Section 3): ECE, MCE, NLL, Brier, reliability bins, temperature scaling.
 
-Pure functions of (logits, labels) first; then a streaming Keras metric. ECE follows Guo
-et al.: equal-width bins over the top-1 confidence, ECE = sum_b (n_b / n) |acc_b - conf_b|,
-computed by `tfp.stats.expected_calibration_error`.
+Pure functions of (logits, labels) first; then a streaming Keras metric. ECE follows
+Naeini et al. 2015 as Guo et al. 2017 ("On Calibration of Modern Neural Networks") use it:
+equal-width bins over the top-1 confidence, ECE = sum_b (n_b / n) |acc_b - conf_b|,
+computed by `tfp.stats.expected_calibration_error`. Temperature scaling is Guo et al.'s.
 """
 
 import dataclasses
@@ -19,32 +20,29 @@ from ls_keras.core.errors import UserError
 DEFAULT_BINS = 15  # The paper's (and Guo et al.'s) 15 equal-width bins.
 
 
-def _check_bins(num_bins: int) -> None:
-  checks.num_bins(num_bins)
-
-
 def expected_calibration_error(
   labels, logits=None, probs=None, num_bins: int = DEFAULT_BINS
 ) -> float:
   """ECE = sum over confidence bins of (n_b / n) |accuracy_b - confidence_b| (paper Section 3).
 
-  Equal-width bins over the top-1 confidence (Guo et al.), computed by
-  `tfp.stats.expected_calibration_error`.
+  The paper's calibration measure (Table 3): equal-width bins over the top-1 confidence
+  (Naeini et al. 2015; Guo et al. 2017), computed by `tfp.stats.expected_calibration_error`.
 
   Args:
-    labels: integer class indices [N] or [N, 1], or one-hot [N, K].
-    logits: raw scores [N, K] (finite; rows that are probabilities are refused); or instead
-    probs: probabilities [N, K] in [0, 1], rows summing to 1.
-    num_bins: equal-width bins over [0, 1].
+    labels: integer class indices [N] or [N, 1] (e.g. int64), or one-hot [N, K].
+    logits: float raw scores [N, K] (finite; rows that are probabilities are refused); or
+      instead
+    probs: float probabilities [N, K] in [0, 1], rows summing to 1.
+    num_bins: equal-width bins over [0, 1] (the paper: 15).
 
   Returns:
-    ECE as a fraction in [0, 1] (0: perfectly calibrated).
+    ECE as a Python float, a fraction in [0, 1] (0: perfectly calibrated).
 
   Raises:
-    UserError: bad labels, logits or probabilities (see `ls_keras.checks`), or num_bins
-      outside 1-1000.
+    UserError: bad labels, logits or probabilities (see `ls_keras.core.checks`), or
+      num_bins outside 1-1000.
   """
-  _check_bins(num_bins)
+  checks.num_bins(num_bins)
   logits, labels = checks.predictions(labels, logits, probs)
   return float(
     tfp.stats.expected_calibration_error(
@@ -59,22 +57,24 @@ def bin_statistics(
   """Per-bin count, mean confidence and accuracy: the reliability diagram's data (paper Figure 2).
 
   Binning is tfp's (`tf.histogram_fixed_width_bins` over [0, 1]), so these bins give
-  exactly tfp's ECE.
+  exactly tfp's ECE; reliability diagrams as in Guo et al. 2017.
 
   Args:
-    labels: integer class indices [N] or [N, 1], or one-hot [N, K].
-    logits: raw scores [N, K] (finite; rows that are probabilities are refused); or instead
-    probs: probabilities [N, K] in [0, 1], rows summing to 1.
-    num_bins: equal-width bins over [0, 1].
+    labels: integer class indices [N] or [N, 1] (e.g. int64), or one-hot [N, K].
+    logits: float raw scores [N, K] (finite; rows that are probabilities are refused); or
+      instead
+    probs: float probabilities [N, K] in [0, 1], rows summing to 1.
+    num_bins: equal-width bins over [0, 1] (the paper: 15).
 
   Returns:
-    "count", "confidence", "accuracy": float64 arrays [num_bins] (empty bins have
-    confidence and accuracy NaN); "edges": [num_bins + 1].
+    "count" (examples), "confidence" (mean top-1 probability) and "accuracy" (fraction
+    correct): float64 arrays [num_bins], empty bins having confidence and accuracy NaN;
+    "edges": float64 bin edges [num_bins + 1] on the probability scale [0, 1].
 
   Raises:
     UserError: as `expected_calibration_error`.
   """
-  _check_bins(num_bins)
+  checks.num_bins(num_bins)
   logits, labels = checks.predictions(labels, logits, probs)
   # float32, as tfp computes its ECE, so that bins match it example for example.
   probs = tf.nn.softmax(tf.constant(logits, tf.float32), axis=-1)
@@ -91,18 +91,22 @@ def bin_statistics(
 
 
 def summary(labels, logits=None, probs=None, num_bins: int = DEFAULT_BINS) -> Dict[str, float]:
-  """Accuracy, NLL, Brier score, ECE and MCE of one set of predictions.
+  """Accuracy, NLL, Brier score, ECE and MCE of one set of predictions (paper Section 3).
+
+  The measures the paper and Guo et al. 2017 compare calibration by; MCE, the largest
+  bin gap, is Naeini et al. 2015's.
 
   Args:
-    labels: integer class indices [N] or [N, 1], or one-hot [N, K].
-    logits: raw scores [N, K] (finite; rows that are probabilities are refused); or instead
-    probs: probabilities [N, K] in [0, 1], rows summing to 1.
-    num_bins: equal-width bins for ECE and MCE.
+    labels: integer class indices [N] or [N, 1] (e.g. int64), or one-hot [N, K].
+    logits: float raw scores [N, K] (finite; rows that are probabilities are refused); or
+      instead
+    probs: float probabilities [N, K] in [0, 1], rows summing to 1.
+    num_bins: equal-width bins for ECE and MCE (the paper: 15).
 
   Returns:
-    accuracy (fraction); nll (nats per example); brier (sum over classes of squared
-    probability errors, mean over examples, in [0, 2]); ece and mce (fractions: the
-    weighted mean and the largest bin gap); num_examples.
+    Python floats: accuracy (fraction); nll (nats per example); brier (sum over classes
+    of squared probability errors, mean over examples, in [0, 2]); ece and mce (fractions:
+    the weighted mean and the largest bin gap); and num_examples, an int.
 
   Raises:
     UserError: as `expected_calibration_error`.
@@ -166,13 +170,16 @@ def fit_temperature(
 ) -> Temperature:
   """The T > 0 minimising NLL(softmax(logits / T), labels): temperature scaling (paper Table 3).
 
+  Temperature scaling is Guo et al. 2017's post-hoc calibration, the paper's baseline for
+  label smoothing's (Section 3, Table 3, Figure 2).
+
   NLL is convex in beta = 1/T, with derivative mean(E_p[z] - z_y) increasing in beta, so
   bisection on that derivative (in log beta) finds the unique optimum from any data: no
   start point, no step size, no divergence.
 
   Args:
-    labels: integer class indices [N] or [N, 1], or one-hot [N, K].
-    logits: raw scores [N, K] (finite; not probabilities, see `ls_keras.checks`).
+    labels: integer class indices [N] or [N, 1] (e.g. int64), or one-hot [N, K].
+    logits: float raw scores [N, K] (finite; not probabilities, see `ls_keras.core.checks`).
     min_temperature: the smallest T returned (the optimum of separable data, where NLL
       keeps falling as T -> 0, lies below it).
     max_temperature: the largest T returned.
@@ -183,7 +190,7 @@ def fit_temperature(
     that bound; `bound_warning()` says why in words), "" otherwise.
 
   Raises:
-    UserError: bad labels or logits (see `ls_keras.checks`): logits that are probabilities
+    UserError: bad labels or logits (see `ls_keras.core.checks`): logits that are probabilities
       (rows non-negative, summing to 1) are refused, naming the fix.
   """
   logits, labels = checks.predictions(labels, logits)
@@ -211,7 +218,15 @@ def fit_temperature(
 class TemperatureScaling:
   """A fitted temperature and the `summary` of held-out predictions before and after it.
 
-  `temperature.at_bound` ("", "min" or "max") says whether the fit hit a search bound.
+  What `temperature_scale` returns: the paper's Table 3 columns "baseline" and
+  "temperature scaling" for one model (Guo et al. 2017).
+
+  Attributes:
+    temperature: the fitted T, dimensionless; `temperature.at_bound` ("", "min" or
+      "max") says whether the fit hit a search bound.
+    before: `summary` of the eval predictions at T = 1 (accuracy, nll in nats, brier,
+      ece, mce, num_examples).
+    after: `summary` of the eval predictions divided by T.
   """
 
   temperature: Temperature
@@ -229,16 +244,25 @@ def temperature_scale(
 ) -> TemperatureScaling:
   """Fits T on (fit_labels, fit_logits); reports metrics before and after on the eval data.
 
+  Temperature scaling as Guo et al. 2017 and the paper's Table 3: T is fitted by NLL on
+  held-out (validation) data and judged on the test data.
+
   Args:
-    fit_labels: labels of the held-out data T is fitted on (as `fit_temperature`).
-    fit_logits: logits [N, K] of that data.
-    eval_labels: labels of the data T is judged on (default: the fit data).
-    eval_logits: logits of that data.
-    num_bins: equal-width bins for ECE.
+    fit_labels: labels of the held-out data T is fitted on: class indices [N] / [N, 1]
+      (e.g. int64) or one-hot [N, K].
+    fit_logits: float logits [N, K] of that data.
+    eval_labels: labels of the data T is judged on, [M] / [M, 1] / [M, K] (default: the
+      fit data).
+    eval_logits: float logits [M, K] of that data.
+    num_bins: equal-width bins for ECE (the paper: 15).
+
+  Returns:
+    A TemperatureScaling: the fitted `Temperature` and the `summary` of the eval data's
+    predictions before (logits) and after (logits / T).
 
   Raises:
-    UserError: bad labels or logits in either pair (probabilities included: see
-      `fit_temperature`).
+    UserError: only one of eval_labels and eval_logits; bad labels or logits in either
+      pair (probabilities included: see `fit_temperature`); or num_bins outside 1-1000.
   """
   if (eval_labels is None) != (eval_logits is None):
     raise UserError(
@@ -258,7 +282,16 @@ def temperature_scale(
 def class_indices_tensor(y_true, num_classes: int) -> tf.Tensor:
   """Integer labels [N] (int64) from integer [N] / [N, 1] or one-hot [N, K] labels, in a graph.
 
-  The form is read from the static shape: rank 1, or a last axis of 1, means class indices.
+  The graph counterpart of `ls_keras.core.checks.class_indices`, for the streaming ECE.
+  The form is read from the static shape: rank 1, or a last axis of 1, means class indices
+  (floating ones must be whole numbers, asserted when the graph runs).
+
+  Args:
+    y_true: a tensor (or array) of labels in one of the forms above, any numeric dtype.
+    num_classes: K, the predictions' width (the static last axis of the logits).
+
+  Returns:
+    An int64 tensor [N] of class indices.
 
   Raises:
     UserError: a static shape that is none of those forms.
@@ -282,21 +315,43 @@ def class_indices_tensor(y_true, num_classes: int) -> tf.Tensor:
 class ExpectedCalibrationError(keras.metrics.Metric):
   """Streaming ECE of logits against integer ([N], [N, 1]) or one-hot labels; equals the batch ECE.
 
-  Its state is per-bin sums (count, confidence, correct), which add up across batches
-  and replicas, so the value is the same however the data was split. A model compiled
-  with it loads in plain Keras once `ls_keras.calibration` is imported.
+  The paper's calibration measure (Section 3, Table 3; Naeini et al. 2015, Guo et al.
+  2017) as a keras.metrics.Metric. Its state is per-bin sums (count, confidence, correct),
+  which add up across batches and replicas, so the value is the same however the data
+  was split. A model compiled with it loads in plain Keras once `ls_keras.calibration` is
+  imported.
+
+  Args:
+    num_bins: equal-width confidence bins over [0, 1] (the paper: 15).
+    name: the metric's name in Keras' logs.
+    **kwargs: passed to keras.metrics.Metric (e.g. dtype).
+
+  Raises:
+    UserError: num_bins outside 1-1000 (at construction); labels whose static shape fits
+      none of the label forms (in `update_state`). Bad label or logit values in a graph
+      raise tf.errors.InvalidArgumentError when the step runs.
   """
 
   def __init__(self, num_bins: int = DEFAULT_BINS, name: str = "ece", **kwargs):
     super().__init__(name=name, **kwargs)
-    _check_bins(num_bins)
+    checks.num_bins(num_bins)
     self.num_bins = int(num_bins)
     self.count = self.add_variable((self.num_bins,), "zeros", name="count")
     self.confidence = self.add_variable((self.num_bins,), "zeros", name="confidence")
     self.correct = self.add_variable((self.num_bins,), "zeros", name="correct")
 
   def update_state(self, y_true, y_pred, sample_weight=None):
-    """Adds a batch: labels [N] / [N, 1] / one-hot [N, K], logits [N, K], optional weights [N]."""
+    """Adds a batch's examples to the per-bin sums.
+
+    Args:
+      y_true: class indices [N] / [N, 1] (any integer dtype, or whole floats) or one-hot
+        [N, K].
+      y_pred: logits [N, K] (cast to float32; raw scores, not probabilities).
+      sample_weight: optional per-example weights [N] (cast to float32); default 1 each.
+
+    Raises:
+      UserError: labels whose static shape does not fit the logits' K classes.
+    """
     logits = tf.cast(y_pred, tf.float32)
     labels = class_indices_tensor(y_true, logits.shape[-1])
     # In a graph (model.evaluate) values cannot raise UserError; these fail the step loudly.
@@ -320,7 +375,7 @@ class ExpectedCalibrationError(keras.metrics.Metric):
     self.correct.assign_add(tf.math.unsorted_segment_sum(weight * correct, bins, self.num_bins))
 
   def result(self):
-    """ECE of everything added since the last reset, a fraction in [0, 1]."""
+    """ECE of everything added since the last reset: a float32 scalar tensor in [0, 1]."""
     total = tf.maximum(tf.reduce_sum(self.count), 1.0)
     return tf.reduce_sum(tf.abs(self.correct - self.confidence)) / total
 
