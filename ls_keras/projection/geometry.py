@@ -35,6 +35,10 @@ def extract(
     penultimate: the layer whose output are the penultimate features (default: as above).
     logits: the Dense layer whose kernel gives the templates (default: as above).
 
+  Returns:
+    (features, templates): a keras.Model from the model's input to its penultimate
+    activations [N, D], and the float64 templates [K, D+1] (kernel column k, then bias k).
+
   Raises:
     UserError: a named layer that does not exist, no Dense logits layer, or features whose
       width does not match its kernel.
@@ -44,7 +48,16 @@ def extract(
 
 
 def augment(activations: np.ndarray) -> np.ndarray:
-  """Appends the constant 1 that pairs with the bias in each template."""
+  """Appends the constant 1 that pairs with the bias in each template, so z_k = x^T w_k.
+
+  The paper's bias-augmented activations (Section 2, Figure 1).
+
+  Args:
+    activations: penultimate activations [N, D], any float dtype.
+
+  Returns:
+    float64 [N, D+1]: the activations with a last column of ones.
+  """
   activations = np.asarray(activations, np.float64)
   return np.concatenate([activations, np.ones((len(activations), 1))], axis=1)
 
@@ -53,8 +66,18 @@ def plane_basis(templates: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
   """(origin [D+1], orthonormal basis [D+1, 2]) of the plane through three templates.
 
   Origin: the templates' mean; basis: QR of two template differences. The paper does not
-  say how it built the basis; any orthonormal basis of the plane gives the same picture up
-  to a rotation or reflection.
+  say how it built the basis (Section 2, Figure 1); any orthonormal basis of the plane gives
+  the same picture up to a rotation or reflection.
+
+  Args:
+    templates: the three classes' templates [3, D+1], any float dtype.
+
+  Returns:
+    (origin, basis): float64 origin [D+1] and orthonormal columns [D+1, 2], in the
+    templates' units.
+
+  Raises:
+    UserError: not exactly 3 templates, or collinear ones (no plane through them).
   """
   templates = np.asarray(templates, np.float64)
   if templates.shape[0] != 3:
@@ -66,7 +89,16 @@ def plane_basis(templates: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
 
 
 def project(points: np.ndarray, origin: np.ndarray, basis: np.ndarray) -> np.ndarray:
-  """Coordinates [N, 2] of (already augmented) points in the plane."""
+  """Coordinates [N, 2] of (already augmented) points in the plane (paper Figure 1).
+
+  Args:
+    points: [N, D+1] points, e.g. `augment`ed activations or templates, any float dtype.
+    origin: the plane's origin [D+1], from `plane_basis`.
+    basis: its orthonormal basis [D+1, 2], from `plane_basis`.
+
+  Returns:
+    float64 [N, 2] coordinates along the basis, in the points' units.
+  """
   return (np.asarray(points, np.float64) - origin) @ basis
 
 
@@ -79,11 +111,17 @@ def tightness(points: np.ndarray, labels: np.ndarray) -> Dict[str, float]:
   the centroids form an equilateral triangle). Distances are in the points' units.
 
   Args:
-    points: [N, D] coordinates (in the template plane, or the full penultimate space).
-    labels: integer class indices [N] / [N, 1] or one-hot; at least 2 classes.
+    points: [N, D] coordinates, any float dtype (in the template plane, or the full
+      penultimate space).
+    labels: integer class indices [N] / [N, 1] or one-hot [N, K]; at least 2 classes.
+
+  Returns:
+    Python floats "spread", "separation" (in the points' units), "ratio" and
+    "equidistance_cv" (dimensionless).
 
   Raises:
-    UserError: fewer than 2 classes, or points and labels of different lengths.
+    UserError: bad labels (see `ls_keras.core.checks.class_indices`), points that are not
+      [N, D] with one row per label, or fewer than 2 classes.
   """
   points = np.asarray(points, np.float64)
   labels = checks.class_indices(labels)
@@ -113,15 +151,22 @@ def tightness(points: np.ndarray, labels: np.ndarray) -> Dict[str, float]:
 
 
 def confusion_matrix(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
-  """counts[true, predicted], int64 [K, K].
+  """counts[true, predicted], int64 [K, K]: which classes a model confuses.
+
+  Chooses the "similar" and "dissimilar" class triples of the paper's Figure 1 rows (see
+  `choose_classes`).
 
   Args:
-    logits: raw scores [N, K] (finite).
+    logits: float raw scores [N, K] (finite; not probabilities).
     labels: integer class indices [N] / [N, 1] or one-hot [N, K].
     num_classes: K.
 
+  Returns:
+    An int64 NumPy array [K, K] of example counts, rows the true class, columns the
+    predicted (argmax) class.
+
   Raises:
-    UserError: bad logits or labels (see `ls_keras.checks`), or K that does not match.
+    UserError: bad logits or labels (see `ls_keras.core.checks`), or K that does not match.
   """
   logits, labels = checks.predictions(labels, logits)
   if logits.shape[1] != num_classes:
@@ -139,6 +184,14 @@ def choose_classes(
   `spec` is names or indices ("0,2,4", "Shirt,T-shirt/top,Trouser"), `similar` (the most
   confused pair plus the class least confused with either, as the paper's
   poodle/poodle/tench row) or `dissimilar` (the least mutually confused triple).
+
+  Args:
+    spec: the --classes value, as above.
+    class_names: the data set's K class names, in class-index order.
+    confusion: int64 counts [K, K] from `confusion_matrix` (needed for similar/dissimilar).
+
+  Returns:
+    Three distinct class indices (Python ints).
 
   Raises:
     UserError: unknown classes, not exactly 3 distinct, or similar/dissimilar without confusions.
@@ -193,8 +246,16 @@ def _least_confused_triple(sym: np.ndarray) -> Tuple[int, int, int]:
 def penultimate(features: keras.Model, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
   """Penultimate activations [N, D] (float64) of float32 images [N, H, W, C], in batches.
 
-  A direct call rather than `Model.predict`, which traces a new function for every model of
-  a sweep (and warns about retracing).
+  What Figure 1 projects (paper Section 2). A direct call rather than `Model.predict`,
+  which traces a new function for every model of a sweep (and warns about retracing).
+
+  Args:
+    features: the inputs -> penultimate model from `extract`.
+    images: float32 images [N, H, W, C], pixels 0-255 (the models normalise inside).
+    batch_size: images per call.
+
+  Returns:
+    float64 activations [N, D].
   """
   parts = [
     keras.ops.convert_to_numpy(features(images[i : i + batch_size], training=False))
@@ -210,7 +271,24 @@ def project_examples(
   images: np.ndarray,
   labels: np.ndarray,
 ) -> Dict[str, object]:
-  """Projects the examples of one triple onto the plane of that triple's templates."""
+  """Projects the examples of one triple onto the plane of that triple's templates (Figure 1).
+
+  Args:
+    features: the inputs -> penultimate model from `extract`.
+    templates: all K templates [K, D+1] from `extract`.
+    classes: the triple's three class indices.
+    images: float32 images [N, H, W, C] of those classes, pixels 0-255.
+    labels: their class indices [N] (int64), or one-hot [N, K].
+
+  Returns:
+    "points": float64 [N, 2] plane coordinates; "labels": the labels as given;
+    "templates": float64 [3, 2] the templates' coordinates; "tightness_plane" and
+    "tightness_full": `tightness` in the plane and in the full augmented space.
+
+  Raises:
+    UserError: collinear templates (see `plane_basis`), or bad labels or fewer than 2
+      classes among them (see `tightness`).
+  """
   activations = penultimate(features, images)
   origin, basis = plane_basis(templates[list(classes)])
   points = project(augment(activations), origin, basis)
@@ -232,9 +310,11 @@ def write_projector(
 ) -> None:
   """Writes a TensorBoard projector run: checkpointed embeddings, metadata.tsv and a sprite.
 
+  To explore the penultimate space beyond the paper's three-class planes (Figure 1).
+
   Args:
     logdir: the folder (a TensorBoard run) to write into.
-    embeddings: [N, D] floats.
+    embeddings: [N, D] floats (stored as float32).
     images: [N, H, W, C] pixels in [0, 255] (C = 1 or 3), for the sprite.
     metadata: N rows of as many columns as `header`.
     header: the column names. With one column, TensorBoard's projector expects no header
