@@ -146,12 +146,16 @@ def equivalent_smoothing(
   students on one axis.
 
   Args:
-    teacher_logits: raw scores [N, K] (finite).
-    labels: integer class indices [N] / [N, 1] or one-hot [N, K].
-    temperature: T > 0.
+    teacher_logits: float raw scores [N, K] (finite; not probabilities).
+    labels: integer class indices [N] / [N, 1] (e.g. int64) or one-hot [N, K].
+    temperature: T, dimensionless, in [0.05, 1000].
+
+  Returns:
+    gamma as a Python float in [0, K / (K - 1)] (dimensionless, on alpha's scale).
 
   Raises:
-    UserError: bad logits or labels (see `ls_keras.checks`), or T <= 0.
+    UserError: bad logits or labels (see `ls_keras.core.checks`), different numbers of
+      them, or T outside [0.05, 1000].
   """
   check_hyperparameters(temperature, 0.0)
   logits = checks.logits(teacher_logits, "teacher logits")
@@ -168,7 +172,27 @@ def equivalent_smoothing(
 
 @keras.saving.register_keras_serializable(package="ls_keras")
 class Distiller(keras.Model):
-  """A frozen teacher and a trainable student; predictions are the student's logits."""
+  """A frozen teacher and a trainable student; predictions are the student's logits.
+
+  Knowledge distillation (Hinton et al. 2015) as the paper's Section 4 and Figure 5 train
+  students: loss (1 - beta) H(y, p) + beta H(p_teacher(T), p(T)) per example, see
+  `distillation_loss`. Compiled and fitted as any Keras model.
+
+  Args:
+    teacher: a Keras model from float32 images [N, H, W, C] (pixels 0-255) to logits
+      [N, K]; frozen here (not trainable).
+    student: a Keras model with the same input and K logits; the one trained.
+    temperature: T, dimensionless, in [0.05, 1000].
+    beta: weight of the teacher term, in [0, 1] (the paper: 1).
+    alpha: label smoothing of the hard term, in [0, 1).
+    t_squared: multiply the soft term by T^2 (Hinton et al.; the paper mentions none).
+    loss_scale: multiplier on the mean cross-entropy (the paper's recipes use 3).
+    **kwargs: passed to keras.Model (e.g. name).
+
+  Raises:
+    UserError: T or beta outside their ranges, or a teacher that ends in a softmax (its
+      outputs are probabilities, not logits).
+  """
 
   def __init__(
     self,
@@ -233,7 +257,15 @@ class Distiller(keras.Model):
 
 
 def check_hyperparameters(temperature: float, beta: float) -> None:
-  """Raises UserError unless T > 0 and beta in [0, 1]."""
+  """Checks the distillation hyperparameters as the run's settings check them (Section 4).
+
+  Args:
+    temperature: T, dimensionless; allowed in [0.05, 1000].
+    beta: weight of the teacher term; allowed in [0, 1].
+
+  Raises:
+    UserError: T or beta outside its range, or not finite.
+  """
   config_lib.check_field("temperature", temperature)
   config_lib.check_field("beta", beta)
 
@@ -245,6 +277,16 @@ def teacher_format(path: str, trust_saved_model: bool = False) -> str:
   folder is accepted only with `trust_saved_model`: loading one runs the TensorFlow graph
   stored in it, a program its author wrote (it can read and write files), so it is refused
   unless the user vouches for its author. Read-only, so it can refuse before anything runs.
+
+  Args:
+    path: the --teacher value: a workdir, a .keras file or a SavedModel folder.
+    trust_saved_model: whether the user vouched for a SavedModel's author.
+
+  Returns:
+    "workdir", "keras" or "saved_model".
+
+  Raises:
+    UserError: a SavedModel without `trust_saved_model`, or a path that is none of them.
   """
   if os.path.isdir(path) and os.path.exists(os.path.join(path, "model.keras")):
     return "workdir"
@@ -267,7 +309,20 @@ def teacher_format(path: str, trust_saved_model: bool = False) -> str:
 def load_teacher(path: str, trust_saved_model: bool = False) -> keras.Model:
   """A teacher from a workdir or a `.keras` file (safe mode), or a trusted SavedModel folder.
 
-  See `teacher_format`: a SavedModel is loaded only with `trust_saved_model`.
+  See `teacher_format`: a SavedModel is loaded only with `trust_saved_model`. The teacher
+  of the paper's Section 4 experiments (Figure 5).
+
+  Args:
+    path: the --teacher value: a workdir, a .keras file or a SavedModel folder.
+    trust_saved_model: whether the user vouched for a SavedModel's author.
+
+  Returns:
+    A keras.Model from float32 images [N, H, W, C] (pixels 0-255) to logits [N, K].
+
+  Raises:
+    UserError: as `teacher_format`; a SavedModel without a 'serve' endpoint.
+    WorkdirError (a UserError): a model file that is missing, too large when unpacked,
+      corrupt, or (from a workdir) without ls_keras' layer contract.
   """
   kind = teacher_format(path, trust_saved_model)
   if kind == "workdir":
@@ -286,7 +341,18 @@ def load_teacher(path: str, trust_saved_model: bool = False) -> keras.Model:
 
 
 def check_compatible(teacher: keras.Model, image_shape, num_classes: int) -> None:
-  """The teacher must see the student's inputs and predict the student's classes."""
+  """The teacher must see the student's inputs and predict the student's classes.
+
+  Checked before distillation starts, so a mismatched teacher fails at once (Section 4).
+
+  Args:
+    teacher: the loaded teacher (see `load_teacher`).
+    image_shape: the student's (height, width, channels).
+    num_classes: K, the student's data set's classes.
+
+  Raises:
+    UserError: a different input shape, or a different number of classes.
+  """
   teacher_input = tuple(teacher.inputs[0].shape[1:])
   teacher_classes = teacher.outputs[0].shape[-1]
   if teacher_input != tuple(image_shape):
