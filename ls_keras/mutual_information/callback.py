@@ -21,7 +21,18 @@ from ls_keras.mutual_information.estimator import check_settings, mutual_informa
 
 
 class LogitDifferences:
-  """Y for fixed examples under fresh augmentation: one batched forward pass of N*L images."""
+  """Y for fixed examples under fresh augmentation: one batched forward pass of N*L images.
+
+  The paper's Figure 6 setup (Section 4): N training examples of two classes, L augmented
+  copies each, Y the difference of those classes' logits.
+
+  Args:
+    images: the N examples, float32 [N, H, W, C], pixels 0-255.
+    classes: the two class indices (a, b); Y = z_a - z_b.
+    copies: L, augmented copies of each example.
+    augmentation: the data set's augmentation name (see `data.augment_batch`).
+    seed: with the draw number, fixes the augmentation.
+  """
 
   def __init__(
     self, images: np.ndarray, classes: Sequence[int], copies: int, augmentation: str, seed: int = 0
@@ -51,7 +62,8 @@ class MutualInformationCallback(keras.callbacks.Callback):
 
   The training loop pauses at every multiple of `every_steps`, so no estimate is skipped.
   `network` is the classifier whose logits are studied (default: the trained model; for
-  a Distiller, its student).
+  a Distiller, its student). The paper's Figure 6 series (Section 4), estimated by
+  `mutual_information` in nats.
   """
 
   def __init__(
@@ -148,6 +160,9 @@ def callback_for_run(
     write: False on non-chief workers.
     network: the classifier whose logits are studied (a Distiller's student).
 
+  Returns:
+    A MutualInformationCallback, or None when mi_every_steps is 0.
+
   Raises:
     UserError: classes outside the data set, or too few examples of them.
   """
@@ -161,7 +176,25 @@ def recompute_from_checkpoints(
 ) -> list:
   """The estimate afresh at every checkpoint the run kept (training keeps the last two).
 
-  Writes nothing; the caller saves the series (mutual_information_recomputed.json).
+  Writes nothing; the caller saves the series (mutual_information_recomputed.json). The
+  paper's Figure 6 measure (Section 4) for a run trained without the callback.
+
+  Args:
+    run: the run's workdir, whose checkpoints are read.
+    config: the run's TrainConfig or DistillConfig (its mi_* settings and seed).
+    splits: the run's data; the examples are drawn from its training split.
+    build_model: a function of no arguments returning the run's compiled model (with its
+      optimizer), in the run's strategy scope, so the checkpoints restore into it.
+
+  Returns:
+    A list, one dict per checkpoint, oldest first: "step" (int), "checkpoint" (file
+    name), and `mutual_information`'s "mi", "sigma" and "log_n" (floats; nats, logit
+    units, nats).
+
+  Raises:
+    UserError: no checkpoints, bad mi_* settings (see `check_settings`), or too few
+      training examples of the two classes (see `data.class_examples`).
+    WorkdirError (a UserError): a checkpoint that cannot be read.
   """
   paths = checkpoints.listed(run.checkpoints)  # Only the run's own checkpoints.
   if not paths:
