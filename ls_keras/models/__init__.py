@@ -88,6 +88,13 @@ def build_model(
 def check_contract(model: keras.Model, where: str) -> None:
   """Every analysis needs a `penultimate` layer and a final Dense `logits` layer with a bias.
 
+  The paper's analyses read the penultimate activations x and the templates w_k of the
+  logits layer (Section 2, Figure 1), so every ls_keras model keeps this contract.
+
+  Args:
+    model: the keras.Model to check.
+    where: where it came from (a path or a name), for the message.
+
   Raises:
     UserError: the model (found in `where`) lacks them.
   """

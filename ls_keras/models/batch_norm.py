@@ -65,6 +65,13 @@ def to_plain_keras(model: keras.Model) -> keras.Model:
 
   Same architecture, weights and outputs; returns `model` itself when it has no fused layer.
   Only functional and sequential models are converted (the ones `build_model` makes).
+  For exports that load in plain Keras, without ls_keras' custom layer.
+
+  Args:
+    model: a functional or sequential keras.Model, e.g. from `models.build_model`.
+
+  Returns:
+    A keras.Model with the same inputs, outputs and weights (`model` itself if unchanged).
   """
   if not any(isinstance(layer, FusedBatchNormalization) for layer in model.layers):
     return model

@@ -37,6 +37,17 @@ def local_response_normalization(
   computed in float32 (LRN has no bfloat16 CPU kernel, and bfloat16 powers lose too much).
   Built from Keras' own ops rather than a custom layer, so a saved model loads in plain
   Keras (`keras.saving.load_model(path, safe_mode=True)`) without importing ls_keras.
+  Used by the paper's CIFAR-10 AlexNet (Appendix A: the TF tutorial's network).
+
+  Args:
+    x: a Keras tensor [N, H, W, C] of activations, any float dtype.
+    depth_radius: channels on each side in the sum.
+    bias: the additive constant.
+    alpha: the scale of the sum of squares.
+    beta: the exponent.
+
+  Returns:
+    A Keras tensor of x's shape [N, H, W, C] and dtype (computed in float32).
   """
   channels = x.shape[-1]
   x32 = ops.cast(x, "float32")
