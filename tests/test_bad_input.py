@@ -127,7 +127,8 @@ CASES = {
   "npz too few for mi": Case(
     "train",
     "npz_ok",
-    NPZ + ("--mi_every_steps=4", "--mi_classes=0,1", "--mi_examples_per_class=500"),
+    NPZ
+    + ("--batch_size=16", "--mi_every_steps=4", "--mi_classes=0,1", "--mi_examples_per_class=500"),
     "too few examples",
   ),
   "folder missing": Case("train", "missing", FOLDER, "folder:{target}: no such folder"),
