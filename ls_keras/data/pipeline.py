@@ -110,7 +110,20 @@ def split_names(
 
   Slicing by index (not `take`) keeps the same examples however the files are read. A data
   set without a test split (`spec.test_split == ""`) holds out the last 20% of its train
-  split as test, and validation comes from the end of the rest.
+  split as test, and validation comes from the end of the rest. The paper's recipe
+  (Appendix A): 40k train / 10k validation carved from the CIFAR training set.
+
+  Args:
+    spec: the data set's DatasetSpec; reads test_split ("" when it has none) and tfds_name.
+    train_size: examples in the whole TFDS train split.
+    test_size: examples in the whole test split (ignored without one).
+    validation_size: examples held out from the end of the (remaining) train split.
+    train_examples: use only the first N training examples (0: all).
+    eval_examples: use only the first N validation and test examples (0: all).
+
+  Returns:
+    {"train", "validation", "test"} -> TFDS split strings by index, e.g.
+    {"train": "train[:40000]", "validation": "train[40000:50000]", "test": "test[:10000]"}.
 
   Raises:
     UserError: when `validation_size` leaves no training examples.
@@ -228,10 +241,20 @@ def load_run_splits(config, data_dir: Optional[str] = None, statistics=None) -> 
   decide where an analysis reads or writes. `data_dir=None` (library callers that made the
   runs themselves, such as the main job) reads from the recorded folder, still read-only.
 
-  `statistics`: the (mean, std) the run recorded (`Workdir.data_statistics`), if any.
+  Args:
+    config: the run's TrainConfig or DistillConfig (as read from its config.json); reads
+      dataset, data_dir, validation_size, train_examples, eval_examples, image_size and
+      augmentation.
+    data_dir: the folder to read from ('' for TFDS' default; None: the recorded one).
+    statistics: the (mean, std) per channel on the 0-255 scale that the run recorded
+      (`Workdir.data_statistics`), which replace those computed now; None: computed.
+
+  Returns:
+    Splits of (uint8 image [H, W, C], int64 label) examples, as `load_splits`.
 
   Raises:
     DataNotPreparedError: the data is not prepared there (naming the recorded folder).
+    UserError: as `load_splits` (unknown data set, bad data, sizes).
   """
   recorded = config.data_dir
   try:
@@ -347,6 +370,20 @@ def resolve(
   A TFDS data set missing from `data_dir` is downloaded first (when `download` and
   `prepare`); a folder or arrays are read and checked (memoised per process).
 
+  Args:
+    dataset: a --dataset value: a key of SPECS, a TFDS name, folder:PATH or npz:PATH.
+    data_dir: the TFDS data directory ('' for TFDS' default).
+    image_size: resize images to this square size in pixels (0: native).
+    augmentation: "auto" (the data set's own) or shift, crop_flip, flip, none.
+    download: download a TFDS data set missing from `data_dir` (when `prepare`).
+    prepare: whether data may be written into `data_dir` (False: read only).
+    fashion_mnist_source: the IDX folder ('' for $LS_KERAS_FASHION_MNIST_DIR, else Debian's).
+
+  Returns:
+    The DatasetSpec: image_shape (H, W, C), per-channel mean and std on the 0-255 scale
+    (computed from the training split when not curated), the resolved augmentation, the
+    test split's name and how the data is read (cache, shuffle_buffer, source).
+
   Raises:
     DataNotPreparedError, UserError: as `load_splits`.
   """
@@ -365,7 +402,20 @@ def augment_batch(images: tf.Tensor, augmentation: str, seed: tf.Tensor) -> tf.T
   Vectorised (one gather per axis, no per-image ops), so the pipeline stays far ahead of
   the training step on few CPU cores. shift: zero-pad 2 and crop back (MNIST-like +-2 px);
   crop_flip: zero-pad 4, crop, random horizontal flip (CIFAR); flip: random flip only;
-  none: the images unchanged.
+  none: the images unchanged. The paper's recipes (Appendix A): ResNet-56's pad to 40x40,
+  random 32x32 crop and flip; the MNIST teacher's random +-2-pixel shifts (A.5).
+
+  Args:
+    images: float32 pixel values [B, H, W, C] (0-255 in the pipeline; padding is 0).
+    augmentation: "shift", "crop_flip", "flip" or "none".
+    seed: a stateless-random seed, an integer tensor [2] (cast to int64); the same seed
+      gives the same draws.
+
+  Returns:
+    The augmented images, the same shape [B, H, W, C] and dtype as `images`.
+
+  Raises:
+    UserError: an augmentation other than the four above.
   """
   if augmentation not in ("shift", "crop_flip", "flip", "none"):
     raise UserError(
@@ -405,6 +455,24 @@ def train_batches(
   the batches the uninterrupted run would have seen. Data sets that
   are not cached shuffle their files by the same seed and then through a bounded buffer
   (`DatasetSpec.shuffle_buffer`), so memory stays bounded whatever the split's size.
+
+  Args:
+    splits: the run's Splits; its train split, classes and augmentation are used.
+    batch_size: the global batch (examples per step); each input pipeline batches its
+      per-replica share when `input_context` is given.
+    seed: the run's seed; with `epoch` it fixes the order and the augmentation.
+    epoch: the epoch, 0-based.
+    augment: apply the spec's augmentation (`augment_batch`).
+    input_context: tf.distribute's, under `distribute_datasets_from_function` (each
+      pipeline reads its shard); None: one pipeline.
+    skip_steps: global steps of the epoch already trained (resuming a step checkpoint).
+
+  Returns:
+    A tf.data.Dataset of (float32 images [B, H, W, C] with pixel values 0-255, float32
+    one-hot labels [B, K]), B the per-replica batch size; a partial last batch is dropped.
+
+  Raises:
+    UserError: as `augment_batch`, when `augment` and the spec names an unknown augmentation.
   """
   epoch_seed = seed * 1_000_003 + epoch
   ds = splits.train_epoch(epoch_seed)
@@ -442,6 +510,19 @@ def eval_batches(
 
   Padding makes every worker and replica run the same number of steps, which
   multi-worker collectives require; the mask drops the padding from every metric.
+
+  Args:
+    ds: a split: (image [H, W, C], int64 label) examples, images uint8 0-255 (as `Splits`).
+    num_classes: K, the width of the one-hot labels.
+    batch_size: the global batch; the split is padded to a multiple of it, and each input
+      pipeline batches its per-replica share when `input_context` is given.
+    input_context: tf.distribute's, under `distribute_datasets_from_function`; None: one
+      pipeline.
+
+  Returns:
+    A tf.data.Dataset of (float32 images [B, H, W, C] with pixel values 0-255, float32
+    one-hot labels [B, K], float32 mask [B]: 1 for real examples, 0 for padding), in the
+    split's order.
   """
   size = _size(ds)
   pad = (-size) % batch_size
@@ -468,9 +549,21 @@ def eval_batches(
 def class_examples(
   ds: tf.data.Dataset, classes: Sequence[int], per_class: int
 ) -> Tuple[np.ndarray, np.ndarray]:
-  """The first `per_class` examples of each class in `ds`, grouped by class.
+  """The first `per_class` examples of each class in `ds`, grouped by class, for analyses.
 
-  Returns float32 images and labels that are positions in `classes` (0, 1, ...).
+  What the penultimate-layer projections (paper Section 2, Figure 1) and the mutual
+  information estimates (Section 4, Figure 6) look at.
+
+  Args:
+    ds: a split: (uint8 image [H, W, C], int64 label) examples, e.g. `Splits.train`; read
+      to its end.
+    classes: the class indices wanted, in the order the result groups them.
+    per_class: examples wanted of each class.
+
+  Returns:
+    (images, labels): NumPy float32 images [len(classes) * per_class, H, W, C] with pixel
+    values 0-255, grouped by class in the order of `classes`; int64 labels [same N] that
+    are positions in `classes` (0, 1, ...), not class indices.
 
   Raises:
     UserError: the split has fewer than `per_class` examples of one of the classes.

@@ -211,9 +211,24 @@ class Schedule:
 def make_schedule(
   config, train_size: int, replicas: int, callbacks: Sequence[keras.callbacks.Callback] = ()
 ) -> Schedule:
-  """The run's schedule; callbacks that must see certain steps declare `every_steps`.
+  """The run's Schedule: steps per epoch, total steps, and the global steps the loop pauses at.
 
-  The loop also pauses at every multiple of `config.checkpoint_every_steps` to save.
+  Callbacks that must see certain steps (the mutual information estimates of Figure 6)
+  declare `every_steps`; the loop also pauses at every multiple of
+  `config.checkpoint_every_steps` to save. A partial last batch of an epoch is dropped.
+
+  Args:
+    config: a TrainConfig or DistillConfig; reads batch_size (global, examples per step),
+      epochs, train_steps (0: epochs x steps per epoch), steps_per_execution and
+      checkpoint_every_steps (0: none).
+    train_size: examples in the training split (`Splits.sizes["train"]`).
+    replicas: the strategy's `num_replicas_in_sync`.
+    callbacks: the run's Keras callbacks; each one's `every_steps` (int global steps, 0 or
+      absent: none) adds pauses.
+
+  Returns:
+    A Schedule with steps_per_epoch = train_size // batch_size, total_steps (int steps) and
+    pause_every, the sorted distinct nonzero step periods.
 
   Raises:
     UserError: a global batch that the replicas cannot split evenly, or larger than the
@@ -241,7 +256,21 @@ def make_schedule(
 
 
 def evaluate_split(loop: Loop, ds: tf.data.Dataset, num_classes: int, batch_size: int):
-  """Logits and labels of a whole split, in its original order."""
+  """Logits and labels of a whole split, in its original order: what every metric is computed on.
+
+  The split is padded to whole global batches and the padding masked out (see
+  `data.eval_batches`), so every example counts once on any number of replicas.
+
+  Args:
+    loop: the Loop of the model being evaluated (its strategy runs the predictions).
+    ds: the split: (uint8 image [H, W, C], int64 label) examples, e.g. `Splits.validation`.
+    num_classes: K, the number of classes.
+    batch_size: global evaluation batch (examples per step, split among replicas).
+
+  Returns:
+    (logits, labels): NumPy float32 logits [N, K] (cast from the model's dtype under mixed
+    precision) and int64 class indices [N], N the examples in `ds`, in its order.
+  """
   return loop.predict(
     lambda ctx: data_lib.eval_batches(ds, num_classes, batch_size=batch_size, input_context=ctx)
   )

@@ -46,13 +46,25 @@ from ls_keras.training.loop import (
 
 
 def make_optimizer(config, total_steps: int) -> keras.optimizers.Optimizer:
-  """SGD (momentum, Nesterov) or Adam, with a piecewise-constant learning rate.
+  """SGD (momentum, Nesterov) or Adam, with the recipes' piecewise-constant learning rate.
 
-  The rate is multiplied by lr_decay at each boundary (fractions of `total_steps`).
+  The rate is multiplied by lr_decay at each boundary (fractions of `total_steps`), as in
+  the paper's recipes (Appendix A: e.g. ResNet-56's 0.1, divided by 10 at 32k and 48k of
+  64k steps).
 
   Gradient clipping is the Loop's job, not the optimizer's: Keras' `global_clipnorm`
   clips each replica's partial gradient before the all-reduce, so its result would
   depend on the number of replicas.
+
+  Args:
+    config: a TrainConfig or DistillConfig; reads optimizer ("sgd" or "adam"),
+      learning_rate, lr_boundaries (fractions of training in (0, 1), () for a constant
+      rate), lr_decay (the factor applied at each), momentum and nesterov (SGD only).
+    total_steps: the run's training steps (`Schedule.total_steps`).
+
+  Returns:
+    An unbuilt keras.optimizers.SGD or Adam; its learning rate is a float, or a
+    PiecewiseConstantDecay over the optimizer's step (boundaries in steps).
 
   Raises:
     UserError: boundaries that fall on the same step of a run this short.
@@ -74,11 +86,22 @@ def make_optimizer(config, total_steps: int) -> keras.optimizers.Optimizer:
 
 
 def build_network(config, splits: data_lib.Splits) -> keras.Model:
-  """The configured model for the data's input shape and classes, uncompiled.
+  """The configured model for the data's input shape and classes, uncompiled, seeded by config.
 
   Its initial weights (and dropout seeds) depend only on `config.seed`: the global random
   state is reset just before the build, so whatever ran earlier in the process (loading
-  a teacher, another run of a sweep) cannot change them.
+  a teacher, another run of a sweep) cannot change them. Normalisation by the data's
+  per-channel statistics is the model's first layer (see `models.build_model`).
+
+  Args:
+    config: a TrainConfig or DistillConfig; reads model, seed, weight_decay, dropout and
+      hidden_units.
+    splits: the run's data; gives the image shape (H, W, C), K classes and the (mean, std)
+      per channel on the 0-255 scale.
+
+  Returns:
+    An uncompiled keras.Model: float32 pixel values 0-255 [N, H, W, C] in, logits [N, K]
+    out (float32; see `models.build_model`).
   """
   keras.utils.set_random_seed(config.seed)
   options = models.ModelOptions(
@@ -97,7 +120,25 @@ def build_network(config, splits: data_lib.Splits) -> keras.Model:
 
 
 def build_classifier(config, splits: data_lib.Splits, total_steps: int) -> keras.Model:
-  """The configured model, compiled with CategoricalCrossentropy(label_smoothing=alpha) (Sec. 2)."""
+  """The configured model, compiled to train with label smoothing alpha (paper Section 2).
+
+  The loss is Keras' CategoricalCrossentropy(label_smoothing=alpha) on logits (see
+  `losses.label_smoothing_loss`), weighted by `config.loss_scale` (the recipes'
+  cross-entropy x3, Appendix A); the optimizer is `make_optimizer`'s. Call it inside the
+  run's strategy scope.
+
+  Args:
+    config: a TrainConfig; reads alpha (in [0, 1)) and loss_scale, and what
+      `build_network` and `make_optimizer` read.
+    splits: the run's data (see `build_network`).
+    total_steps: the run's training steps, for the learning-rate boundaries.
+
+  Returns:
+    A compiled keras.Model as `build_network`'s, trained on float32 one-hot labels [N, K].
+
+  Raises:
+    UserError: as `make_optimizer` (boundaries on the same step of a short run).
+  """
   model = build_network(config, splits)
   model.compile(
     optimizer=make_optimizer(config, total_steps),
@@ -131,9 +172,22 @@ def prepare_run(
   callbacks: Sequence[keras.callbacks.Callback] = (),
   extra_metrics: Optional[dict] = None,
 ) -> PreparedRun:
-  """Builds the optimizer state; the PreparedRun that `run_prepared` trains.
+  """Builds the optimizer state under the strategy; the PreparedRun that `run_prepared` trains.
 
   With `make_schedule` before it, every refusal happens before anything is written.
+
+  Args:
+    config: the run's validated TrainConfig or DistillConfig.
+    kind: "train" or "distill", the run kind recorded in config.json.
+    model: what trains, compiled (a classifier, or a Distiller).
+    exported: what is saved (the classifier, or the Distiller's student).
+    rt: the run's Runtime (strategy, data, precision).
+    schedule: the run's Schedule (`make_schedule`, with the callbacks' pauses).
+    callbacks: the run's Keras callbacks, already made.
+    extra_metrics: entries added to metrics.json beside the run's own (None: none).
+
+  Returns:
+    The PreparedRun, its model's optimizer variables built.
   """
   with rt.strategy.scope():
     model.optimizer.build(model.trainable_variables)
@@ -161,9 +215,23 @@ def run_prepared(
   Writes TensorBoard logs, checkpoints, history.json, logits, the exported model and, last
   of all, metrics.json. SIGTERM/SIGINT save a checkpoint at the next step boundary.
 
+  Args:
+    job: the PreparedRun (`prepare_run`).
+    workdir: the run's Workdir.
+    overwrite: delete a finished or different run in the workdir and train afresh.
+    verbose: a progress bar (on a terminal) and one log line per epoch.
+
+  Returns:
+    The metrics written to metrics.json: "epochs" and "steps" (ints), the job's
+    extra_metrics, and "train", "validation" and "test", each `calibration.summary`'s dict
+    (accuracy as a fraction, NLL in nats, ECE, ...) of the final weights.
+
   Raises:
     LeaseHeldError: another live process owns the workdir (nothing written).
-    TrainingDivergedError: the loss became NaN or infinite (the last good checkpoint is kept).
+    WorkdirError: the workdir is not usable or holds a different or corrupt run (without
+      `overwrite`), or its history.json is corrupt (nothing written).
+    TrainingDivergedError: the loss became NaN, infinite or above DIVERGED_LOSS, or the
+      validation logits non-finite (the last good checkpoint is kept).
     RunPreempted: SIGTERM/SIGINT; a checkpoint of the step reached was saved.
   """
   chief = strategy_lib.is_chief(job.runtime.strategy)
@@ -470,6 +538,13 @@ def recorded_statistics(record: Any) -> Optional[tuple]:
 
   A workdir's file is data: anything but two equally long lists of finite numbers (std
   positive) is ignored, and the statistics are then computed from the data again.
+
+  Args:
+    record: the parsed config.json (`Workdir.read_record()`); any JSON value is accepted.
+
+  Returns:
+    (mean, std): two tuples of Python floats, one per channel, on the 0-255 pixel scale;
+    or None.
   """
   sessions = record.get("sessions") if isinstance(record, dict) else None
   data = sessions[-1].get("data") if sessions and isinstance(sessions[-1], dict) else None
@@ -488,12 +563,24 @@ def recorded_statistics(record: Any) -> Optional[tuple]:
 
 @contextlib.contextmanager
 def runtime(config, statistics: Optional[tuple] = None):
-  """Devices, strategy, precision, determinism and seeds for one run, then its data.
+  """Devices, strategy, precision and determinism for one run, then its data: a context manager.
 
-  `statistics`: the (mean, std) a resumed run recorded (see `load_data`).
+  Restores the process' dtype policy and op determinism afterwards, so runs in one
+  process (sweeps, tests) do not leak settings into each other.
 
-  Yields a `Runtime`. Restores the process' dtype policy and op determinism afterwards,
-  so runs in one process (sweeps, tests) do not leak settings into each other.
+  Args:
+    config: a TrainConfig or DistillConfig; reads cpu_devices, strategy, precision,
+      deterministic, and what `load_data` reads.
+    statistics: the (mean, std) a resumed run recorded (see `load_data`), or None.
+
+  Yields:
+    The Runtime: strategy, Splits, precision (a Keras dtype policy name) with the reason
+    it was chosen, and the detected hardware.
+
+  Raises:
+    UserError: an unknown --strategy, a missing or invalid TF_CONFIG, CPU devices that can
+      no longer be split; and as `load_data`.
+    DataNotPreparedError: as `load_data`.
   """
   policy = keras.config.dtype_policy()
   deterministic = tf_framework_config.is_op_determinism_enabled()
@@ -515,10 +602,24 @@ def runtime(config, statistics: Optional[tuple] = None):
 
 
 def load_data(config, statistics: Optional[tuple] = None) -> data_lib.Splits:
-  """The splits `config` reads (memoised per process; see data.load_splits).
+  """The splits `config` trains and evaluates on (memoised per process; see data.load_splits).
 
-  `statistics`: (mean, std) recorded by the run being resumed; they replace those computed
-  now, so the model normalises exactly as it started to.
+  A TFDS data set missing from `config.data_dir` is downloaded and prepared first when
+  `config.download` (Fashion-MNIST: prepared from its local IDX files).
+
+  Args:
+    config: a TrainConfig or DistillConfig; reads dataset, data_dir, fashion_mnist_source,
+      validation_size, train_examples, eval_examples, image_size, augmentation, download.
+    statistics: (mean, std) per channel on the 0-255 scale, recorded by the run being
+      resumed; they replace those computed now, so the model normalises exactly as it
+      started to. None: computed (or curated).
+
+  Returns:
+    Splits of (uint8 image [H, W, C], int64 label) examples: train, validation (the last
+    `validation_size` training examples, as in Appendix A) and test.
+
+  Raises:
+    DataNotPreparedError, UserError: as `data.load_splits`.
   """
   return data_lib.load_splits(
     config.dataset,
@@ -537,7 +638,18 @@ def load_data(config, statistics: Optional[tuple] = None) -> data_lib.Splits:
 def resumed_statistics(run_dir: Workdir, config, kind: str, overwrite: bool) -> Optional[tuple]:
   """The (mean, std) recorded by the run `config` resumes in `run_dir`; None for a new run.
 
-  Read-only; a workdir that holds another run is left for `Workdir.check` to refuse later.
+  Read-only and never raises: a workdir that holds another run (or anything unusable,
+  any UserError) gives None and is left for `Workdir.check` to refuse later.
+
+  Args:
+    run_dir: the run's Workdir.
+    config: the run's TrainConfig or DistillConfig.
+    kind: "train" or "distill", the run kind recorded in config.json.
+    overwrite: the run starts afresh (then None).
+
+  Returns:
+    As `recorded_statistics`: per-channel (mean, std) float tuples on the 0-255 scale, or
+    None when the workdir holds no such run or no valid record of them.
   """
   if overwrite:
     return None
@@ -588,10 +700,15 @@ def run_and_evaluate(
       chooses them, so training depends on no analysis package.
 
   Returns:
-    The metrics written to metrics.json.
+    The metrics written to metrics.json (see `run_prepared`), or those of the finished
+    run already there.
 
   Raises:
-    UserError: bad settings, data or workdir (nothing written), or divergence.
+    UserError: bad settings or data (DataNotPreparedError among them) or schedule; a
+      workdir that is unusable, holds another run, or is owned by a live process
+      (WorkdirError, LeaseHeldError); nothing is written. Also TrainingDivergedError, a
+      UserError, when the loss diverges (the last good checkpoint is kept).
+    RunPreempted: SIGTERM/SIGINT stopped the run after saving a checkpoint.
     ValueError: `config.mi_every_steps` set but no callback estimating every that many steps.
   """
   config_lib.validate(config)
@@ -627,10 +744,25 @@ def train_and_evaluate(
   verbose: bool = True,
   callbacks: Sequence[CallbackFactory] = (),
 ) -> dict:
-  """Trains one model with label smoothing `config.alpha` into `workdir`; returns its metrics.
+  """Trains one model with label smoothing `config.alpha` (paper Section 2) into `workdir`.
 
-  See `run_and_evaluate` for the workdir semantics, `callbacks` and errors; a run with
-  `mi_every_steps` needs `callbacks=(mutual_information.callback_for_run,)`.
+  The library entry point of `train`. See `run_and_evaluate` for the workdir semantics
+  (a finished identical run is reused, an unfinished one resumed).
+
+  Args:
+    config: the TrainConfig (validated here): model, data set, alpha and the recipe.
+    workdir: the run's folder (created if missing).
+    overwrite: train afresh over a finished or different run in `workdir`.
+    verbose: a progress bar (on a terminal) and one log line per epoch.
+    callbacks: factories of the run's Keras callbacks (see `CallbackFactory`); a run with
+      `mi_every_steps` needs `callbacks=(mutual_information.callback_for_run,)`.
+
+  Returns:
+    The metrics written to metrics.json (see `run_prepared`): per split accuracy, NLL,
+    ECE and the rest of `calibration.summary`.
+
+  Raises:
+    UserError, RunPreempted, ValueError: as `run_and_evaluate`.
   """
 
   def build(rt: Runtime, schedule: Schedule):
