@@ -66,6 +66,9 @@ def test_extractor_reproduces_logits_from_templates_for_every_model(name):
   np.testing.assert_allclose(
     projection.augment(activations) @ templates.T, model.predict(x, verbose=0), rtol=1e-4, atol=1e-4
   )
+  given, same = projection.extract(model, x)  # With images: their features directly.
+  np.testing.assert_allclose(given, activations, rtol=1e-5, atol=1e-5)
+  assert given.dtype == np.float64 and np.array_equal(same, templates)
 
 
 def test_model_without_named_layers_uses_its_last_dense_layer_and_its_input():

@@ -7,7 +7,7 @@ bias appended. Figure 1 projects x onto the plane through three templates.
 
 import itertools
 import os
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import keras
 import numpy as np
@@ -20,9 +20,13 @@ from ls_keras.core.workdir import atomic_write_bytes
 
 
 def extract(
-  model: keras.Model, *, penultimate: Optional[str] = None, logits: Optional[str] = None
-) -> Tuple[keras.Model, np.ndarray]:
-  """(inputs -> penultimate sub-model, templates [K, D+1] float64) of any Keras classifier.
+  model: keras.Model,
+  images: Optional[np.ndarray] = None,
+  *,
+  penultimate: Optional[str] = None,
+  logits: Optional[str] = None,
+) -> Tuple[Any, np.ndarray]:
+  """The penultimate features and the logit templates [K, D+1] of any Keras classifier.
 
   Template k is column k of the logits kernel with its bias appended (paper Section 2).
   ls_keras' own models use their `penultimate` and `logits` layers; any other model its last
@@ -32,19 +36,24 @@ def extract(
 
   Args:
     model: a Keras model with one image input.
+    images: optional images [N, H, W, C] as the model takes them (ls_keras' own: float32
+      pixels 0-255); when given, their features are computed (see Returns).
     penultimate: the layer whose output are the penultimate features (default: as above).
     logits: the Dense layer whose kernel gives the templates (default: as above).
 
   Returns:
-    (features, templates): a keras.Model from the model's input to its penultimate
-    activations [N, D], and the float64 templates [K, D+1] (kernel column k, then bias k).
+    (features, templates): without `images`, a keras.Model from the model's input to its
+    penultimate activations; with them, those activations, float64 [N, D]. The templates
+    are float64 [K, D+1] (kernel column k, then bias k).
 
   Raises:
     UserError: a named layer that does not exist, no Dense logits layer, or features whose
       width does not match its kernel.
   """
   head = heads.find_head(model, penultimate=penultimate, logits=logits)
-  return head.features, head.templates
+  if images is None:
+    return head.features, head.templates
+  return _activations(head.features, images), head.templates
 
 
 def augment(activations: np.ndarray) -> np.ndarray:
@@ -257,6 +266,10 @@ def penultimate(features: keras.Model, images: np.ndarray, batch_size: int = 512
   Returns:
     float64 activations [N, D].
   """
+  return _activations(features, images, batch_size)
+
+
+def _activations(features: keras.Model, images, batch_size: int = 512) -> np.ndarray:
   parts = [
     keras.ops.convert_to_numpy(features(images[i : i + batch_size], training=False))
     for i in range(0, len(images), batch_size)
