@@ -33,7 +33,22 @@ from ls_keras.core import hardware  # noqa: E402
 
 # Op types (oneDNN's _Mkl/_MklNative prefixes removed) by what they do in a training step.
 GROUPS = {
-  "convolutions (forward and gradients)": ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter"),
+  "convolutions (forward and gradients)": (
+    "Conv2D",
+    "FusedConv2D",
+    "Conv2DBackpropInput",
+    "Conv2DBackpropFilter",
+    "Conv2DBackpropFilterWithBias",
+  ),
+  "pooling": ("MaxPool", "MaxPoolGrad", "AvgPool", "AvgPoolGrad"),
+  "slices, pads, running sums and powers (AlexNet's LRN)": (
+    "StridedSlice",
+    "StridedSliceGrad",
+    "Slice",
+    "Pad",
+    "Cumsum",
+    "Pow",
+  ),
   # FusedBatchNormEx: the remapper's batch norm + ReLU in one oneDNN kernel.
   "batch norm": (
     "FusedBatchNormV3",
