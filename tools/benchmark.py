@@ -308,7 +308,7 @@ def main(argv=None):
   )
   peer_names = {
     "keras_float32": "Keras fit float32",
-    "keras_auto": f"Keras fit {auto}",
+    "keras_auto": f"Keras fit {auto}" if auto != "float32" else "(Keras fit = float32)",
     "torch_float32": "PyTorch float32",
     "torch_bfloat16": "PyTorch bf16",
   }
