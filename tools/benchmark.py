@@ -416,7 +416,8 @@ def main(argv=None):
       f"{pipe['ratio']:.1f}x the step it feeds"
     )
   for skip in report["skipped"]:
-    print(f"skipped: {skip['model']} {skip.get('precision', '')}: {skip['reason']}")
+    what = skip.get("precision") or skip.get("peer") or ""
+    print(f"skipped: {skip['model']} {what}: {skip['reason']}")
   seconds = calibration_seconds()
   report["ece_and_temperature_fit_seconds"] = round(seconds, 4)
   print(f"ECE + temperature fit on 10k x 100 logits: {seconds:.3f} s")
