@@ -91,7 +91,7 @@ def group_of(op_type: str) -> str:
 
 
 def profile(loop, iterator, steps: int) -> tuple:
-  """(seconds per step, {group: op seconds per step}) over `steps` profiled steps."""
+  """(seconds per step, {group: op seconds per step}, {op type: op seconds per step})."""
   loop.train(iterator, 2)
   with tempfile.TemporaryDirectory() as logdir:
     tf.profiler.experimental.start(logdir)
@@ -104,12 +104,14 @@ def profile(loop, iterator, steps: int) -> tuple:
       _pywrap_profiler_plugin.xspace_to_tools_data([path], "framework_op_stats", {})[0]
     )[0]
   columns = [c["id"] for c in table["cols"]]
-  times = collections.Counter()
+  times, by_type = collections.Counter(), collections.Counter()
   for row in table["rows"]:
     values = dict(zip(columns, (cell["v"] for cell in row["c"])))
     if values["type"] != "IDLE":
-      times[group_of(values["type"])] += values["total_self_time"] / 1e6 / steps  # us -> s
-  return wall, times
+      seconds = values["total_self_time"] / 1e6 / steps  # us -> s
+      times[group_of(values["type"])] += seconds
+      by_type[values["type"]] += seconds
+  return wall, times, by_type
 
 
 def main(argv=None):
@@ -119,6 +121,7 @@ def main(argv=None):
   parser.add_argument("--precision", default="auto")
   parser.add_argument("--steps", type=int, default=20)
   parser.add_argument("--batch", type=int, default=128)
+  parser.add_argument("--ops", type=int, default=0, help="also list the N costliest op types")
   args = parser.parse_args(argv)
   machine = hardware.detect()
   precision, _ = hardware.resolve_precision(args.precision, machine)
@@ -143,7 +146,7 @@ def main(argv=None):
       ours.loop = training.Loop(plain, tf.distribute.get_strategy())
     results[variant] = profile(ours.loop, ours.iterator, args.steps)
   groups = sorted(
-    {g for _, times in results.values() for g in times},
+    {g for _, times, _ in results.values() for g in times},
     key=lambda g: -results["Keras BatchNormalization"][1][g],
   )
   names = list(results)
@@ -152,10 +155,14 @@ def main(argv=None):
   for group in groups:
     cells = ""
     for n in names:
-      wall, times = results[n]
+      wall, times, _ = results[n]
       total = sum(times.values())
       cells += f"{times[group] * 1000:20.0f} ms ({times[group] / total:4.0%})"
     print(f"{group:55s}{cells}")
+  for n in names if args.ops else ():
+    print(f"\nThe {args.ops} costliest op types with {n}:")
+    for op_type, seconds in results[n][2].most_common(args.ops):
+      print(f"  {op_type:45s} {seconds * 1000:8.1f} ms  ({group_of(op_type)})")
   speedup = results[names[0]][0] / results[names[1]][0]
   print(f"\nThe fused batch norm makes the step {speedup:.2f}x faster here.")
   return results
