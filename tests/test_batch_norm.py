@@ -13,6 +13,17 @@ from ls_keras import models
 from ls_keras.models import export
 
 
+def _compiled(*models_):
+  """The models compiled alike: SGD with momentum, cross-entropy with label smoothing 0.1."""
+  for model in models_:
+    model.compile(
+      optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
+      loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1),
+    )
+    model.optimizer.build(model.trainable_variables)
+  return models_
+
+
 def _pair(policy):
   """ResNet-56 with fused layers, and the same network and weights with Keras' own."""
   keras.config.set_dtype_policy(policy)
@@ -25,13 +36,7 @@ def _pair(policy):
   assert any(isinstance(layer, models.FusedBatchNormalization) for layer in fused.layers)
   assert not any(isinstance(layer, models.FusedBatchNormalization) for layer in plain.layers)
   assert sum(isinstance(layer, keras.layers.BatchNormalization) for layer in plain.layers) == 57
-  for model in (fused, plain):
-    model.compile(
-      optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
-      loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1),
-    )
-    model.optimizer.build(model.trainable_variables)
-  return fused, plain
+  return _compiled(fused, plain)
 
 
 def _small(policy):
@@ -49,13 +54,7 @@ def _small(policy):
     plain = models.to_plain_keras(fused)
   finally:
     keras.config.set_dtype_policy("float32")
-  for model in (fused, plain):
-    model.compile(
-      optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
-      loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1),
-    )
-    model.optimizer.build(model.trainable_variables)
-  return fused, plain
+  return _compiled(fused, plain)
 
 
 def _step(model, x, y):
