@@ -124,3 +124,28 @@ def test_schedule_refuses_batches_the_run_cannot_use(batch, replicas, message):
   config = config_lib.TrainConfig(batch_size=batch)
   with pytest.raises(UserError, match=message):
     training.make_schedule(config, train_size=100, replicas=replicas)
+
+
+def test_a_run_asking_for_the_mutual_information_without_its_callback_is_refused(
+  fashion_data_dir, tmp_path
+):
+  """training imports no analysis package: the caller passes the MI callback; a library
+  call that asks for the estimate but forgets it is told how, before anything is written."""
+  from ls_keras.core import config as config_lib
+
+  config = config_lib.TrainConfig(
+    model="mlp",
+    hidden_units=(8,),
+    epochs=1,
+    train_examples=512,
+    eval_examples=200,
+    validation_size=1000,
+    data_dir=fashion_data_dir,
+    precision="float32",
+    strategy="one_device",
+    mi_every_steps=2,
+    mi_examples_per_class=20,
+  )
+  with pytest.raises(ValueError, match="callback_for_run"):
+    training.train_and_evaluate(config, str(tmp_path / "w"))
+  assert not (tmp_path / "w").exists()
