@@ -135,3 +135,17 @@ def test_is_stale(host, age, alive, stale):
     socket.gethostname() if host == "here" else "elsewhere", 99, "cmd", now - 100, now - age
   )
   assert lease.is_stale(owner, now, lambda pid: alive) is stale
+
+
+def test_a_folder_another_worker_creates_at_the_same_moment_is_shared_not_an_error(
+  tmp_path, monkeypatch
+):
+  """Two workers of a sweep reach a new run together: the one whose mkdir comes second
+  must take the lease as usual (it once exited 2 with 'file exists'), and leave the folder."""
+  folder = tmp_path / "run"
+  folder.mkdir()
+  monkeypatch.setattr(lease.os.path, "isdir", lambda path: False)  # Looked before it existed.
+  with lease.Lease(str(folder)) as mine:
+    assert lease.read_owner(str(folder)).is_me()
+  monkeypatch.undo()
+  assert folder.is_dir() and mine.took_over is None

@@ -161,8 +161,11 @@ class Lease:
       outermost = self.folder
       while not os.path.exists(os.path.dirname(outermost)):
         outermost = os.path.dirname(outermost)
-      os.makedirs(self.folder)
-      self._created = outermost
+      try:
+        os.makedirs(self.folder)
+        self._created = outermost
+      except FileExistsError:
+        pass  # Another worker made it between our look and ours: not ours to remove.
     while True:
       fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
       try:
