@@ -247,23 +247,62 @@ def test_distillation_rule(differences, outcome):
   assert f"above {distillation.DISTILLATION_MARGIN:g}" in verdict.rule
 
 
-def test_distillation_claim_chooses_on_validation_and_pairs_by_seed(tmp_path):
-  root, rows = str(tmp_path), []
+def _students(root, hard, ls, direct=0.70):
+  """Claim 4's rows: hard(t, i) and ls(t, i) are seed i's student test accuracies at T = t."""
+  rows = []
   for i, seed in enumerate(SEEDS):
     for alpha in (0.0, 0.1):
       rows.append(_row(root, "teacher", alpha, seed))
-      rows.append(_row(root, "direct", alpha, seed, 0.70, regime="student"))
-    for t, test_accuracy in ((1.0, 0.74), (4.0, 0.76)):
-      rows.append(
-        _row(root, "kd_hard", t, seed, test_accuracy + NOISE[i] / 10, "student", temperature=t)
-      )
-    rows.append(_row(root, "kd_ls", 0.1, seed, 0.72, regime="student"))
-  result = distillation.evaluate(results.Table(rows), PRESET, root)
-  assert result.data["best_temperature"] == 4.0 and result.data["best_alpha"] == 0.1
-  assert result.verdict.outcome == HELD  # 4 points better, paired by seed.
-  assert "2 of 2 temperatures" in result.ours
+      rows.append(_row(root, "direct", alpha, seed, direct, regime="student"))
+    for t in (1.0, 2.0, 4.0):
+      rows.append(_row(root, "kd_hard", t, seed, hard(t, i), "student", temperature=t))
+      curve = "kd_ls" if t == 1 else "kd_ls_hot"
+      rows.append(_row(root, curve, 0.1, seed, ls(t, i), "student", temperature=t))
+  return results.Table(rows)
+
+
+def test_distillation_claim_chooses_on_validation_and_pairs_by_seed(tmp_path):
+  root = str(tmp_path)
+  # The hard teacher's students: 0.74 at T = 1, 0.76 above (with per-seed noise); the LS
+  # teacher's: as good at T = 1, 2 points worse above it (Chandrasegaran et al.'s reading).
+  table = _students(
+    root,
+    hard=lambda t, i: (0.74 if t == 1 else 0.76) + NOISE[i] / 10,
+    ls=lambda t, i: 0.7405 + NOISE[i] / 10,
+  )
+  result = distillation.evaluate(table, PRESET, root)
+  assert result.data["best_temperature"] in (2.0, 4.0) and result.data["best_alpha"] == 0.1
+  assert result.data["premise"] == HELD  # 6 points above the direct students' 0.70.
+  assert result.verdict.outcome == HELD  # The paper's form: best hard (0.76) vs LS at T = 1.
+  premise, at_t1, above_t1 = result.parts
+  assert at_t1.outcome == HELD and "T = 1" in at_t1.effect  # -0.05 points: within ±0.5.
+  assert above_t1.outcome == HELD and above_t1.estimate.mean == pytest.approx(1.95)
+  assert "| 0.1 | 0.7405" in result.ours  # The alpha x T grid's LS row starts at T = 1.
   for figure in result.figures:
     assert open(os.path.join(root, figure), "rb").read(4) == b"\x89PNG"
+
+
+def test_distillation_claim_is_inconclusive_where_distillation_does_not_help(tmp_path):
+  root = str(tmp_path)
+  # Students of the hard teacher 4 points above the LS teacher's, but no better than the
+  # student trained directly: the premise fails, so no verdict of the claim can hold.
+  table = _students(root, hard=lambda t, i: 0.76 + NOISE[i] / 10, ls=lambda t, i: 0.72, direct=0.77)
+  result = distillation.evaluate(table, PRESET, root)
+  assert result.parts[0].outcome == NOT_HELD
+  assert result.verdict.outcome == INCONCLUSIVE
+  assert result.verdict.estimate.mean == pytest.approx(4.0, abs=0.01)  # The effect still shown.
+  assert all(p.outcome == INCONCLUSIVE for p in result.parts[1:])
+  assert "cannot be judged here" in result.ours and "unless the premise" in result.verdict.rule
+
+
+@pytest.mark.parametrize(
+  "differences, outcome",
+  [([0.1, -0.1, 0.2, 0.0, -0.2], HELD), ([2.0, 2.2, 1.9, 2.1, 2.0], NOT_HELD)],
+)
+def test_distillation_at_t1_rule_is_an_equivalence(differences, outcome):
+  verdict = distillation.judge_at_t1(differences, 0.1)
+  assert verdict.outcome == outcome
+  assert f"±{distillation.T1_EQUIVALENCE_MARGIN:g}" in verdict.rule
 
 
 # Claim 5.
