@@ -177,11 +177,24 @@ def config_from_flags(cls, flag_values: flags.FlagValues, **overrides):
 
 
 class _OnlyOurInfo(std_logging.Filter):
-  """Lets ls_keras' own INFO lines through absl's handler; others' only from WARNING up."""
+  """Lets ls_keras' own INFO lines through absl's handler; others' only from WARNING up.
+
+  Also drops TensorFlow's retracing warning about our training loop's functions: a sweep
+  builds a new loop, and traces its functions once, for every run it trains in the process,
+  which TensorFlow counts as retracing one function. Its warning about a user's functions
+  passes.
+  """
 
   def filter(self, record):
     ours = f"{os.sep}ls_keras{os.sep}" in record.pathname
+    if _OUR_RETRACING in record.getMessage() and "triggered tf.function retracing" in (
+      record.getMessage()
+    ):
+      return False
     return record.levelno >= std_logging.WARNING or ours
+
+
+_OUR_RETRACING = "<function Loop.__init__.<locals>."
 
 
 class _Plain(std_logging.Formatter):

@@ -104,3 +104,19 @@ def test_help_lists_the_models_and_flagfile():
   )
   assert "--model: <small_cnn|mlp|alexnet|resnet56|inception_v4>" in result.stdout
   assert "--flagfile" in result.stdout
+
+
+def test_only_the_retracing_warning_about_our_loop_is_dropped():
+  """A sweep traces each run's new loop once, which TensorFlow reports as retracing."""
+  import logging as std_logging
+
+  def record(function):
+    message = (
+      f"5 out of the last 9 calls to <function {function} at 0x7f51> triggered tf.function "
+      "retracing. Tracing is expensive ..."
+    )
+    return std_logging.LogRecord("tf", std_logging.WARNING, "/x/tf/f.py", 1, message, (), None)
+
+  keep = cli._OnlyOurInfo().filter
+  assert not keep(record("Loop.__init__.<locals>.train_steps"))
+  assert keep(record("my_step"))  # A user's function: their warning to see.
