@@ -308,8 +308,9 @@ FASHION_WHY = (
 DISTILLATION_WHY = (
   "Claim 4 asks whether LS teachers distil worse, which only means something where distillation "
   "helps at all (the paper's Figure 5: a ResNet-56 teacher far ahead of its AlexNet student). "
-  "A student of the main regime's own size and data gains nothing from a teacher barely better "
-  "than itself, so here the teachers know more than the student can learn alone: they were "
+  "A student that sees all of its teacher's data, with a teacher not much stronger than itself, "
+  "has little to gain from distillation, so here the teachers know more than the students can "
+  "learn alone: they were "
   "trained on {teacher_examples} labelled images, the students see only the first "
   "{student_examples} of them (the transfer set), with their labels (trained directly) or the "
   "teacher's outputs (distilled). Whether distillation then helps is checked below (the premise)."
