@@ -155,6 +155,7 @@ def test_pnorm_matches_numpy_and_ignores_row_shifts_and_scales(p):
   expected = centred.max(-1) / np.linalg.norm(centred, ord=p, axis=-1)
   scores = selective.max_logit_pnorm(logits, p)
   np.testing.assert_allclose(scores, expected, rtol=1e-12)
+  assert np.all((scores >= 0) & (scores <= 1))  # max |u| <= ||u||_p, and the top is >= the mean.
   shifted = logits + rng.normal(0, 100, (200, 1))  # A constant per row.
   np.testing.assert_allclose(selective.max_logit_pnorm(shifted, p), scores, atol=1e-12)
   scaled = logits * rng.uniform(0.1, 10, (200, 1))

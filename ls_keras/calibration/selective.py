@@ -15,7 +15,8 @@ the AURC of the maximum softmax probability (MSP) and that normalising the logit
 training recovers it: MaxLogit-pNorm (Cattelan & Silva 2024, "How to Fix a Broken Confidence
 Estimator", UAI, arXiv 2305.15508) centres each row of logits, divides it by its p-norm and
 takes the maximum, with p chosen on held-out data to minimise AURC. Both papers' reference
-code search p on a grid (Xia et al.: 1-10, `P_GRID`); so does `fit_pnorm`.
+code search p on a grid (Xia et al. 1-10, our `P_GRID`; Cattelan & Silva 0-8, where 0 means
+no normalisation); so does `fit_pnorm`, with Xia et al.'s grid by default.
 
 Pure NumPy (float64) on (logits, labels) validated by `ls_keras.core.checks`; temperature
 scaling comes from `ls_keras.calibration.metrics.fit_temperature`.
@@ -84,7 +85,7 @@ def max_logit_pnorm(logits, p: float) -> np.ndarray:
       it on validation data (see `fit_pnorm`).
 
   Returns:
-    float64 [N] scores, dimensionless, in [-1, 1] for p >= 1 (higher is more confident).
+    float64 [N] scores, dimensionless, in [0, 1] for p >= 1 (higher is more confident).
 
   Raises:
     UserError: bad logits (see `ls_keras.core.checks.logits`) or p not > 0.
