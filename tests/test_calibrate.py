@@ -38,6 +38,12 @@ def test_writes_json_png_and_table3(runs):
   assert base["temperature_scaled"]["accuracy"] == base["uncalibrated"]["accuracy"]
   assert len(base["bins"]["count"]) == 15 and sum(base["bins"]["count"]) == 2000
   assert os.path.exists(smoothed.file("reliability.png"))
+  # Selective classification beside it: one set of predictions, three confidence scores.
+  assert "| alpha 0 | " in table and "test AURC: MSP" in table
+  for method in ("msp", "ts", "pnorm"):
+    found = base["selective"][method]
+    assert found["error"] == pytest.approx(1 - base["uncalibrated"]["accuracy"])
+    assert 0 <= found["eaurc"] < found["aurc"] and found["num_examples"] == 2000
 
 
 def test_reliability_diagram_goes_into_tensorboard(runs):

@@ -23,6 +23,7 @@ from ls_keras.paper.claims import (
   distillation,
   information,
   regimes,
+  selective,
   when,
 )
 from ls_keras.paper.verdicts import HELD, INCONCLUSIVE, NOT_HELD
@@ -336,6 +337,76 @@ def test_information_claim_reads_the_series_and_prints_the_fall_rule(tmp_path):
   assert result.verdict.outcome == HELD
   assert not result.data["fell"] and "did not come" in result.ours  # Final ≈ peak.
   assert f"entirely below {information.FALL_RATIO:g}" in result.ours
+
+
+# Claim 6.
+
+
+@pytest.mark.parametrize(
+  "smoothed, outcome",
+  [
+    (0.07, HELD),  # LS's AURC 0.02 above the baseline's.
+    (0.03, NOT_HELD),  # 0.02 below.
+    (0.05, INCONCLUSIVE),  # The difference straddles 0.
+  ],
+)
+def test_selective_rule(smoothed, outcome):
+  base = 0.05 + NOISE / 10
+  verdict, worse, recovers = selective.judge(base, smoothed + NOISE[::-1] / 10, base, 0.1)
+  assert verdict.outcome == worse.outcome == outcome
+  assert f"above {selective.WORSENING:g}" in verdict.rule and worse.rule in verdict.rule
+  assert (recovers.outcome == HELD) == (outcome == HELD)  # Normalised back to the baseline.
+
+
+def test_the_closed_fraction_of_the_gap():
+  assert selective.closed_fraction([0.05, 0.05], [0.07, 0.09], [0.0525, 0.0625]) == pytest.approx(
+    0.75
+  )  # Gap 0.03, of which 0.0225 closed.
+  assert selective.closed_fraction([0.05], [0.07], [0.04]) == pytest.approx(1.5)  # Beyond.
+  assert selective.closed_fraction([0.05], [0.04], [0.03]) is None  # No gap to close.
+
+
+def _save_logits(workdir, rng, scale):
+  """Validation and test logits of 300 examples, labels drawn from softmax(z / scale)."""
+  from ls_keras.core import workdir as workdir_lib
+
+  os.makedirs(workdir, exist_ok=True)
+  run = workdir_lib.Workdir(workdir)
+  for split in ("validation", "test"):
+    z = rng.normal(0, 2, (300, 5))
+    p = np.exp(z - z.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    run.save_logits(split, z * scale, (p.cumsum(-1) > rng.uniform(size=(300, 1))).argmax(-1))
+
+
+def test_selective_claim_reads_the_table_and_draws_the_curves(tmp_path):
+  root = str(tmp_path)
+  aurc = {0.0: (0.05, 0.05, 0.045), 0.05: (0.06, 0.06, 0.05), 0.1: (0.07, 0.068, 0.055)}
+
+  def columns(alpha, i):
+    msp, ts, pnorm = aurc[alpha]
+    found = {"selective_p": float(2 + i % 2)}
+    for suffix, value in (("", msp), ("_ts", ts), ("_pnorm", pnorm)):
+      found[f"selective_test_aurc{suffix}"] = value + NOISE[i] / 10
+      for metric in ("eaurc", "risk80", "cov5"):
+        found[f"selective_test_{metric}{suffix}"] = value / 2
+    return found
+
+  table = results.Table(_teachers(root, lambda a, i: 0.8, columns))
+  rng = np.random.RandomState(0)
+  for alpha, scale in ((0.0, 2.0), (0.1, 1.0)):
+    _save_logits(table.one(curve="teacher", key=alpha, seed=0)["workdir"], rng, scale)
+  result = selective.evaluate(table, PRESET, root)  # The paper's alpha, 0.1.
+  assert result.number == 6 and result.verdict.outcome == HELD
+  assert result.data["differences"] == pytest.approx([0.02] * 5)  # Paired by seed.
+  fractions = result.data["closed_fraction"]
+  assert fractions["MaxLogit-pNorm"] == pytest.approx(0.75)  # 0.015 of the gap of 0.02.
+  assert fractions["temperature-scaled MSP"] == pytest.approx(0.1)
+  assert [p.outcome for p in result.parts] == [HELD, HELD]
+  assert "| 0.05 | 0.2000 | 0.0600 / 0.0600 / 0.0500 |" in result.ours
+  assert "closes 75% of that gap" in result.ours and "| 2, 3, 2, 3, 2 |" in result.ours
+  assert result.figures == [selective.FIGURE]
+  assert open(os.path.join(root, selective.FIGURE), "rb").read(4) == b"\x89PNG"
 
 
 # The report renders what it is given.

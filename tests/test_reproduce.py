@@ -38,10 +38,10 @@ def test_report_has_every_claim_with_effect_interval_verdict_and_rule(reproduced
   root, result = reproduced
   md = open(os.path.join(root, "report", "index.md")).read()
   page = open(os.path.join(root, "report", "index.html")).read()
-  for claim in range(1, 6):
+  for claim in range(1, 7):
     assert f"## Claim {claim}" in md and f"Claim {claim}:" in result.out
-  assert md.count("**Paper:**") == 5 and md.count("**Verdict:**") == 5 and md.count("*Rule:*") == 5
-  assert md.count("Inconclusive") >= 5  # Two seeds: the rules refuse to call it.
+  assert md.count("**Paper:**") == 6 and md.count("**Verdict:**") == 6 and md.count("*Rule:*") == 6
+  assert md.count("Inconclusive") >= 6  # Two seeds: the rules refuse to call it.
   assert "## Regimes" in md and "## When does label smoothing help?" in md
   assert (
     "<table>" in page and page.count("<h2>") >= 7
@@ -53,12 +53,13 @@ def test_report_has_every_claim_with_effect_interval_verdict_and_rule(reproduced
     "students_against_T.png",
     "mutual_information.png",
     "calibration/reliability.png",
+    "risk_coverage.png",
   } <= set(figures)
   for figure in figures:
     assert open(os.path.join(root, "report", figure), "rb").read(4) == b"\x89PNG", figure
     assert f'src="{figure}"' in page
   claims = json.load(open(os.path.join(root, "report", "claims.json")))["claims"]
-  assert [c["outcome"] for c in claims] == ["inconclusive"] * 5  # Two seeds: too few for a rule.
+  assert [c["outcome"] for c in claims] == ["inconclusive"] * 6  # Two seeds: too few for a rule.
   assert all(c["estimate"]["n"] == 2 and math.isfinite(c["estimate"]["mean"]) for c in claims), (
     claims
   )

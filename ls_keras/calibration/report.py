@@ -50,10 +50,42 @@ def calibrate_run(
     "bins_temperature_scaled": calibration.bin_statistics(
       test_labels, logits=test_logits / scaling.temperature, num_bins=num_bins
     ),
+    "selective": selective_result(val_labels, val_logits, test_labels, test_logits),
   }
   if write:
     write_run(run, result, test_logits)
   return result
+
+
+def selective_result(val_labels, val_logits, test_labels, test_logits) -> dict:
+  """AURC and the rest on test for MSP, TS and MaxLogit-pNorm, T and p fitted on validation.
+
+  {"p": the fitted order, and for each of `calibration.selective.METHODS` its `summary`}.
+  """
+  found = calibration.selective.compare(val_labels, val_logits, test_labels, test_logits)
+  return {"p": found.p, **found.summaries}
+
+
+def selective_table(rows: Dict[str, List[dict]]) -> str:
+  """Markdown: AURC and E-AURC (means) per row label, each from `selective_result`s."""
+  lines = [
+    "Selective classification (test; T and p fitted on validation; Xia et al. 2025):",
+    "",
+    "| | test AURC: MSP | temperature-scaled MSP | MaxLogit-pNorm (p) | E-AURC: MSP | "
+    "MaxLogit-pNorm |",
+    "| --- | --- | --- | --- | --- | --- |",
+  ]
+  for label, found in rows.items():
+    aurc, eaurc = (
+      {m: np.mean([f[m][key] for f in found]) for m in calibration.selective.METHODS}
+      for key in ("aurc", "eaurc")
+    )
+    ps = ", ".join(f"{p:g}" for p in sorted({f["p"] for f in found}))
+    lines.append(
+      f"| {label} | {aurc['msp']:.4f} | {aurc['ts']:.4f} | {aurc['pnorm']:.4f} (p = {ps}) | "
+      f"{eaurc['msp']:.4f} | {eaurc['pnorm']:.4f} |"
+    )
+  return "\n".join(lines) + "\n"
 
 
 def write_run(run: workdir_lib.Workdir, result: dict, test_logits: np.ndarray) -> None:
@@ -161,11 +193,16 @@ def calibrate_runs(
     plots.reliability_diagram(series, title="Reliability (test split)"),
     os.path.join(output_dir, "reliability.png"),
   )
-  table = table3(results)
+  by_alpha: Dict[str, List[dict]] = collections.defaultdict(list)
+  for r in sorted(results, key=lambda r: r["alpha"]):
+    by_alpha[f"alpha {r['alpha']:g}"].append(r["selective"])
+  table = table3(results) + "\n" + selective_table(by_alpha)
   workdir_lib.atomic_write_bytes(os.path.join(output_dir, "table3.md"), table.encode())
   keys = ("workdir", "alpha", "temperature", "temperature_at_bound")
   summary = {
-    "runs": [{k: r[k] for k in (*keys, "uncalibrated", "temperature_scaled")} for r in results],
+    "runs": [
+      {k: r[k] for k in (*keys, "uncalibrated", "temperature_scaled", "selective")} for r in results
+    ],
     "table": table,
   }
   workdir_lib.atomic_write_json(os.path.join(output_dir, "calibration.json"), summary)
@@ -236,7 +273,8 @@ def calibrate_model_file(
   bins = calibration.bin_statistics(test_labels, logits=test_logits, num_bins=num_bins)
   scaled_bins = calibration.bin_statistics(test_labels, logits=test_logits / t, num_bins=num_bins)
   name = model_file_lib.describe(model)
-  table = model_table(name, scaling)
+  selective = selective_result(val_labels, val_logits, test_labels, test_logits)
+  table = model_table(name, scaling) + "\n" + selective_table({name: [selective]})
   result = {
     "model_file": os.path.abspath(model_path),
     "logits": model.description,
@@ -250,6 +288,7 @@ def calibrate_model_file(
     "temperature_scaled": scaling.after,
     "bins": bins,
     "bins_temperature_scaled": scaled_bins,
+    "selective": selective,
     "table": table,
   }
   title = os.path.basename(os.path.normpath(model_path))

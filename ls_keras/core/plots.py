@@ -133,6 +133,29 @@ def line_plot(
   return fig
 
 
+def risk_coverage(curves: Dict[str, Tuple[np.ndarray, np.ndarray]], title: str = "") -> Figure:
+  """Selective risk against coverage, one line per (model, confidence score).
+
+  The risk-coverage curves of selective classification (Geifman & El-Yaniv 2017; as Xia et
+  al. 2025 draw them): `curves` maps a legend label to (coverage [N], risk [N]) from
+  `calibration.selective.risk_coverage`, both fractions in [0, 1].
+  """
+  fig = Figure(figsize=(6, 4))
+  ax = fig.subplots()
+  for label, (coverage, risk) in curves.items():
+    ax.plot(coverage, risk, linewidth=1.5, label=label)
+  ax.set_xlabel("coverage (fraction of test examples accepted, most confident first)")
+  ax.set_ylabel("selective risk (error rate of the accepted)")
+  ax.set_xlim(0, 1)
+  ax.set_ylim(bottom=0)
+  if title:
+    ax.set_title(title)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  return fig
+
+
 Band = Tuple[np.ndarray, np.ndarray, np.ndarray]  # mean, low, high
 
 

@@ -4,9 +4,10 @@ After the runs, `build` makes one `Table` from the plan's `Job`s and their metri
 its plan fields (name, kind, curve, key, seed, regime, alpha, T), its final metrics
 (accuracy, NLL and ECE on train, validation and test; gamma for a student), optionally its
 calibration from the saved logits (fitted T, test ECE before and after temperature scaling,
-validation ECE), and where its workdir, logits and history are. Analyses select rows by
-field (`table.one(curve="teacher", key=0.1, seed=2)`), never by building run names. The
-table is saved as JSON Lines (`results.jsonl`; `pandas.read_json(path, lines=True)` reads it).
+validation ECE; selective classification: test AURC and the rest), and where its workdir,
+logits and history are. Analyses select rows by field (`table.one(curve="teacher", key=0.1,
+seed=2)`), never by building run names. The table is saved as JSON Lines (`results.jsonl`;
+`pandas.read_json(path, lines=True)` reads it).
 """
 
 import json
@@ -31,6 +32,22 @@ CALIBRATION = (
   "ts_test_ece_scaled",
   "ts_validation_ece",
 )
+# Selective classification on test from the same logits (`calibration.selective`, Xia et al.
+# 2025): AURC, E-AURC, risk at 80% coverage and coverage at 5% risk of the MSP
+# (selective_test_aurc, ...), the temperature-scaled MSP (..._ts) and MaxLogit-pNorm
+# (..._pnorm), T and p fitted on validation; and that p (selective_p).
+_SELECTIVE_METRICS = {
+  "aurc": "aurc",
+  "eaurc": "eaurc",
+  "risk80": "risk_at_coverage",
+  "cov5": "coverage_at_risk",
+}
+_SELECTIVE_METHODS = {"msp": "", "ts": "_ts", "pnorm": "_pnorm"}
+SELECTIVE = tuple(
+  f"selective_test_{column}{suffix}"
+  for suffix in _SELECTIVE_METHODS.values()
+  for column in _SELECTIVE_METRICS
+) + ("selective_p",)
 
 
 def row(job: Job, metrics: dict, root: str, calibration: Optional[dict] = None) -> dict:
@@ -53,7 +70,7 @@ def row(job: Job, metrics: dict, root: str, calibration: Optional[dict] = None) 
   for split in SPLITS:
     for metric in METRICS:
       out[f"{split}_{metric}"] = float(metrics[split][metric])
-  for column in CALIBRATION:
+  for column in CALIBRATION + SELECTIVE:
     out[column] = None if calibration is None else calibration.get(column)
   out.update(
     workdir=workdir,
@@ -64,7 +81,7 @@ def row(job: Job, metrics: dict, root: str, calibration: Optional[dict] = None) 
 
 
 def calibrate(workdir: str) -> Dict[str, float]:
-  """The CALIBRATION columns of a finished run, from its saved validation and test logits."""
+  """The CALIBRATION and SELECTIVE columns of a finished run, from its saved logits."""
   from ls_keras import calibration  # Here: building a plan's table without them needs no TF.
   from ls_keras.calibration import report as calibration_report
 
@@ -78,7 +95,17 @@ def calibrate(workdir: str) -> Dict[str, float]:
     "ts_test_ece": float(result["uncalibrated"]["ece"]),
     "ts_test_ece_scaled": float(result["temperature_scaled"]["ece"]),
     "ts_validation_ece": float(calibration.expected_calibration_error(labels, logits=logits)),
+    **selective_columns(result["selective"]),
   }
+
+
+def selective_columns(selective: dict) -> Dict[str, float]:
+  """The SELECTIVE columns from `calibration.report.selective_result`'s dict."""
+  columns = {"selective_p": float(selective["p"])}
+  for method, suffix in _SELECTIVE_METHODS.items():
+    for column, key in _SELECTIVE_METRICS.items():
+      columns[f"selective_test_{column}{suffix}"] = float(selective[method][key])
+  return columns
 
 
 class Table:

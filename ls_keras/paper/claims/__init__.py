@@ -13,6 +13,7 @@ from ls_keras.paper.claims import (
   distillation,
   information,
   regimes,
+  selective,
   when,
 )
 from ls_keras.paper.claims.common import ClaimResult
@@ -24,6 +25,7 @@ STAGES = (
   ("training length", when),
   ("distillation", distillation),
   ("mutual information", information),
+  ("selective classification", selective),
 )
 
 __all__ = ["STAGES", "ClaimResult", "regimes"]
