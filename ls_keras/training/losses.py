@@ -108,7 +108,7 @@ def focal_loss(gamma: float, reduction: str = "sum_over_batch_size") -> keras.lo
   )
 
 
-# Online label smoothing (Zhang et al., IEEE TIP 2021, arXiv 2011.12562, Section III; the
+# Online label smoothing (Zhang et al., IEEE TIP 2021, arXiv 2011.12562; the
 # authors' code: github.com/zhangchbin/OnlineLabelSmoothing, cifar/scripts/
 # train_cifar_all_methods.py, `update_loss_lams`, `soft_cross_entropy` and the end of `train`).
 # S is a K x K matrix whose row k is the soft target of class k. During epoch t the loss is
@@ -124,7 +124,7 @@ ONLINE_LS_MIX = 0.5  # The paper's alpha (its default, and the authors' CIFAR/Im
 
 
 def online_targets(labels, soft_labels, mix: float) -> tf.Tensor:
-  """The targets of online LS: mix * one_hot(y) + (1 - mix) * S[y] (Zhang et al. 2021, Eq. 6).
+  """The targets of online LS: mix * one_hot(y) + (1 - mix) * S[y] (Zhang et al. 2021).
 
   The cross-entropy is linear in its target, so H(targets, p) is the loss
   mix * H(y, p) + (1 - mix) * H(S[y], p). The rows sum to 1, or to `mix` while S = S^0 = 0.
