@@ -618,6 +618,48 @@ CASES = {
   ),
   "cpu devices 64": Case("train", "missing", TRAIN + ("--cpu_devices=64",), "--cpu_devices=64"),
   "cpu devices 17": Case("train", "missing", TRAIN + ("--cpu_devices=17",), "at most 16"),
+  # The training loss and its settings.
+  "unknown loss": Case("train", "missing", TRAIN + ("--loss=mixup",), "--loss=mixup"),
+  "online ls mix 1": Case(
+    "train", "missing", TRAIN + ("--loss=online_ls", "--online_ls_mix=1"), "--online_ls_mix=1"
+  ),
+  "online ls mix 0": Case(
+    "train", "missing", TRAIN + ("--loss=online_ls", "--online_ls_mix=0"), "without a loss"
+  ),
+  "focal gamma 0": Case(
+    "train", "missing", TRAIN + ("--loss=focal", "--focal_gamma=0"), "--focal_gamma=0"
+  ),
+  "focal gamma 50": Case("train", "missing", TRAIN + ("--loss=focal", "--focal_gamma=50"), "20]"),
+  "alpha with focal loss": Case(
+    "train",
+    "missing",
+    TRAIN + ("--loss=focal", "--alpha=0.1"),
+    "--alpha=0.1 is not allowed with --loss=focal",
+  ),
+  "alpha with online ls": Case(
+    "train",
+    "missing",
+    TRAIN + ("--loss=online_ls", "--alpha=0.1"),
+    "--alpha=0.1 is not allowed with --loss=online_ls",
+  ),
+  "focal gamma without focal loss": Case(
+    "train",
+    "missing",
+    TRAIN + ("--focal_gamma=2",),
+    "--focal_gamma=2 is not allowed with --loss=cross_entropy",
+  ),
+  "online ls mix with focal loss": Case(
+    "train",
+    "missing",
+    TRAIN + ("--loss=focal", "--online_ls_mix=0.3"),
+    "--online_ls_mix=0.3 is not allowed with --loss=focal",
+  ),
+  "student with focal loss": Case(
+    "distill",
+    "missing",
+    ("{student}", "--teacher={run}", "--loss=focal"),
+    "--loss=focal is not allowed for a distilled student",
+  ),
 }
 
 

@@ -171,6 +171,23 @@ def test_calibration_claim_chooses_alpha_on_validation(tmp_path, monkeypatch):
   assert result.data["over_confidence"]["reached"]  # T 1.8, ECE 5x the scaled one.
   assert drawn == [[str(tmp_path / "teacher_0_s0"), str(tmp_path / "teacher_0.05_s0")]]
   assert "0.05 (best on validation)" in result.ours
+  assert "online LS" not in result.ours  # None ran.
+  # The other calibrating losses, as rows beside LS and temperature scaling.
+  more = [
+    _row(str(tmp_path), curve, key, seed, **{**columns(0.1, i), "ts_test_ece": ece + NOISE[i] / 10})
+    for curve, key, ece in (("online_ls", 0.5, 0.03), ("focal", 3.0, 0.012))
+    for i, seed in enumerate(SEEDS)
+  ]
+  table = results.Table(table.rows + more)
+  result = calibration.evaluate(table, PRESET, str(tmp_path))
+  assert result.data["best_alpha"] == 0.05 and result.verdict.outcome == HELD  # Unchanged.
+  assert "| online LS (mix 0.5) | 0.8000 | 0.500 | 0.030 [" in result.ours
+  assert "| focal loss (gamma 3) | 0.8000 | 0.500 | 0.012 [" in result.ours
+  assert result.data["test_ece"]["focal loss (gamma 3)"] == pytest.approx(0.012)
+  assert (
+    "lowest first: focal loss (gamma 3) 0.012, temperature scaling 0.020, LS alpha 0.05 0.025, "
+    "online LS (mix 0.5) 0.030, the baseline 0.100." in result.ours
+  )
 
 
 def test_over_confidence_rule_prints_its_thresholds():
@@ -195,16 +212,20 @@ def test_only_then_needs_a_calibrated_start_and_an_over_confident_end():
   assert not when.judge(1.0, 2.0, 0.02, 0.10, {0.1: 0.05}, {0.1: 0.2})["helps_at_end"]
 
 
-def _histories(root, baseline_temperature, ls_ece):
+def _histories(root, baseline_temperature, ls_ece, others=None):
+  """Teacher rows at alpha 0 and 0.1 with their histories; `others`: {(curve, key): ECE per
+  epoch} of other losses' rows."""
   rows = []
-  for alpha in (0.0, 0.1):
+  groups = [("teacher", 0.0, None), ("teacher", 0.1, ls_ece)]
+  groups += [(curve, key, ece) for (curve, key), ece in (others or {}).items()]
+  for curve, alpha, series in groups:
     for seed in SEEDS:
-      row = _row(root, "teacher", alpha, seed)
+      row = _row(root, curve, alpha, seed)
       os.makedirs(row["workdir"])
       history = [
         {
           "epoch": epoch,
-          "test_ece": ls_ece[epoch - 1] if alpha else 0.02 * epoch,
+          "test_ece": series[epoch - 1] if series else 0.02 * epoch,
           "test_ece_temperature_scaled": 0.02,
           "test_accuracy": 0.8,
           "temperature": baseline_temperature[epoch - 1],
@@ -229,6 +250,28 @@ def test_when_says_only_then_only_when_the_numbers_do(tmp_path):
   never = _histories(str(tmp_path / "c"), [1.0, 1.1, 1.2], [0.05, 0.07, 0.08])
   text = when.evaluate(never, PRESET, str(tmp_path)).ours
   assert "never became over-confident" in text and "does not end with the better" in text
+  assert "instead of LS" not in text and "lowest first" not in text  # No other losses ran.
+
+
+def test_when_follows_the_other_calibrating_losses_and_names_the_lowest_final_ece(tmp_path):
+  others = {("online_ls", 0.5): [0.01, 0.03, 0.03], ("focal", 3.0): [0.09, 0.08, 0.07]}
+  table = _histories(str(tmp_path / "a"), [1.0, 1.5, 2.0], [0.05, 0.03, 0.04], others)
+  found = when.evaluate(table, PRESET, str(tmp_path))
+  assert found.data["others"] == {
+    "online LS (mix 0.5)": {"first": 0.01, "last": 0.03, "crossing": 1},
+    "focal loss (gamma 3)": {"first": 0.09, "last": 0.07, "crossing": None},
+  }
+  assert "- online LS (mix 0.5), instead of LS: ECE 0.010 after epoch 1, 0.030 at the end" in (
+    found.ours
+  )
+  assert "focal loss (gamma 3), instead of LS" in found.ours
+  assert "stays above the baseline's throughout" in found.ours  # The focal loss, here.
+  # Baseline 0.06, temperature scaling 0.02, LS 0.04, online LS 0.03, focal 0.07.
+  assert (
+    "lowest first: temperature scaling 0.020, online LS (mix 0.5) 0.030, LS alpha 0.1 0.040, "
+    "the baseline 0.060, focal loss (gamma 3) 0.070." in found.ours
+  )
+  assert "and only then" in found.ours  # The LS verdict is the same as without them.
 
 
 # Claim 4.

@@ -148,3 +148,33 @@ def test_each_check_lives_on_its_setting():
   config.check_field("seed", 2**32 - 1)  # The seed's own bound is wider than int32.
   with pytest.raises(UserError, match="at most 4294967295"):
     config.check_field("seed", 2**32)
+
+
+def test_runs_recorded_before_the_loss_settings_existed_trained_with_cross_entropy():
+  data = json.loads(config.dumps(config.TrainConfig(alpha=0.1)))
+  for name in ("loss", "online_ls_mix", "focal_gamma"):
+    del data[name]
+  config.check_recorded(config.TrainConfig, data)
+  assert config.from_dict(config.TrainConfig, data) == config.TrainConfig(alpha=0.1)
+
+
+@pytest.mark.parametrize(
+  "changes, message",
+  [
+    ({"loss": "focal", "alpha": 0.05}, "--alpha=0.05 is not allowed with --loss=focal"),
+    ({"loss": "online_ls", "alpha": 0.1}, "--alpha=0.1 is not allowed with --loss=online_ls"),
+    ({"focal_gamma": 2.0}, "--focal_gamma=2 is not allowed with --loss=cross_entropy"),
+    ({"loss": "focal", "online_ls_mix": 0.3}, "--online_ls_mix=0.3 is not allowed with"),
+  ],
+)
+def test_contradicting_loss_settings_are_refused_naming_both(changes, message):
+  with pytest.raises(UserError, match=message):
+    config.validate(config.TrainConfig(**changes))
+
+
+def test_each_loss_takes_its_own_settings():
+  config.validate(config.TrainConfig(alpha=0.1))
+  config.validate(config.TrainConfig(loss="online_ls", online_ls_mix=0.3))
+  config.validate(config.TrainConfig(loss="focal", focal_gamma=2.0))
+  with pytest.raises(UserError, match="distilled student"):
+    config.validate(config.DistillConfig(teacher="t", loss="online_ls"))

@@ -29,9 +29,17 @@ def test_plan_has_every_run_once():
   jobs = reproduce.plan(preset, "/r")
   names = [j.name for j in jobs]
   assert (
-    len(names) == len(set(names)) == 2 * (2 + 2 + 2 + 1 + 2 + 2)
-  )  # Seeds x (teachers, direct, T, T^2, LS, MI).
-  assert all(j.config.track_test for j in jobs if j.curve == "teacher")
+    len(names) == len(set(names)) == 2 * (2 + 2 + 2 + 1 + 2 + 1 + 1 + 2)
+  )  # Seeds x (teachers, direct, T, T^2, LS, online LS, focal, MI).
+  assert all(j.config.track_test for j in jobs if j.regime == "teacher")
+  teacher = preset.sweep.teacher
+  for curve, loss, key in (("online_ls", "online_ls", 0.5), ("focal", "focal", 3.0)):
+    runs = [j for j in jobs if j.curve == curve]
+    assert [(j.seed, j.key) for j in runs] == [(s, key) for s in preset.sweep.seeds]
+    for j in runs:  # The teacher regime, with this loss instead of LS.
+      assert j.config == teacher.replace(
+        loss=loss, seed=j.seed, **{"online_ls_mix" if curve == "online_ls" else "focal_gamma": key}
+      )
 
 
 def test_report_has_every_claim_with_effect_interval_verdict_and_rule(reproduced):
@@ -70,7 +78,7 @@ def test_another_call_runs_nothing_new_however_the_root_is_spelled(reproduced, f
   before = finished_runs(root)
   result = invoke("reproduce", "--preset=tiny", f"--root={root}", f"--data_dir={fashion_data_dir}")
   assert result.code == 0, result.err[-3000:]
-  assert len(before) == 22 and finished_runs(root) == before
+  assert len(before) == 26 and finished_runs(root) == before
 
 
 def test_precision_line_reads_what_the_runs_recorded():

@@ -62,6 +62,50 @@ def test_two_replicas_give_the_same_loss_and_updates_as_one_device(
     np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+def _train_online_ls(strategy, tmp_path):
+  """3 steps of online LS, its epoch end, 3 more; the state saved between (mid-epoch)."""
+  keras.utils.set_random_seed(1)
+  with strategy.scope():
+    model = _tiny_mlp()
+    model.compile(optimizer=keras.optimizers.SGD(0.5), loss=losses.OnlineLabelSmoothing(3, 0.5))
+    model.optimizer.build(model.trainable_variables)
+  loop, loss = training.Loop(model, strategy), model.loss
+  iterator = iter(strategy.distribute_datasets_from_function(_batches(8)))
+  first = loop.train(iterator, 3)
+  counted = float(np.sum(loss.counts.numpy()))  # Read outside strategy.run: every replica's.
+  loss.end_epoch()
+  matrix = loss.soft_labels.numpy().copy()
+  second = loop.train(iterator, 3)
+  saved = tf.train.Checkpoint(loss=loss.variables).write(
+    str(tmp_path / strategy.__class__.__name__)
+  )
+  sums = [v.numpy().copy() for v in loss.variables]
+  return first, counted, matrix, second, sums, saved, [w.copy() for w in model.get_weights()]
+
+
+def test_online_ls_state_is_the_same_on_two_replicas_as_on_one(one_device, mirrored, tmp_path):
+  """The per-class sums of correct predictions add up over replicas (SUM aggregation), so S,
+  the losses and the updates of the second epoch agree with one device; the state restores
+  into another number of replicas."""
+  one = _train_online_ls(one_device, tmp_path)
+  two = _train_online_ls(mirrored, tmp_path)
+  for logs_one, logs_two in ((one[0], two[0]), (one[3], two[3])):
+    assert logs_one["loss"] == pytest.approx(logs_two["loss"], rel=1e-5)
+    assert logs_one["accuracy"] == pytest.approx(logs_two["accuracy"])
+  # Every correct example of the 3 steps of 8 is counted once: the loop's own accuracy.
+  assert one[1] == two[1] == pytest.approx(one[0]["accuracy"] * 24)
+  assert one[1] > 0
+  np.testing.assert_allclose(two[2], one[2], atol=1e-6)
+  np.testing.assert_allclose(two[2].sum(-1), 1.0, rtol=1e-5)
+  for a, b in zip(one[4] + one[6], two[4] + two[6]):
+    np.testing.assert_allclose(a, b, atol=1e-5)
+  with one_device.scope():
+    restored = losses.OnlineLabelSmoothing(3, 0.5)
+  tf.train.Checkpoint(loss=restored.variables).read(two[5]).assert_existing_objects_matched()
+  for a, b in zip(restored.variables, two[4]):
+    np.testing.assert_allclose(a.numpy(), b, atol=1e-6)
+
+
 def test_loss_is_label_smoothed_cross_entropy_times_scale_plus_decay(one_device):
   """The loss the loop reports for one step equals the formula on the initial weights."""
   keras.utils.set_random_seed(1)

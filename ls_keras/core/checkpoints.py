@@ -61,7 +61,10 @@ def optimizer_state(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.O
 
 
 def make_checkpoint(
-  model: keras.Model, epoch: Optional[tf.Variable] = None, random: Optional[list] = None
+  model: keras.Model,
+  epoch: Optional[tf.Variable] = None,
+  random: Optional[list] = None,
+  loss: Optional[list] = None,
 ) -> tf.train.Checkpoint:
   """A run's checkpoint: the model, its optimizer's state (see optimizer_state), and the loop's.
 
@@ -69,16 +72,20 @@ def make_checkpoint(
     model: the trained model (a classifier or a Distiller), compiled.
     epoch: the number of completed epochs (an int64 variable), for the training loop.
     random: the model's random generator states (dropout), see training.run.random_states.
+    loss: the variables of a loss with state across steps (online label smoothing's, see
+      training.run.online_smoothing); None: a stateless loss, and no such entry.
   """
-  return tf.train.Checkpoint(**_children(model, model.optimizer, epoch, random))
+  return tf.train.Checkpoint(**_children(model, model.optimizer, epoch, random, loss))
 
 
-def _children(model, optimizer, epoch, random) -> dict:
+def _children(model, optimizer, epoch, random, loss) -> dict:
   children = {"model": model, "optimizer": optimizer_state(optimizer)}
   if epoch is not None:
     children["epoch"] = epoch
   if random is not None:
     children["random"] = random
+  if loss is not None:
+    children["loss"] = loss
   return children
 
 
@@ -230,7 +237,8 @@ def restore_latest(checkpoint: tf.train.Checkpoint, directory: str) -> Optional[
 
 def _read_wrapped(checkpoint: tf.train.Checkpoint, path: str) -> None:
   """Reads a checkpoint whose optimizer was saved inside a LossScaleOptimizer."""
-  children = {name: getattr(checkpoint, name, None) for name in ("model", "epoch", "random")}
+  names = ("model", "epoch", "random", "loss")
+  children = {name: getattr(checkpoint, name, None) for name in names}
   children = {name: value for name, value in children.items() if value is not None}
   wrapped = tf.train.Checkpoint(
     optimizer=tf.train.Checkpoint(inner_optimizer=checkpoint.optimizer), **children

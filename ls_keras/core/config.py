@@ -19,6 +19,10 @@ DATASETS = tuple(SPECS)  # The curated ones; --dataset also takes others (core/d
 STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 OPTIMIZERS = ("sgd", "adam")
+# The training losses (ls_keras.training.losses.training_loss): cross-entropy with uniform
+# label smoothing --alpha (the paper's), online label smoothing (Zhang et al. 2021), focal loss
+# (Mukhoti et al. 2020).
+LOSSES = ("cross_entropy", "online_ls", "focal")
 # The builders of ls_keras.models.MODELS, by name: here so that checking a setting needs no
 # TensorFlow (a test keeps the two equal).
 MODEL_NAMES = ("small_cnn", "mlp", "alexnet", "resnet56", "inception_v4")
@@ -251,9 +255,40 @@ class TrainConfig:
     "Label smoothing: targets become y * (1 - alpha) + alpha / K.",
     check=in_range(0.0, 1.0, "label smoothing alpha must lie in [0, 1).", high_open=True),
   )
+  loss: str = setting(
+    "cross_entropy",
+    "Training loss: cross_entropy (with label smoothing --alpha, the paper's); online_ls "
+    "(online label smoothing, Zhang et al. 2021: soft targets per class from the previous "
+    "epoch's correctly classified training predictions, weighted 1 - --online_ls_mix); focal "
+    "(focal loss -(1 - p_y)^gamma log p_y, Mukhoti et al. 2020, --focal_gamma). The last two "
+    "take no --alpha.",
+    LOSSES,
+    optional=True,
+  )
+  online_ls_mix: float = setting(
+    0.5,
+    "With --loss=online_ls: the weight of the hard-target cross-entropy, in (0, 1); the "
+    "online soft targets get 1 minus it (the paper: 0.5).",
+    optional=True,
+    check=in_range(
+      0.0,
+      1.0,
+      "it must lie in (0, 1): 1 is plain cross-entropy, and 0 leaves the first epoch (whose "
+      "soft targets are still zero) without a loss.",
+      low_open=True,
+      high_open=True,
+    ),
+  )
+  focal_gamma: float = setting(
+    3.0,
+    "With --loss=focal: the focusing parameter gamma, in (0, 20] (Mukhoti et al. calibrate "
+    "with 3).",
+    optional=True,
+    check=in_range(0.0, 20.0, "it must lie in (0, 20] (0 is plain cross-entropy).", low_open=True),
+  )
   loss_scale: float = setting(
     1.0,
-    "Multiplier on the cross-entropy (the paper's recipes use 3).",
+    "Multiplier on the loss (the paper's recipes use 3).",
     check=in_range(0.0, math.inf, "it must be positive.", low_open=True),
   )
   # Optimisation.
@@ -429,6 +464,7 @@ def validate(config) -> None:
     if choices is not None and value not in choices:
       raise UserError(f"--{f.name}={value} is not allowed: choose one of {', '.join(choices)}.")
     check_field(f.name, value)
+  check_loss_settings(config)
   dataset = getattr(config, "dataset", None)
   if dataset is not None and dataset not in SPECS and datasets_lib.source_of(dataset)[0] == "tfds":
     import tensorflow_datasets as tfds  # Local import: TFDS pulls in TensorFlow.
@@ -441,6 +477,42 @@ def validate(config) -> None:
         f"curated one ({', '.join(SPECS)}), a TFDS image classification data set by name "
         "(see `tfds.list_builders()`), folder:PATH or npz:PATH."
       ) from None
+
+
+def check_loss_settings(config) -> None:
+  """Refuses loss settings that contradict each other, naming the values.
+
+  Label smoothing (--alpha > 0) belongs to --loss=cross_entropy: online LS replaces the
+  uniform soft targets with its own, and the focal loss is compared with LS as an alternative
+  calibrating loss (Mukhoti et al. 2020), not stacked on it. --online_ls_mix and --focal_gamma
+  off their defaults need their loss, so that a setting never silently does nothing. A
+  student (a DistillConfig) trains on the distillation loss, so only cross_entropy applies.
+
+  Raises:
+    UserError: such a combination.
+  """
+  fields = {f.name: f for f in dataclasses.fields(config)}
+  if "loss" not in fields:
+    return
+  loss = config.loss
+  if isinstance(config, DistillConfig) and loss != "cross_entropy":
+    raise UserError(
+      f"--loss={loss} is not allowed for a distilled student: it trains on the distillation "
+      "loss (its hard term with --alpha). Train with --loss=cross_entropy."
+    )
+  if loss != "cross_entropy" and config.alpha > 0:
+    raise UserError(
+      f"--alpha={config.alpha:g} is not allowed with --loss={loss}: uniform label smoothing "
+      f"belongs to --loss=cross_entropy; {loss} is its alternative, not an addition. Pass "
+      "--alpha=0, or --loss=cross_entropy."
+    )
+  for name, needs in (("online_ls_mix", "online_ls"), ("focal_gamma", "focal")):
+    value = getattr(config, name)
+    if loss != needs and value != fields[name].default:
+      raise UserError(
+        f"--{name}={value:g} is not allowed with --loss={loss}: it applies only to "
+        f"--loss={needs}. Drop it, or pass --loss={needs}."
+      )
 
 
 def from_dict(cls, data: dict):

@@ -8,7 +8,7 @@ shape when its length changes.
 """
 
 import dataclasses
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Tuple
 
 from ls_keras.core.config import TrainConfig, absolute_path
 from ls_keras.core.datasets import AUGMENTATIONS, absolute_dataset, check_dataset
@@ -257,7 +257,8 @@ class ReproducePreset:
 
   `sweep.teacher` is the regime of claims 1-3 and of the "when" figure: it is trained over
   the LS grid `sweep.teacher_alphas` with every seed (these runs are also the teachers of
-  claim 4), recording test calibration after every epoch. `mi` is claim 5's regime,
+  claim 4), recording test calibration after every epoch, and with online LS and the focal
+  loss instead of LS (`online_ls_mixes`, `focal_gammas`). `mi` is claim 5's regime,
   trained at alpha 0 and `accuracy_alpha` with every seed.
   """
 
@@ -268,6 +269,12 @@ class ReproducePreset:
   distillation_why: str = ""  # Why the students' regime (claim 4), in words.
   accuracy_alpha: float = 0.1  # Table 2's comparison.
   projection_examples: int = 100  # Per class and panel (the paper: 100).
+  # Other calibrating losses trained in the teacher regime with every seed, shown beside LS and
+  # temperature scaling in the "when" figure and claim 3's table: online label smoothing
+  # (Zhang et al. 2021) at these weights of its hard term (the paper's 0.5), and the focal
+  # loss (Mukhoti et al. 2020) at these gammas (their 3).
+  online_ls_mixes: Tuple[float, ...] = (0.5,)
+  focal_gammas: Tuple[float, ...] = (3.0,)
 
 
 def _fashion_regime(examples: int, epochs: int, hidden=(256, 256), **extra) -> TrainConfig:

@@ -29,8 +29,24 @@ ANALYSES = ("results table",) + tuple(name for name, _ in claims_lib.STAGES) + (
 
 
 def plan(preset: recipes.ReproducePreset, runs_root: str) -> List[Job]:
-  """Every run of the preset: the LS grid (teachers), the students, and the MI runs."""
+  """Every run of the preset: the LS grid (teachers), the students, other losses, the MI runs.
+
+  The other calibrating losses train in the teacher regime with every seed: curve
+  "online_ls" (key: its mix) and curve "focal" (key: its gamma).
+  """
   jobs = kd_sweep.plan(preset.sweep, runs_root)
+  teacher = preset.sweep.teacher
+  for seed in preset.sweep.seeds:
+    for mix in preset.online_ls_mixes:
+      config = teacher.replace(loss="online_ls", online_ls_mix=mix, alpha=0.0, seed=seed)
+      jobs.append(
+        Job(f"online_ls_m{mix:g}_s{seed}", "train", config, "online_ls", mix, seed, "teacher")
+      )
+    for gamma in preset.focal_gammas:
+      config = teacher.replace(loss="focal", focal_gamma=gamma, alpha=0.0, seed=seed)
+      jobs.append(
+        Job(f"focal_g{gamma:g}_s{seed}", "train", config, "focal", gamma, seed, "teacher")
+      )
   for seed in preset.sweep.seeds:
     for alpha in (0.0, preset.accuracy_alpha):
       jobs.append(

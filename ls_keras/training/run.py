@@ -120,16 +120,17 @@ def build_network(config, splits: data_lib.Splits) -> keras.Model:
 
 
 def build_classifier(config, splits: data_lib.Splits, total_steps: int) -> keras.Model:
-  """The configured model, compiled to train with label smoothing alpha (paper Section 2).
+  """The configured model, compiled to train with its loss (label smoothing alpha by default).
 
-  The loss is Keras' CategoricalCrossentropy(label_smoothing=alpha) on logits (see
-  `losses.label_smoothing_loss`), weighted by `config.loss_scale` (the recipes'
-  cross-entropy x3, Appendix A); the optimizer is `make_optimizer`'s. Call it inside the
-  run's strategy scope.
+  The loss is `losses.training_loss(config)`: by default Keras'
+  CategoricalCrossentropy(label_smoothing=alpha) on logits (paper Section 2), else online
+  label smoothing or the focal loss (`config.loss`); weighted by `config.loss_scale` (the
+  recipes' cross-entropy x3, Appendix A); the optimizer is `make_optimizer`'s. Call it
+  inside the run's strategy scope (online LS' state variables are created there).
 
   Args:
-    config: a TrainConfig; reads alpha (in [0, 1)) and loss_scale, and what
-      `build_network` and `make_optimizer` read.
+    config: a TrainConfig; reads loss, alpha (in [0, 1)), online_ls_mix, focal_gamma and
+      loss_scale, and what `build_network` and `make_optimizer` read.
     splits: the run's data (see `build_network`).
     total_steps: the run's training steps, for the learning-rate boundaries.
 
@@ -142,7 +143,7 @@ def build_classifier(config, splits: data_lib.Splits, total_steps: int) -> keras
   model = build_network(config, splits)
   model.compile(
     optimizer=make_optimizer(config, total_steps),
-    loss=losses.label_smoothing_loss(config.alpha),
+    loss=losses.training_loss(config, splits.num_classes),
     loss_weights=config.loss_scale,
   )
   return model
@@ -205,6 +206,16 @@ def random_states(model: keras.Model) -> list:
   return [v for v in model.non_trainable_variables if v.path.endswith("seed_generator_state")]
 
 
+def online_smoothing(model: keras.Model) -> Optional[losses.OnlineLabelSmoothing]:
+  """The model's online label smoothing loss, whose state the loop swaps and checkpoints; or None.
+
+  Its S and the partial sums of the epoch live in variables outside the model, like the
+  random states: without them in the checkpoint a resumed run would restart from S^0.
+  """
+  loss = getattr(model, "loss", None)
+  return loss if isinstance(loss, losses.OnlineLabelSmoothing) else None
+
+
 def run_prepared(
   job: PreparedRun, workdir: Workdir, overwrite: bool = False, verbose: bool = True
 ) -> dict:
@@ -253,7 +264,10 @@ def _run_owned(
   strategy, config, schedule = job.runtime.strategy, job.config, job.schedule
   session_start = time.time()
   epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")  # Host-side loop state.
-  checkpoint = checkpoints.make_checkpoint(job.model, epoch_var, random_states(job.model))
+  smoothing = online_smoothing(job.model)
+  checkpoint = checkpoints.make_checkpoint(
+    job.model, epoch_var, random_states(job.model), smoothing.variables if smoothing else None
+  )
   resuming = workdir.check(config, job.kind, overwrite)  # Read-only, like the restore.
   restored = checkpoints.restore_latest(checkpoint, workdir.checkpoints) if resuming else None
   step = int(job.model.optimizer.iterations.numpy())
@@ -379,6 +393,7 @@ def _train_epoch(
     TrainingDivergedError: at the first diverging loss (`saved["step"]`: the last checkpoint).
   """
   config, model, strategy = job.config, job.model, job.runtime.strategy
+  smoothing = online_smoothing(model)
   progress.start_epoch(epoch, job.schedule.epoch_steps(epoch))
   train_ds = strategy.distribute_datasets_from_function(
     lambda ctx: data_lib.train_batches(
@@ -399,6 +414,8 @@ def _train_epoch(
     except NonFiniteLoss as e:
       raise _diverged(job, epoch, first_step + e.steps_done + 1, saved["step"]) from None
     done += chunk
+    if done == job.schedule.epoch_steps(epoch) and smoothing is not None:
+      smoothing.end_epoch()  # Before any checkpoint of this step: a resume starts the next epoch.
     step = int(model.optimizer.iterations.numpy())
     with writer.as_default(step=step):
       for name, value in logs.items():
@@ -768,6 +785,10 @@ def train_and_evaluate(
   def build(rt: Runtime, schedule: Schedule):
     with rt.strategy.scope():
       model = build_classifier(config, rt.splits, schedule.total_steps)
-    return model, model, {}
+    if online_smoothing(model) is None:
+      return model, model, {}
+    # Exported uncompiled (the same layers and weights): plain Keras cannot rebuild this loss,
+    # and model.keras must load without ls_keras.
+    return model, keras.Model(model.inputs, model.outputs, name=model.name), {}
 
   return run_and_evaluate(config, "train", workdir, build, overwrite, verbose, callbacks)

@@ -1,7 +1,7 @@
 """What every claim module returns (`ClaimResult`) and the small formatting they share."""
 
 import dataclasses
-from typing import Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -52,3 +52,25 @@ def describe_config(config) -> str:
     f"batch {config.batch_size}, {length}, weight decay {config.weight_decay:g}, augmentation "
     f"{'on' if config.augment else 'off'}"
   )
+
+
+# The other calibrating losses the main job trains in the teacher regime (`reproduce.plan`),
+# by curve: how the report names a run of it, given its key.
+OTHER_LOSSES = {
+  "online_ls": "online LS (mix {key:g})",  # Zhang et al. 2021; key: the hard term's weight.
+  "focal": "focal loss (gamma {key:g})",  # Mukhoti et al. 2020; key: gamma.
+}
+
+
+def other_losses(table) -> List[Tuple[str, str, float]]:
+  """(label, curve, key) of every run group of OTHER_LOSSES in the results table, in order."""
+  return [
+    (label.format(key=key), curve, key)
+    for curve, label in OTHER_LOSSES.items()
+    for key in table.keys(curve=curve)
+  ]
+
+
+def ranking(ece: Dict[str, float]) -> str:
+  """'a 0.017, b 0.020, ...': the named ECEs, lowest first, 3 decimals."""
+  return ", ".join(f"{name} {value:.3f}" for name, value in sorted(ece.items(), key=lambda i: i[1]))

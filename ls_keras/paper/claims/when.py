@@ -2,7 +2,9 @@
 
 Follows the main regime's LS grid through training (each run's history.json: test ECE,
 accuracy and the fitted T after every evaluation) and says, from those numbers only, when
-LS beat the baseline. `judge` decides which sentences the numbers support.
+LS beat the baseline. `judge` decides which sentences the numbers support. The other
+calibrating losses trained in that regime (online LS, the focal loss) are followed beside
+it, and the lowest final ECE named, so the user sees which calibrates this network best.
 """
 
 import os
@@ -12,6 +14,7 @@ import numpy as np
 
 from ls_keras.core import workdir as workdir_lib
 from ls_keras.experiments.results import Table
+from ls_keras.paper.claims import common
 from ls_keras.paper.claims.common import ClaimResult
 from ls_keras.paper.claims.regimes import OVER_CONFIDENT_T
 
@@ -59,14 +62,17 @@ def evaluate(table: Table, preset, report_dir: str) -> ClaimResult:
   plots = _plots()
   alphas, seeds = table.keys(curve="teacher"), table.seeds(curve="teacher")
   smoothed = [a for a in alphas if a > 0]
+  others = common.other_losses(table)  # Online LS and the focal loss, in the same regime.
   histories = {
-    (r["key"], r["seed"]): workdir_lib.read_json(r["history"])
-    for r in table.select(curve="teacher")
+    (r["curve"], r["key"], r["seed"]): workdir_lib.read_json(r["history"])
+    for curve in ["teacher"] + [curve for _, curve, _ in others]
+    for r in table.select(curve=curve)
   }
-  epochs = np.array([h["epoch"] for h in histories[(0.0, seeds[0])]])
+  epochs = np.array([h["epoch"] for h in histories[("teacher", 0.0, seeds[0])]])
 
-  def band(alpha, key):
-    values = np.array([[h[key] for h in histories[(alpha, s)]] for s in seeds])
+  def band(alpha, key, curve="teacher"):
+    runs = table.seeds(curve=curve, key=alpha)
+    values = np.array([[h[key] for h in histories[(curve, alpha, s)]] for s in runs])
     return values.mean(0), values.min(0), values.max(0)
 
   ece = {
@@ -74,8 +80,10 @@ def evaluate(table: Table, preset, report_dir: str) -> ClaimResult:
     "alpha 0 + temperature scaling": band(0.0, "test_ece_temperature_scaled"),
   }
   ece.update({f"alpha {a:g}": band(a, "test_ece") for a in smoothed})
+  ece.update({label: band(key, "test_ece", curve) for label, curve, key in others})
   accuracy = {"alpha 0 (hard targets)": band(0.0, "test_accuracy")}
   accuracy.update({f"alpha {a:g}": band(a, "test_accuracy") for a in smoothed})
+  accuracy.update({label: band(key, "test_accuracy", curve) for label, curve, key in others})
   temperature = band(0.0, "temperature")[0]
   plots.save(
     plots.panels_against(
@@ -87,10 +95,12 @@ def evaluate(table: Table, preset, report_dir: str) -> ClaimResult:
     os.path.join(report_dir, FIGURE),
   )
   base = ece["alpha 0 (hard targets)"][0]
-  crossings = {}
-  for a in smoothed:
-    better = np.nonzero(ece[f"alpha {a:g}"][0] < base)[0]
-    crossings[a] = int(epochs[better[0]]) if len(better) else None
+
+  def crossing(name):
+    better = np.nonzero(ece[name][0] < base)[0]
+    return int(epochs[better[0]]) if len(better) else None
+
+  crossings = {a: crossing(f"alpha {a:g}") for a in smoothed}
   over = np.nonzero(temperature >= OVER_CONFIDENT_T)[0]
   when = {
     "epochs": epochs.tolist(),
@@ -101,6 +111,14 @@ def evaluate(table: Table, preset, report_dir: str) -> ClaimResult:
     "ls_ece_first": {a: float(ece[f"alpha {a:g}"][0][0]) for a in smoothed},
     "ls_ece_last": {a: float(ece[f"alpha {a:g}"][0][-1]) for a in smoothed},
     "scaled_last": float(ece["alpha 0 + temperature scaling"][0][-1]),
+    "others": {
+      label: {
+        "first": float(ece[label][0][0]),
+        "last": float(ece[label][0][-1]),
+        "crossing": crossing(label),
+      }
+      for label, _, _ in others
+    },
   }
   return ClaimResult(None, TITLE, "", "", "\n".join(text(when)), None, (), [FIGURE], when)
 
@@ -132,6 +150,18 @@ def text(when: dict) -> List[str]:
       f"- alpha {alpha:g}: ECE {first:.3f} after epoch {epochs[0]}, {last:.3f} at the end; "
       f"{crossing}."
     )
+  others = when.get("others", {})
+  for label, numbers in others.items():
+    epoch = numbers["crossing"]
+    crossing = (
+      f"its ECE falls below the baseline's from epoch {epoch} on"
+      if epoch
+      else "its ECE stays above the baseline's throughout"
+    )
+    lines.append(
+      f"- {label}, instead of LS: ECE {numbers['first']:.3f} after epoch {epochs[0]}, "
+      f"{numbers['last']:.3f} at the end; {crossing}."
+    )
   found = judge(
     temperature[0], temperature[-1], base[0], base[-1], when["ls_ece_first"], when["ls_ece_last"]
   )
@@ -157,6 +187,14 @@ def text(when: dict) -> List[str]:
     + f"At the end, alpha {best:g} has the lowest ECE ({when['ls_ece_last'][best]:.3f}) against "
     f"the baseline's {base[-1]:.3f} and temperature scaling's {when['scaled_last']:.3f}" + ending,
   ]
+  if others:
+    final = {
+      "the baseline": base[-1],
+      "temperature scaling": when["scaled_last"],
+      **{f"LS alpha {a:g}": e for a, e in when["ls_ece_last"].items()},
+      **{label: numbers["last"] for label, numbers in others.items()},
+    }
+    lines += ["", f"Test ECE at the end, lowest first: {common.ranking(final)}."]
   return lines
 
 
