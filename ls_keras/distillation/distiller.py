@@ -7,7 +7,12 @@ optionally times T^2 on the second term (Hinton et al.; off by default, as in th
 Why not `keras.distillation.Distiller` (Keras 3.15)? Its LogitsDistillation multiplies the
 KL term by T^2 unconditionally and hands raw logits to any other loss, so the paper's
 cross-entropy at temperature T without T^2 cannot be expressed; and its compute_loss
-leaves out the student's regularisation losses (weight decay). The Distiller below keeps
+leaves out the student's regularisation losses (weight decay). Where the definitions
+coincide the two agree exactly (tests/test_distillation.py): with
+`LogitsDistillation(T, loss=keras.losses.KLDivergence())` and `student_loss_weight = 1 -
+beta`, ours with `t_squared` is Keras' loss + beta T^2 x the mean entropy of softmax(teacher
+/ T) + the weight decay, with the same gradients but the weight decay's. (Its default
+loss="kl_divergence" string gets no softmax in Keras 3.15.) The Distiller below keeps
 Keras' contract instead: it overrides `compute_loss`, so it trains through the same loop
 as every model, scales for distribution like Keras losses do, and saves its student alone.
 """
