@@ -171,6 +171,53 @@ def test_keras_logits_distillation_with_other_losses_is_not_the_papers_term():
   assert float(ce) < 0  # Not a cross-entropy between distributions.
 
 
+@pytest.mark.parametrize("beta", [0.6, 1.0, 0.0])
+def test_logit_matching_student_loss_is_the_appendix_formula(beta):
+  """Appendix A.5's student: (1 - beta) hard cross-entropy + beta (1/2) sum_k (s_k - t_k)^2,
+  beta on the teacher term as in Section 4's loss (the paper: beta 0.6, so 0.4 x cross-entropy +
+  0.6 x half the squared error). Its gradient per logit is (1 - beta)(p - y) + beta (s - t)."""
+  hard = -(LABELS * np.log(np_softmax(STUDENT))).sum(-1)
+  half_squared = 0.5 * ((STUDENT - TEACHER) ** 2).sum(-1)
+  s = tf.constant(STUDENT)
+  with tf.GradientTape() as tape:
+    tape.watch(s)
+    ours = distillation.distillation_loss(
+      LABELS, s, TEACHER, 4.0, beta, teacher_term="logit_matching"
+    )
+    total = tf.reduce_sum(ours)
+  np.testing.assert_allclose(ours.numpy(), (1 - beta) * hard + beta * half_squared, rtol=1e-5)
+  gradient = (1 - beta) * (np_softmax(STUDENT) - LABELS) + beta * (STUDENT - TEACHER)
+  np.testing.assert_allclose(tape.gradient(total, s).numpy(), gradient, rtol=1e-5, atol=1e-6)
+  # Half the squared error summed over the K classes: K/2 x Keras' mean squared error.
+  mse = keras.losses.MeanSquaredError(reduction=None)(TEACHER, STUDENT).numpy()
+  np.testing.assert_allclose(distillation.logit_matching(STUDENT, TEACHER).numpy(), 1.5 * mse)
+
+
+def test_logit_matching_distiller_loss_is_the_formula_plus_weight_decay(one_device):
+  with one_device.scope():
+    teacher, student = _tiny(0, 16), _tiny(1, 8)
+    distiller = distillation.Distiller(
+      teacher, student, beta=0.6, teacher_term="logit_matching", name="logit_matching"
+    )
+  x, y = next(iter(_batches()))
+  s, t, y = student(x).numpy(), teacher(x).numpy(), y.numpy()
+  per_example = -0.4 * (y * np.log(np_softmax(s))).sum(-1) + 0.6 * 0.5 * ((s - t) ** 2).sum(-1)
+  expected = float(per_example.mean()) + float(sum(student.losses))
+  assert float(distiller.compute_loss(x=x, y=tf.constant(y))) == pytest.approx(expected, rel=1e-5)
+
+
+def test_logit_matching_has_no_temperature_to_square():
+  with pytest.raises(UserError, match="--t_squared is not allowed with --teacher_term=logit"):
+    distillation.distillation_terms(
+      LABELS, STUDENT, TEACHER, 2.0, t_squared=True, teacher_term="logit_matching"
+    )
+  with pytest.raises(UserError, match="--teacher_term=kl is not allowed"):
+    distillation.distillation_loss(LABELS, STUDENT, TEACHER, 2.0, 0.5, teacher_term="kl")
+  model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(3)])
+  with pytest.raises(UserError, match="--t_squared is not allowed"):
+    distillation.Distiller(model, model, t_squared=True, teacher_term="logit_matching")
+
+
 def test_equivalent_smoothing_is_0_for_one_hot_and_1_for_uniform_teachers():
   labels = np.array([0, 2, 1])
   assert distillation.equivalent_smoothing(np.eye(3)[labels] * 1000.0, labels, 1.0) == 0.0
