@@ -122,9 +122,9 @@ def test_the_mnist_anecdote_recipes_are_appendix_a5s_optimiser(parse):
     teacher.weight_decay,
   ) == (1.0, 0.1, 0.9, 0.9, False, "linear", (), 100, "shift", 0.0)
   student = parse(os.path.join(REPO, "flags", "mnist_fc_student.flags"))
-  assert (student.augmentation, student.dropout) == ("none", 0.0)
+  assert (student.augmentation, student.dropout, student.grad_clip_norm) == ("none", 0.0, 10.0)
   assert dataclasses.replace(student, augmentation="shift", hidden_units=(1200, 1200)) == (
-    dataclasses.replace(teacher, dropout=0.0)
+    dataclasses.replace(teacher, dropout=0.0, grad_clip_norm=10.0)
   )
   for name in set(recipes.RECIPES) - {"mnist_fc_teacher", "mnist_fc_student"}:
     c = recipes.RECIPES[name]()  # Every other recipe trains as before these settings.

@@ -149,10 +149,18 @@ def mnist_fc_student() -> TrainConfig:
   Trained directly, or distilled from a mnist_fc_teacher run as the paper's student:
   `distill --flagfile=flags/mnist_fc_student.flags --teacher=RUN --beta=0.6
   --teacher_term=logit_matching` (0.4 x cross-entropy + 0.6 x half the squared error to the
-  teacher's logits).
+  teacher's logits). Not in the paper: gradients clipped to global norm 10. Without it that
+  student diverged within 3 steps at the paper's rate here (inputs normalised to std 1,
+  Glorot initialisation, teacher logits up to ~20); with it the clip bound only while the
+  student's logits were far from the teacher's (measured on 5000 Fashion-MNIST images: the
+  gradient norm fell from 66 to 3 over the first 117 steps, below 10 after about 60).
   """
   return dataclasses.replace(
-    mnist_fc_teacher(), hidden_units=(800, 800), dropout=0.0, augmentation="none"
+    mnist_fc_teacher(),
+    hidden_units=(800, 800),
+    dropout=0.0,
+    augmentation="none",
+    grad_clip_norm=10.0,
   )
 
 
