@@ -82,6 +82,15 @@ CASES = {
   "momentum 1": Case("train", "missing", TRAIN + ("--momentum=1",), "--momentum=1"),
   "dropout 1": Case("train", "missing", TRAIN + ("--dropout=1",), "--dropout=1"),
   "decay above 1": Case("train", "missing", TRAIN + ("--lr_decay=2",), "--lr_decay=2"),
+  "unknown schedule": Case("train", "missing", TRAIN + ("--lr_schedule=cosine",), "cosine"),
+  "dampening 1": Case("train", "missing", TRAIN + ("--dampening=1",), "--dampening=1"),
+  "dampening negative": Case("train", "missing", TRAIN + ("--dampening=-0.1",), "--dampening=-0.1"),
+  "last layer rate 0": Case(
+    "train", "missing", TRAIN + ("--last_layer_lr_scale=0",), "--last_layer_lr_scale=0"
+  ),
+  "last layer rate nan": Case(
+    "train", "missing", TRAIN + ("--last_layer_lr_scale=nan",), "--last_layer_lr_scale=nan"
+  ),
   "seed negative": Case("train", "missing", TRAIN + ("--seed=-1",), "--seed=-1"),
   "too many cpu devices": Case(
     "train", "missing", TRAIN + ("--cpu_devices=1000",), "--cpu_devices=1000"
@@ -159,6 +168,24 @@ CASES = {
   ),
   "batch above examples": Case(
     "train", "missing", ("{base}", "--batch_size=2000"), "--batch_size=2000"
+  ),
+  "linear schedule with boundaries": Case(
+    "train",
+    "missing",
+    ("{base}", "--lr_schedule=linear", "--lr_boundaries=0.5"),
+    "--lr_boundaries=0.5 is not allowed with --lr_schedule=linear",
+  ),
+  "last layer rate with adam": Case(
+    "train",
+    "missing",
+    ("{base}", "--optimizer=adam", "--last_layer_lr_scale=0.1"),
+    "--last_layer_lr_scale=0.1 is not allowed with --optimizer=adam",
+  ),
+  "dampening with adam": Case(
+    "train",
+    "missing",
+    ("{base}", "--optimizer=adam", "--dampening=0.9"),
+    "--dampening=0.9 is not allowed with --optimizer=adam",
   ),
   "batch odd on 2 replicas": Case(
     "train", "missing", ("{base}", "--strategy=mirrored", "--batch_size=127"), "multiple of 2"
@@ -261,6 +288,15 @@ CASES = {
   ),
   "beta above 1": Case(
     "distill", "missing", ("{student}", "--teacher={run}", "--beta=1.5"), "--beta=1.5"
+  ),
+  "unknown teacher term": Case(
+    "distill", "missing", ("{student}", "--teacher={run}", "--teacher_term=kl"), "kl"
+  ),
+  "T^2 with logit matching": Case(
+    "distill",
+    "missing",
+    ("{student}", "--teacher={run}", "--teacher_term=logit_matching", "--t_squared"),
+    "--t_squared is not allowed with --teacher_term=logit_matching",
   ),
   # calibrate.
   "calibrate nothing": Case("calibrate", "missing", OUT, "at least one --workdir"),

@@ -132,6 +132,12 @@ def test_a_record_written_before_an_optional_setting_existed_means_its_default()
   del data["checkpoint_every_steps"]  # Added after workdir format 2.
   config.check_recorded(config.TrainConfig, data)
   assert config.from_dict(config.TrainConfig, data) == config.TrainConfig()
+  student = config.DistillConfig(teacher="/t")
+  data = json.loads(config.dumps(student))
+  for name in ("lr_schedule", "dampening", "last_layer_lr_scale", "teacher_term"):  # A.5's.
+    del data[name]
+  config.check_recorded(config.DistillConfig, data)
+  assert config.from_dict(config.DistillConfig, data) == student
 
 
 def test_a_misspelt_setting_name_never_skips_its_checks():

@@ -39,6 +39,185 @@ def test_beta_zero_is_plain_cross_entropy():
   np.testing.assert_allclose(ours.numpy(), plain.numpy(), rtol=1e-6)
 
 
+# Agreement with Keras' own knowledge distillation (keras.distillation, Keras >= 3.12).
+KERAS_KD = getattr(keras, "distillation", None)
+needs_keras_kd = pytest.mark.skipif(KERAS_KD is None, reason="keras.distillation needs Keras 3.12+")
+TEMPERATURES = (1.0, 2.0, 4.0, 8.0)
+
+
+def _logits(seed=0, n=6, k=5):
+  """Student and teacher logits [n, k] (float32) and one-hot labels, moderate enough that no
+  probability falls below Keras' 1e-7 clipping at any T here."""
+  rng = np.random.RandomState(seed)
+  student = rng.normal(0, 2, (n, k)).astype("float32")
+  teacher = rng.normal(0, 3, (n, k)).astype("float32")
+  return student, teacher, np.eye(k, dtype="float32")[rng.randint(0, k, n)]
+
+
+def np_teacher_entropy(teacher, temperature):
+  """Mean entropy of softmax(teacher / T) in nats, in float64: the offset between the forms."""
+  p = np_softmax(teacher.astype(np.float64) / temperature)
+  return float(-(p * np.log(p)).sum(-1).mean())
+
+
+@needs_keras_kd
+@pytest.mark.parametrize("temperature", TEMPERATURES)
+def test_soft_term_agrees_with_keras_logits_distillation_up_to_the_teacher_entropy(temperature):
+  """What users can conclude: on the same logits our teacher term and Keras' agree exactly
+  where their definitions coincide, and differ by a constant where they do not.
+
+  Keras (`keras.distillation.LogitsDistillation(T, loss=keras.losses.KLDivergence())`) takes
+  T^2 x mean_n KL(softmax(t / T) || softmax(s / T)): KL divergence, T^2 always, mean over the
+  batch. Ours (`distillation_terms(..., t_squared=True)`, mean over the batch) is T^2 x the
+  cross-entropy H(softmax(t / T), softmax(s / T)) = T^2 x (KL + H(softmax(t / T))). So:
+  - ours (t_squared) = Keras + T^2 x mean teacher entropy, a constant of the teacher alone;
+  - ours without T^2 (the paper's form, Section 4) = Keras / T^2 + mean teacher entropy;
+  - their gradients with respect to the student's logits are equal (the entropy does not
+    depend on the student), so `--t_squared` trains exactly as Keras' KL distillation does,
+    and the paper's form as Keras' with its rate divided by T^2.
+  """
+  student, teacher, labels = _logits()
+  keras_kd = KERAS_KD.LogitsDistillation(temperature, loss=keras.losses.KLDivergence())
+  entropy = np_teacher_entropy(teacher, temperature)
+  s = tf.constant(student)
+  with tf.GradientTape(persistent=True) as tape:
+    tape.watch(s)
+    theirs = keras_kd.compute_loss(teacher, s)
+    _, soft_t2 = distillation.distillation_terms(labels, s, teacher, temperature, t_squared=True)
+    ours_t2 = tf.reduce_mean(soft_t2)
+  _, soft = distillation.distillation_terms(labels, student, teacher, temperature)
+  t2 = temperature**2
+  assert float(ours_t2) == pytest.approx(float(theirs) + t2 * entropy, rel=1e-5)
+  assert float(tf.reduce_mean(soft)) == pytest.approx(float(theirs) / t2 + entropy, rel=1e-5)
+  np.testing.assert_allclose(
+    tape.gradient(ours_t2, s).numpy(), tape.gradient(theirs, s).numpy(), rtol=1e-4, atol=1e-7
+  )
+
+
+@needs_keras_kd
+@pytest.mark.parametrize("temperature", TEMPERATURES)
+def test_keras_distiller_total_loss_is_ours_less_the_entropy_and_the_weight_decay(
+  temperature, one_device
+):
+  """The whole student loss, Keras' Distiller against ours, on the same teacher and student.
+
+  Keras' `Distiller(student_loss_weight=w)` takes w x student loss + (1 - w) x distillation
+  loss, so w = 1 - beta gives the paper's weighting (beta on the teacher term); its student
+  loss here is `CategoricalCrossentropy(from_logits=True)`, mean over the batch, like our
+  hard term. Two differences remain, both exact: ours adds beta x T^2 x the mean teacher
+  entropy (the cross-entropy against KL, above), and ours adds the student's regularisation
+  losses (weight decay), which Keras' Distiller leaves out. Gradients with respect to the
+  student's weights differ by the weight decay's gradient alone.
+  """
+  beta = 0.7
+  with one_device.scope():
+    teacher, student = _tiny(0, 16), _tiny(1, 8)
+    ours = distillation.Distiller(teacher, student, temperature, beta, t_squared=True)
+    theirs = KERAS_KD.Distiller(
+      teacher,
+      student,
+      KERAS_KD.LogitsDistillation(temperature, loss=keras.losses.KLDivergence()),
+      student_loss_weight=1.0 - beta,
+    )
+    theirs.compile(optimizer="sgd", loss=keras.losses.CategoricalCrossentropy(from_logits=True))
+  x, y = next(iter(_batches()))
+  entropy = np_teacher_entropy(teacher(x).numpy(), temperature)
+  variables = student.trainable_variables
+  with tf.GradientTape(persistent=True) as tape:
+    our_loss = ours.compute_loss(x=x, y=y)
+    their_loss = theirs.compute_loss(x=x, y=y)
+    decay = tf.add_n(student.losses)
+  assert float(decay) > 0  # The student has weight decay, so that difference is visible.
+  expected = float(their_loss) + beta * temperature**2 * entropy + float(decay)
+  assert float(our_loss) == pytest.approx(expected, rel=1e-5)
+  for ours_g, theirs_g, decay_g in zip(
+    tape.gradient(our_loss, variables),
+    tape.gradient(their_loss, variables),
+    tape.gradient(decay, variables),
+  ):
+    decay_g = 0.0 if decay_g is None else decay_g.numpy()  # Biases are not decayed.
+    np.testing.assert_allclose(ours_g.numpy(), theirs_g.numpy() + decay_g, rtol=1e-4, atol=1e-6)
+
+
+@needs_keras_kd
+def test_keras_logits_distillation_with_other_losses_is_not_the_papers_term():
+  """Where Keras' definitions do not coincide with ours, and what they compute instead.
+
+  Only a `keras.losses.KLDivergence()` instance gets softmax(. / T) and T^2 in
+  LogitsDistillation (Keras 3.15: `isinstance(loss, KLDivergence)`); every other loss gets the
+  tempered logits themselves. So a `CategoricalCrossentropy(from_logits=True)` takes the
+  teacher's logits / T as its targets, not softmax(teacher / T): mean_n -sum_k (t_k / T) log
+  softmax(s / T)_k, which can be negative. And in Keras 3.15 the default, loss="kl_divergence",
+  is resolved to the function `keras.losses.kl_divergence`, which is no KLDivergence instance:
+  it compares the tempered logits clipped to [1e-7, 1] as if they were probabilities, with no
+  T^2. Users who want Keras' KL distillation must pass `loss=keras.losses.KLDivergence()`
+  (this test fails when a Keras release changes either behaviour).
+  """
+  student, teacher, _ = _logits()
+  for temperature in TEMPERATURES:
+    ce = KERAS_KD.LogitsDistillation(
+      temperature, loss=keras.losses.CategoricalCrossentropy(from_logits=True)
+    ).compute_loss(teacher, student)
+    log_p = np.log(np_softmax(student.astype(np.float64) / temperature))
+    expected = float(np.mean(-(teacher / temperature * log_p).sum(-1)))
+    assert float(ce) == pytest.approx(expected, rel=1e-5)
+    default = KERAS_KD.LogitsDistillation(temperature).compute_loss(teacher, student)
+    clipped_t = np.clip(teacher.astype(np.float64) / temperature, 1e-7, 1)
+    clipped_s = np.clip(student.astype(np.float64) / temperature, 1e-7, 1)
+    raw = float(np.mean((clipped_t * np.log(clipped_t / clipped_s)).sum(-1)))
+    assert float(default) == pytest.approx(raw, rel=1e-4)
+    kl = KERAS_KD.LogitsDistillation(temperature, loss=keras.losses.KLDivergence())
+    assert abs(float(default) - float(kl.compute_loss(teacher, student))) > 0.1
+  assert float(ce) < 0  # Not a cross-entropy between distributions.
+
+
+@pytest.mark.parametrize("beta", [0.6, 1.0, 0.0])
+def test_logit_matching_student_loss_is_the_appendix_formula(beta):
+  """Appendix A.5's student: (1 - beta) hard cross-entropy + beta (1/2) sum_k (s_k - t_k)^2,
+  beta on the teacher term as in Section 4's loss (the paper: beta 0.6, so 0.4 x cross-entropy +
+  0.6 x half the squared error). Its gradient per logit is (1 - beta)(p - y) + beta (s - t)."""
+  hard = -(LABELS * np.log(np_softmax(STUDENT))).sum(-1)
+  half_squared = 0.5 * ((STUDENT - TEACHER) ** 2).sum(-1)
+  s = tf.constant(STUDENT)
+  with tf.GradientTape() as tape:
+    tape.watch(s)
+    ours = distillation.distillation_loss(
+      LABELS, s, TEACHER, 4.0, beta, teacher_term="logit_matching"
+    )
+    total = tf.reduce_sum(ours)
+  np.testing.assert_allclose(ours.numpy(), (1 - beta) * hard + beta * half_squared, rtol=1e-5)
+  gradient = (1 - beta) * (np_softmax(STUDENT) - LABELS) + beta * (STUDENT - TEACHER)
+  np.testing.assert_allclose(tape.gradient(total, s).numpy(), gradient, rtol=1e-5, atol=1e-6)
+  # Half the squared error summed over the K classes: K/2 x Keras' mean squared error.
+  mse = keras.losses.MeanSquaredError(reduction=None)(TEACHER, STUDENT).numpy()
+  np.testing.assert_allclose(distillation.logit_matching(STUDENT, TEACHER).numpy(), 1.5 * mse)
+
+
+def test_logit_matching_distiller_loss_is_the_formula_plus_weight_decay(one_device):
+  with one_device.scope():
+    teacher, student = _tiny(0, 16), _tiny(1, 8)
+    distiller = distillation.Distiller(
+      teacher, student, beta=0.6, teacher_term="logit_matching", name="logit_matching"
+    )
+  x, y = next(iter(_batches()))
+  s, t, y = student(x).numpy(), teacher(x).numpy(), y.numpy()
+  per_example = -0.4 * (y * np.log(np_softmax(s))).sum(-1) + 0.6 * 0.5 * ((s - t) ** 2).sum(-1)
+  expected = float(per_example.mean()) + float(sum(student.losses))
+  assert float(distiller.compute_loss(x=x, y=tf.constant(y))) == pytest.approx(expected, rel=1e-5)
+
+
+def test_logit_matching_has_no_temperature_to_square():
+  with pytest.raises(UserError, match="--t_squared is not allowed with --teacher_term=logit"):
+    distillation.distillation_terms(
+      LABELS, STUDENT, TEACHER, 2.0, t_squared=True, teacher_term="logit_matching"
+    )
+  with pytest.raises(UserError, match="--teacher_term=kl is not allowed"):
+    distillation.distillation_loss(LABELS, STUDENT, TEACHER, 2.0, 0.5, teacher_term="kl")
+  model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(3)])
+  with pytest.raises(UserError, match="--t_squared is not allowed"):
+    distillation.Distiller(model, model, t_squared=True, teacher_term="logit_matching")
+
+
 def test_equivalent_smoothing_is_0_for_one_hot_and_1_for_uniform_teachers():
   labels = np.array([0, 2, 1])
   assert distillation.equivalent_smoothing(np.eye(3)[labels] * 1000.0, labels, 1.0) == 0.0

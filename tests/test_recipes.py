@@ -104,3 +104,28 @@ def test_why_a_regime_was_chosen_quotes_no_old_measurement(name):
   why = preset.why.format(temperature="<T>", ratio="<ratio>")
   for text in (why, preset.mi_why):
     assert not re.search(r"\d\.\d", text), text
+
+
+def test_the_mnist_anecdote_recipes_are_appendix_a5s_optimiser(parse):
+  """Rate 1 (0.1 for the last layer), smoothing 0.9/0.1, linear to 0 over 100 epochs, shifts."""
+  teacher = parse(os.path.join(REPO, "flags", "mnist_fc_teacher.flags"))
+  assert (
+    teacher.learning_rate,
+    teacher.last_layer_lr_scale,
+    teacher.momentum,
+    teacher.dampening,
+    teacher.nesterov,
+    teacher.lr_schedule,
+    teacher.lr_boundaries,
+    teacher.epochs,
+    teacher.augmentation,
+    teacher.weight_decay,
+  ) == (1.0, 0.1, 0.9, 0.9, False, "linear", (), 100, "shift", 0.0)
+  student = parse(os.path.join(REPO, "flags", "mnist_fc_student.flags"))
+  assert (student.augmentation, student.dropout, student.grad_clip_norm) == ("none", 0.0, 10.0)
+  assert dataclasses.replace(student, augmentation="shift", hidden_units=(1200, 1200)) == (
+    dataclasses.replace(teacher, dropout=0.0, grad_clip_norm=10.0)
+  )
+  for name in set(recipes.RECIPES) - {"mnist_fc_teacher", "mnist_fc_student"}:
+    c = recipes.RECIPES[name]()  # Every other recipe trains as before these settings.
+    assert (c.lr_schedule, c.dampening, c.last_layer_lr_scale) == ("step", 0.0, 1.0), name

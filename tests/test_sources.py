@@ -375,8 +375,9 @@ def test_plans_move_to_another_data_set_whole():
         build(recipes.preset_data()), dataset="npz:/d/x.npz", validation_size=7, augmentation="none"
       )
       sweep = preset.sweep if hasattr(preset, "sweep") else preset
-      configs = [sweep.teacher, sweep.student] + ([preset.mi] if hasattr(preset, "mi") else [])
-      for c in configs:
+      configs = [sweep.teacher, sweep.student, sweep.anecdote_teacher, sweep.anecdote_student]
+      configs += [preset.mi] if hasattr(preset, "mi") else []
+      for c in filter(None, configs):  # The anecdote's networks too, where a preset has them.
         assert (c.dataset, c.validation_size, c.augmentation) == ("npz:/d/x.npz", 7, "none"), name
   tiny = recipes.REPRODUCTIONS["tiny"](recipes.preset_data())
   assert recipes.with_data(tiny) == tiny

@@ -23,6 +23,8 @@ OPTIMIZERS = ("sgd", "adam")
 # label smoothing --alpha (the paper's), online label smoothing (Zhang et al. 2021), focal loss
 # (Mukhoti et al. 2020).
 LOSSES = ("cross_entropy", "online_ls", "focal")
+LR_SCHEDULES = ("step", "linear")
+TEACHER_TERMS = ("cross_entropy", "logit_matching")
 # The builders of ls_keras.models.MODELS, by name: here so that checking a setting needs no
 # TensorFlow (a test keeps the two equal).
 MODEL_NAMES = ("small_cnn", "mlp", "alexnet", "resnet56", "inception_v4")
@@ -311,6 +313,29 @@ class TrainConfig:
     "Factor applied to the learning rate at each boundary.",
     check=in_range(0.0, 1.0, "the decay factor must lie in (0, 1].", low_open=True),
   )
+  # The paper's MNIST anecdote (Appendix A.5); the defaults train as before they existed.
+  lr_schedule: str = setting(
+    "step",
+    "step: the rate is multiplied by lr_decay at each of lr_boundaries; linear: it falls "
+    "linearly from learning_rate to 0 at the end of training (no lr_boundaries).",
+    LR_SCHEDULES,
+    optional=True,
+  )
+  dampening: float = setting(
+    0.0,
+    "SGD momentum dampening d, in [0, 1): the velocity averages (1 - d) x each gradient, the "
+    "paper's 'gradient smoothing' (0.9 x previous + 0.1 x current: momentum 0.9, d 0.9). "
+    "Keras' SGD at rate learning_rate x (1 - d), which history.json records.",
+    optional=True,
+    check=in_range(0.0, 1.0, "it must lie in [0, 1).", high_open=True),
+  )
+  last_layer_lr_scale: float = setting(
+    1.0,
+    "Multiplier on the learning rate of the logits layer (the paper's MNIST anecdote: 0.1); "
+    "SGD only.",
+    optional=True,
+    check=positive,
+  )
   grad_clip_norm: float = setting(
     0.0, "Clip gradients to this global norm (0: no clipping).", check=non_negative
   )
@@ -425,6 +450,14 @@ class DistillConfig(TrainConfig):
   )
   t_squared: bool = setting(
     False, "Multiply the teacher term by T^2 (Hinton et al.); off in the paper."
+  )
+  teacher_term: str = setting(
+    "cross_entropy",
+    "The teacher term: cross_entropy, H(softmax(teacher / T), softmax(student / T)) (Section "
+    "4); logit_matching, half the squared error between the student's and the teacher's "
+    "logits, summed over classes (the MNIST anecdote, Appendix A.5; T sets only gamma).",
+    TEACHER_TERMS,
+    optional=True,
   )
 
 

@@ -4,10 +4,12 @@ from ls_keras.distillation.distiller import (
   Distiller,
   check_compatible,
   check_hyperparameters,
+  check_teacher_term,
   distillation_loss,
   distillation_terms,
   equivalent_smoothing,
   load_teacher,
+  logit_matching,
   teacher_format,
 )
 
@@ -15,9 +17,11 @@ __all__ = [
   "Distiller",
   "check_compatible",
   "check_hyperparameters",
+  "check_teacher_term",
   "distillation_loss",
   "distillation_terms",
   "equivalent_smoothing",
   "load_teacher",
+  "logit_matching",
   "teacher_format",
 ]

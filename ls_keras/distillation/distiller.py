@@ -2,12 +2,19 @@
 
 Student loss (the paper's cross-entropy form):
   (1 - beta) H(y, p_student) + beta H(softmax(teacher / T), softmax(student / T)),
-optionally times T^2 on the second term (Hinton et al.; off by default, as in the paper).
+optionally times T^2 on the second term (Hinton et al.; off by default, as in the paper);
+or, for the paper's fully connected MNIST anecdote (Appendix A.5), logit matching:
+  (1 - beta) H(y, p_student) + beta (1/2) sum_k (student_k - teacher_k)^2.
 
 Why not `keras.distillation.Distiller` (Keras 3.15)? Its LogitsDistillation multiplies the
 KL term by T^2 unconditionally and hands raw logits to any other loss, so the paper's
 cross-entropy at temperature T without T^2 cannot be expressed; and its compute_loss
-leaves out the student's regularisation losses (weight decay). The Distiller below keeps
+leaves out the student's regularisation losses (weight decay). Where the definitions
+coincide the two agree exactly (tests/test_distillation.py): with
+`LogitsDistillation(T, loss=keras.losses.KLDivergence())` and `student_loss_weight = 1 -
+beta`, ours with `t_squared` is Keras' loss + beta T^2 x the mean entropy of softmax(teacher
+/ T) + the weight decay, with the same gradients but the weight decay's. (Its default
+loss="kl_divergence" string gets no softmax in Keras 3.15.) The Distiller below keeps
 Keras' contract instead: it overrides `compute_loss`, so it trains through the same loop
 as every model, scales for distribution like Keras losses do, and saves its student alone.
 """
@@ -33,13 +40,16 @@ def distillation_terms(
   temperature: float,
   alpha: float = 0.0,
   t_squared: bool = False,
+  teacher_term: str = "cross_entropy",
 ):
-  """Per-example (hard, soft) terms of the student loss (paper Section 4): float32 [N], in nats.
+  """Per-example (hard, soft) terms of the student loss (paper Section 4): float32 [N].
 
-  hard = H(y_ls, p_student), soft = H(softmax(teacher / T), softmax(student / T)), times T^2
-  with `t_squared` (Hinton et al.; the paper has no T^2). Both are Keras' categorical
-  cross-entropy on logits, the hard one with `label_smoothing=alpha`: the loss every
-  classifier trains with (`training.losses.label_smoothing_loss`), one implementation.
+  hard = H(y_ls, p_student) in nats. soft, the teacher term: with "cross_entropy",
+  H(softmax(teacher / T), softmax(student / T)) in nats, times T^2 with `t_squared` (Hinton
+  et al.; the paper has no T^2); with "logit_matching", `logit_matching(student, teacher)`
+  (Appendix A.5; T does not enter). The cross-entropies are Keras' categorical cross-entropy
+  on logits, the hard one with `label_smoothing=alpha`: the loss every classifier trains with
+  (`training.losses.label_smoothing_loss`), one implementation.
 
   Args:
     labels: one-hot [N, K] or integer class indices [N] / [N, 1].
@@ -47,15 +57,18 @@ def distillation_terms(
     teacher_logits: raw scores [N, K], the same K.
     temperature: T > 0.
     alpha: label smoothing of the hard term, in [0, 1).
-    t_squared: multiply the soft term by T^2.
+    t_squared: multiply the cross-entropy teacher term by T^2.
+    teacher_term: "cross_entropy" (Section 4) or "logit_matching" (Appendix A.5).
 
   Returns:
-    (hard, soft), two float32 tensors [N] in nats.
+    (hard, soft), two float32 tensors [N]: nats, and nats or squared logit units.
 
   Raises:
-    UserError: T <= 0, alpha outside [0, 1), or shapes that do not agree.
+    UserError: T <= 0, alpha outside [0, 1), an unknown teacher term, t_squared with logit
+      matching, or shapes that do not agree.
   """
   check_hyperparameters(temperature, 0.0)
+  check_teacher_term(teacher_term, t_squared)
   config_lib.check_field("alpha", alpha)
   student_logits = tf.cast(student_logits, tf.float32)
   teacher_logits = tf.cast(teacher_logits, tf.float32)
@@ -65,14 +78,59 @@ def distillation_terms(
       "the same number of classes."
     )
   targets = losses.one_hot_targets(labels, student_logits.shape[-1])
-  teacher_probs = tf.nn.softmax(teacher_logits / temperature, axis=-1)
   hard = losses.label_smoothing_loss(alpha, reduction=None)(targets, student_logits)
+  if teacher_term == "logit_matching":
+    return hard, logit_matching(student_logits, teacher_logits)
+  teacher_probs = tf.nn.softmax(teacher_logits / temperature, axis=-1)
   soft = losses.label_smoothing_loss(0.0, reduction=None)(
     teacher_probs, student_logits / temperature
   )
   if t_squared:
     soft = soft * temperature**2
   return hard, soft
+
+
+def logit_matching(student_logits, teacher_logits) -> tf.Tensor:
+  """Half the squared error between two models' logits, per example: (1/2) sum_k (s_k - t_k)^2.
+
+  The teacher term of the paper's fully connected MNIST student (Appendix A.5: "half the
+  squared error to the teacher's logits"), which Hinton et al. (2015, Section 2.1) show is
+  distillation's high-temperature limit. Its gradient with respect to the student's logit k
+  is s_k - t_k. Summed over the K classes: K/2 times Keras' MeanSquaredError, which averages
+  over them.
+
+  Args:
+    student_logits: raw scores [N, K], any float dtype.
+    teacher_logits: raw scores [N, K].
+
+  Returns:
+    float32 [N], in squared logit units.
+  """
+  difference = tf.cast(student_logits, tf.float32) - tf.cast(teacher_logits, tf.float32)
+  return 0.5 * tf.reduce_sum(tf.square(difference), axis=-1)
+
+
+def check_teacher_term(teacher_term: str, t_squared: bool = False) -> None:
+  """Checks the teacher term as the run's settings would, and that T^2 applies to it.
+
+  Args:
+    teacher_term: "cross_entropy" or "logit_matching" (`config.TEACHER_TERMS`).
+    t_squared: whether the T^2 factor is asked for.
+
+  Raises:
+    UserError: an unknown term, or T^2 with logit matching (which has no temperature).
+  """
+  if teacher_term not in config_lib.TEACHER_TERMS:
+    raise UserError(
+      f"--teacher_term={teacher_term} is not allowed: choose one of "
+      f"{', '.join(config_lib.TEACHER_TERMS)}."
+    )
+  if t_squared and teacher_term == "logit_matching":
+    raise UserError(
+      "--t_squared is not allowed with --teacher_term=logit_matching: the T^2 factor "
+      "rescales the cross-entropy at temperature T, and logit matching has no temperature. "
+      "Leave --t_squared off, or pass --teacher_term=cross_entropy."
+    )
 
 
 def weigh_terms(hard, soft, beta: float) -> tf.Tensor:
@@ -97,8 +155,9 @@ def distillation_loss(
   beta: float,
   alpha: float = 0.0,
   t_squared: bool = False,
+  teacher_term: str = "cross_entropy",
 ) -> tf.Tensor:
-  """Per-example student loss (1 - beta) hard + beta soft, float32 [N] in nats (paper Section 4).
+  """Per-example student loss (1 - beta) hard + beta soft, float32 [N] (paper Section 4).
 
   What `Distiller.compute_loss` averages: both are `weigh_terms` of `distillation_terms`.
 
@@ -109,17 +168,19 @@ def distillation_loss(
     temperature: T > 0.
     beta: the weight of the teacher term, in [0, 1].
     alpha: label smoothing of the hard term, in [0, 1).
-    t_squared: multiply the soft term by T^2.
+    t_squared: multiply the cross-entropy teacher term by T^2.
+    teacher_term: "cross_entropy" (Section 4) or "logit_matching" (Appendix A.5).
 
   Returns:
-    float32 [N], in nats.
+    float32 [N]: nats with the cross-entropy term; with logit matching, beta of it is in
+    squared logit units.
 
   Raises:
     UserError: as `distillation_terms`, or beta outside [0, 1].
   """
   check_hyperparameters(temperature, beta)
   hard, soft = distillation_terms(
-    labels, student_logits, teacher_logits, temperature, alpha, t_squared
+    labels, student_logits, teacher_logits, temperature, alpha, t_squared, teacher_term
   )
   return weigh_terms(hard, soft, beta)
 
@@ -175,8 +236,9 @@ class Distiller(keras.Model):
   """A frozen teacher and a trainable student; predictions are the student's logits.
 
   Knowledge distillation (Hinton et al. 2015) as the paper's Section 4 and Figure 5 train
-  students: loss (1 - beta) H(y, p) + beta H(p_teacher(T), p(T)) per example, see
-  `distillation_loss`. Compiled and fitted as any Keras model.
+  students: loss (1 - beta) H(y, p) + beta H(p_teacher(T), p(T)) per example, or logit
+  matching for Appendix A.5's student, see `distillation_loss`. Compiled and fitted as any
+  Keras model.
 
   Args:
     teacher: a Keras model from float32 images [N, H, W, C] (pixels 0-255) to logits
@@ -187,11 +249,14 @@ class Distiller(keras.Model):
     alpha: label smoothing of the hard term, in [0, 1).
     t_squared: multiply the soft term by T^2 (Hinton et al.; the paper mentions none).
     loss_scale: multiplier on the mean cross-entropy (the paper's recipes use 3).
+    teacher_term: "cross_entropy" (Section 4) or "logit_matching" (Appendix A.5's student:
+      half the squared error to the teacher's logits).
     **kwargs: passed to keras.Model (e.g. name).
 
   Raises:
-    UserError: T or beta outside their ranges, or a teacher that ends in a softmax (its
-      outputs are probabilities, not logits).
+    UserError: T or beta outside their ranges, a bad teacher term (see
+      `check_teacher_term`), or a teacher that ends in a softmax (its outputs are
+      probabilities, not logits).
   """
 
   def __init__(
@@ -203,10 +268,12 @@ class Distiller(keras.Model):
     alpha: float = 0.0,
     t_squared: bool = False,
     loss_scale: float = 1.0,
+    teacher_term: str = "cross_entropy",
     **kwargs,
   ):
     super().__init__(**kwargs)
     check_hyperparameters(temperature, beta)
+    check_teacher_term(teacher_term, t_squared)
     softmax = heads.ends_in_softmax(teacher)
     if softmax is not None:
       raise UserError(
@@ -218,7 +285,7 @@ class Distiller(keras.Model):
     self.teacher, self.student = teacher, student
     self.teacher.trainable = False
     self.temperature, self.beta, self.alpha, self.t_squared = temperature, beta, alpha, t_squared
-    self.loss_scale = loss_scale
+    self.loss_scale, self.teacher_term = loss_scale, teacher_term
     self.hard_loss = keras.metrics.Mean(name="hard_loss")
     self.soft_loss = keras.metrics.Mean(name="soft_loss")
     self._batch_mean = _BatchMean(name="distillation_loss")
@@ -240,7 +307,7 @@ class Distiller(keras.Model):
       y_pred = self(x, training=training)
     teacher_logits = tf.stop_gradient(self.teacher(x, training=False))
     hard, soft = distillation_terms(
-      y, y_pred, teacher_logits, self.temperature, self.alpha, self.t_squared
+      y, y_pred, teacher_logits, self.temperature, self.alpha, self.t_squared, self.teacher_term
     )
     self.hard_loss.update_state(hard)
     self.soft_loss.update_state(soft)

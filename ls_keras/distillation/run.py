@@ -66,6 +66,7 @@ def distill_and_evaluate(
         config.alpha,
         config.t_squared,
         loss_scale=config.loss_scale,
+        teacher_term=config.teacher_term,
         name="distiller",
       )
       distiller.compile(optimizer=training.make_optimizer(config, schedule.total_steps))

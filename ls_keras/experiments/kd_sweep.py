@@ -41,7 +41,14 @@ class SweepPreset:
   anecdote: bool = True
   anecdote_dropout: float = 0.5
   anecdote_alpha: float = 0.1
-  anecdote_temperature: float = 4.0
+  anecdote_temperature: float = 4.0  # With logit matching, only gamma's T.
+  # The anecdote's networks and optimiser (None: the sweep's teacher and student); the
+  # presets give Appendix A.5's (`paper.recipes.mnist_fc_teacher` and `mnist_fc_student`).
+  anecdote_teacher: Optional[config_lib.TrainConfig] = None
+  anecdote_student: Optional[config_lib.TrainConfig] = None
+  # A.5's student: 0.4 x cross-entropy + 0.6 x half the squared error to the teacher's logits.
+  anecdote_beta: float = 0.6
+  anecdote_teacher_term: str = "logit_matching"
 
 
 CURVES = {
@@ -58,11 +65,21 @@ def distill_config(
   temperature: float,
   seed: int,
   t_squared: bool = False,
+  beta: float = 1.0,
+  teacher_term: str = "cross_entropy",
 ) -> config_lib.DistillConfig:
-  """A student distilled with the paper's loss (beta = 1) from the teacher workdir `teacher`."""
+  """A student distilled from the teacher workdir `teacher`, by default with Figure 5's loss.
+
+  Figure 5's: beta = 1, the cross-entropy at T; the anecdote's: `beta` 0.6 of logit matching.
+  """
   fields = {**dataclasses.asdict(student), "seed": seed, "alpha": 0.0}
   return config_lib.DistillConfig(
-    **fields, teacher=teacher, temperature=temperature, beta=1.0, t_squared=t_squared
+    **fields,
+    teacher=teacher,
+    temperature=temperature,
+    beta=beta,
+    t_squared=t_squared,
+    teacher_term=teacher_term,
   )
 
 
@@ -147,14 +164,20 @@ def plan(preset: SweepPreset, root: str) -> List[Job]:
 
 
 def anecdote_plan(preset: SweepPreset, root: str) -> List[Job]:
-  """Section 4's anecdote: a dropout teacher and an LS teacher, each distilled into a student."""
+  """Section 4's anecdote: a dropout teacher and an LS teacher, each distilled into a student.
+
+  The students learn as Appendix A.5's: `anecdote_beta` of `anecdote_teacher_term` (there,
+  0.6 of half the squared error to the teacher's logits) and the rest hard cross-entropy.
+  """
   if not preset.anecdote:
     return []
   seed = preset.seeds[0]
-  dropout = preset.teacher.replace(dropout=preset.anecdote_dropout, alpha=0.0, seed=seed)
-  smoothed = preset.teacher.replace(dropout=0.0, alpha=preset.anecdote_alpha, seed=seed)
+  teacher = preset.anecdote_teacher or preset.teacher
+  dropout = teacher.replace(dropout=preset.anecdote_dropout, alpha=0.0, seed=seed)
+  smoothed = teacher.replace(dropout=0.0, alpha=preset.anecdote_alpha, seed=seed)
   t = preset.anecdote_temperature
-  student = preset.student
+  student = preset.anecdote_student or preset.student
+  loss = dict(beta=preset.anecdote_beta, teacher_term=preset.anecdote_teacher_term)
   return [
     Job(
       "anecdote_teacher_dropout",
@@ -177,7 +200,7 @@ def anecdote_plan(preset: SweepPreset, root: str) -> List[Job]:
     Job(
       "anecdote_student_of_dropout",
       "distill",
-      distill_config(student, os.path.join(root, "anecdote_teacher_dropout"), t, seed),
+      distill_config(student, os.path.join(root, "anecdote_teacher_dropout"), t, seed, **loss),
       "anecdote_dropout",
       t,
       seed,
@@ -186,7 +209,7 @@ def anecdote_plan(preset: SweepPreset, root: str) -> List[Job]:
     Job(
       "anecdote_student_of_ls",
       "distill",
-      distill_config(student, os.path.join(root, "anecdote_teacher_ls"), t, seed),
+      distill_config(student, os.path.join(root, "anecdote_teacher_ls"), t, seed, **loss),
       "anecdote_ls",
       t,
       seed,

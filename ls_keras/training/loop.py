@@ -34,7 +34,12 @@ class NonFiniteLoss(Exception):
 
 
 class Loop:
-  """Compiled train and predict functions of one model under one strategy."""
+  """Compiled train and predict functions of one model under one strategy.
+
+  `clip_norm` clips the global gradient norm (0: none); `rate_scales`, one multiplier per
+  variable of `model.trainable_variables` (() for none), then scales each one's gradient:
+  with SGD, its learning rate (see `training.rate_scales`).
+  """
 
   def __init__(
     self,
@@ -42,8 +47,10 @@ class Loop:
     strategy: tf.distribute.Strategy,
     jit_compile: bool = False,
     clip_norm: float = 0.0,
+    rate_scales: Sequence[float] = (),
   ):
     self.model, self.strategy, self.clip_norm = model, strategy, clip_norm
+    self.rate_scales = tuple(rate_scales)
     step = tf.function(self._train_step, jit_compile=True) if jit_compile else self._train_step
 
     @tf.function
@@ -92,6 +99,8 @@ class Loop:
     gradients = tape.gradient(scaled, variables)
     if self.clip_norm:
       gradients = self._clip_global(gradients)
+    if self.rate_scales:
+      gradients = [g if c == 1.0 else g * c for g, c in zip(gradients, self.rate_scales)]
     model.optimizer.apply_gradients(zip(gradients, variables))
     hits = tf.equal(tf.argmax(y_pred, -1), tf.argmax(y, -1))
     return loss, tf.reduce_sum(tf.cast(hits, tf.float32)), tf.cast(tf.shape(y)[0], tf.float32)

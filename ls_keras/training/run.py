@@ -46,11 +46,24 @@ from ls_keras.training.loop import (
 
 
 def make_optimizer(config, total_steps: int) -> keras.optimizers.Optimizer:
-  """SGD (momentum, Nesterov) or Adam, with the recipes' piecewise-constant learning rate.
+  """SGD (momentum, Nesterov, dampening) or Adam, with the recipes' learning-rate schedule.
 
-  The rate is multiplied by lr_decay at each boundary (fractions of `total_steps`), as in
-  the paper's recipes (Appendix A: e.g. ResNet-56's 0.1, divided by 10 at 32k and 48k of
-  64k steps).
+  "step" (the default): the rate is multiplied by lr_decay at each boundary (fractions of
+  `total_steps`), as in the paper's recipes (Appendix A: e.g. ResNet-56's 0.1, divided by 10
+  at 32k and 48k of 64k steps). "linear": Keras' PolynomialDecay of power 1 from the rate to
+  0 at `total_steps` (the MNIST anecdote, Appendix A.5).
+
+  Dampening d is the paper's "gradient smoothing" (A.5): s = m s + (1 - d) g, w -= lr s. Keras'
+  SGD folds the rate into its velocity (v = m v - lr g, w += v), so at rate lr (1 - d) its v
+  is exactly -lr s when the rate is constant, the average starting at 0 as the paper's does
+  (PyTorch's SGD instead starts its buffer at the first whole gradient). While the rate
+  changes, Keras keeps each gradient's own step's rate in v where the paper's form applies the
+  current rate to the whole average: they differ by the change of rate over the steps the
+  average remembers, under the linear schedule relatively about m / (1 - m) / (steps left)
+  (below 1% until the last 900 steps for m = 0.9).
+
+  The logits layer's rate multiplier (`last_layer_lr_scale`) is the Loop's, which scales
+  that layer's gradient (`rate_scales`); with SGD that is exactly a rate c x lr.
 
   Gradient clipping is the Loop's job, not the optimizer's: Keras' `global_clipnorm`
   clips each replica's partial gradient before the all-reduce, so its result would
@@ -58,19 +71,41 @@ def make_optimizer(config, total_steps: int) -> keras.optimizers.Optimizer:
 
   Args:
     config: a TrainConfig or DistillConfig; reads optimizer ("sgd" or "adam"),
-      learning_rate, lr_boundaries (fractions of training in (0, 1), () for a constant
-      rate), lr_decay (the factor applied at each), momentum and nesterov (SGD only).
+      learning_rate, lr_schedule ("step" or "linear"), lr_boundaries (fractions of training
+      in (0, 1), () for a constant rate), lr_decay (the factor applied at each), and, for
+      SGD only, momentum, nesterov, dampening and last_layer_lr_scale.
     total_steps: the run's training steps (`Schedule.total_steps`).
 
   Returns:
     An unbuilt keras.optimizers.SGD or Adam; its learning rate is a float, or a
-    PiecewiseConstantDecay over the optimizer's step (boundaries in steps).
+    PiecewiseConstantDecay or PolynomialDecay over the optimizer's step (in steps).
 
   Raises:
-    UserError: boundaries that fall on the same step of a run this short.
+    UserError: boundaries that fall on the same step of a run this short; boundaries with
+      the linear schedule; dampening or a last-layer rate with Adam.
   """
-  learning_rate = config.learning_rate
-  if config.lr_boundaries:
+  if config.optimizer != "sgd":
+    for name, neutral in (("dampening", 0.0), ("last_layer_lr_scale", 1.0)):
+      if getattr(config, name) != neutral:
+        raise UserError(
+          f"--{name}={getattr(config, name):g} is not allowed with --optimizer="
+          f"{config.optimizer}: it is an SGD setting (Adam normalises each gradient, so "
+          "neither a dampened average nor a scaled gradient changes its step). Use "
+          "--optimizer=sgd, or leave it out."
+        )
+  rate = config.learning_rate * (1.0 - config.dampening)
+  learning_rate = rate
+  if config.lr_schedule == "linear":
+    if config.lr_boundaries:
+      raise UserError(
+        f"--lr_boundaries={','.join(f'{b:g}' for b in config.lr_boundaries)} is not allowed "
+        "with --lr_schedule=linear, which falls to 0 at the end of training without steps. "
+        "Pass --lr_boundaries= (none), or --lr_schedule=step."
+      )
+    learning_rate = keras.optimizers.schedules.PolynomialDecay(
+      rate, total_steps, end_learning_rate=0.0, power=1.0
+    )
+  elif config.lr_boundaries:
     steps = [int(round(fraction * total_steps)) for fraction in config.lr_boundaries]
     if steps != sorted(set(steps)) or steps[0] < 1 or steps[-1] >= total_steps:
       raise UserError(
@@ -78,11 +113,37 @@ def make_optimizer(config, total_steps: int) -> keras.optimizers.Optimizer:
         f"of a run of {total_steps} steps: they must be distinct steps inside it. Train longer, or "
         "pass fewer boundaries (--lr_boundaries= for none)."
       )
-    values = [config.learning_rate * config.lr_decay**i for i in range(len(steps) + 1)]
+    values = [rate * config.lr_decay**i for i in range(len(steps) + 1)]
     learning_rate = keras.optimizers.schedules.PiecewiseConstantDecay(steps, values)
   if config.optimizer == "sgd":
     return keras.optimizers.SGD(learning_rate, momentum=config.momentum, nesterov=config.nesterov)
   return keras.optimizers.Adam(learning_rate)
+
+
+def rate_scales(config, model: keras.Model, exported: keras.Model) -> Tuple[float, ...]:
+  """Per variable of `model.trainable_variables`, the multiplier on its learning rate; ().
+
+  `config.last_layer_lr_scale` for the variables of the logits layer of `exported` (the
+  classifier, or a Distiller's student), 1 for the others; () when every one is 1 (no
+  scaling). The Loop multiplies each variable's gradient by its multiplier after clipping:
+  SGD's update is linear in the gradient (with or without momentum, Nesterov or dampening,
+  and with weight decay as a loss term), so this is exactly training that layer at rate
+  c x lr, the paper's 0.1 for the last layer (Appendix A.5). Keras has no per-variable rate.
+
+  Args:
+    config: a TrainConfig or DistillConfig; reads last_layer_lr_scale (positive).
+    model: what trains (a classifier, or a Distiller).
+    exported: the network inside it with the `models.LOGITS` layer.
+
+  Returns:
+    A tuple of floats, one per trainable variable of `model`, in order; or ().
+  """
+  if config.last_layer_lr_scale == 1.0:
+    return ()
+  last = {id(v) for v in exported.get_layer(models.LOGITS).trainable_variables}
+  return tuple(
+    config.last_layer_lr_scale if id(v) in last else 1.0 for v in model.trainable_variables
+  )
 
 
 def build_network(config, splits: data_lib.Splits) -> keras.Model:
@@ -310,7 +371,8 @@ def _run_owned(
     )
     for name in ("train", "validation")
   }
-  loop = Loop(job.model, strategy, config.jit_compile, config.grad_clip_norm)
+  scales = rate_scales(config, job.model, job.exported)
+  loop = Loop(job.model, strategy, config.jit_compile, config.grad_clip_norm, scales)
   callbacks = keras.callbacks.CallbackList(list(job.callbacks), model=job.model)
   progress = EpochProgress(schedule.epochs, verbose)
   evaluated = {}
