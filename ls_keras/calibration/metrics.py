@@ -295,7 +295,6 @@ def rms_calibration_error(labels, logits=None, probs=None, num_bins: int = DEFAU
 
 
 DEFAULT_RESAMPLES = 200  # The SUITE on 10,000 examples of 10 classes: about 1.5 s of CPU.
-MAX_RESAMPLES = 100_000
 DEFAULT_CONFIDENCE = 0.95
 _GATHERED = 1 << 21  # Values gathered per bootstrap step: 16 MiB of float64 or int64.
 
@@ -365,7 +364,7 @@ def bootstrap_intervals(
     measures: names from SUITE: "ece" (`expected_calibration_error`, here from its bins),
       "adaptive_ece", "classwise_ece", "rms_ce" (the functions of those names).
     num_bins: the measures' bins (default 15).
-    num_resamples: resamples, 1-MAX_RESAMPLES (default DEFAULT_RESAMPLES).
+    num_resamples: resamples, 1-`checks.MAX_RESAMPLES` (default DEFAULT_RESAMPLES).
     confidence: the interval's nominal coverage, in (0, 1) (default 0.95).
     seed: a non-negative integer; the same seed gives the same resamples.
 
@@ -374,16 +373,13 @@ def bootstrap_intervals(
 
   Raises:
     UserError: bad labels, logits or probabilities (see `ls_keras.core.checks`); an unknown
-      measure; num_bins outside 1-1000, num_resamples outside 1-MAX_RESAMPLES, confidence
+      measure; num_bins outside 1-1000, num_resamples outside 1-100000, confidence
       outside (0, 1) or a negative seed.
   """
   unknown = [m for m in measures if m not in _MEASURES]
   if unknown or not measures:
     raise UserError(f"measures={list(measures)}: choose one or more of {', '.join(SUITE)}.")
-  if not 1 <= num_resamples <= MAX_RESAMPLES:
-    raise UserError(
-      f"num_resamples={num_resamples} is not allowed: use 1-{MAX_RESAMPLES} bootstrap resamples."
-    )
+  checks.num_resamples(num_resamples)
   if not 0.0 < confidence < 1.0:
     raise UserError(f"confidence={confidence} must lie in (0, 1), e.g. 0.95 for a 95% interval.")
   if seed < 0:
