@@ -266,7 +266,8 @@ def test_measures_of_two_hand_computed_cases():
   three = (np.tile([[0.8, 0.1, 0.1]], (10, 1)), np.array([0] * 7 + [2] * 3))
   expected_three = {"ece": 0.1, "adaptive_ece": 0.1, "classwise_ece": 0.4 / 3, "rms_ce": 0.1}
   for (p, y), want in [((probs, labels), expected), (three, expected_three)]:
-    got = calibration.summary(y, probs=p)
+    got = calibration.measures(y, probs=p, names=calibration.SUITE)
+    assert got["ece"] == pytest.approx(calibration.summary(y, probs=p)["ece"], abs=1e-6)
     for name, value in want.items():
       assert got[name] == pytest.approx(value, abs=1e-6), name
     for num_bins in (2, 15):  # Constant confidences within each group: any bins agree.
@@ -279,8 +280,9 @@ def test_calibrated_predictions_measure_near_zero_and_over_confident_ones_do_not
   rng = np.random.RandomState(0)
   logits = rng.normal(0, 2, (40_000, 5))
   labels = sample_labels(softmax(logits), rng)  # Drawn from the model's own beliefs.
-  calibrated = calibration.summary(labels, logits=logits)
-  over_confident = calibration.summary(labels, logits=3.0 * logits)
+  calibrated = calibration.measures(labels, logits=logits)
+  over_confident = calibration.measures(labels, logits=3.0 * logits)
+  assert list(calibrated) == ["adaptive_ece", "classwise_ece", "rms_ce"]
   for name in ("adaptive_ece", "classwise_ece", "rms_ce"):
     assert calibrated[name] < 0.01, name
     assert over_confident[name] > 0.05, name  # ECE 0.22 there.
@@ -367,7 +369,7 @@ def test_bootstrap_interval_holds_the_estimate_and_narrows_with_more_examples():
   [
     ({"num_resamples": 0}, "num_resamples=0"),
     ({"confidence": 1.0}, "confidence=1.0"),
-    ({"measures": ("ece", "brier")}, "ece, adaptive_ece, classwise_ece, rms_ce"),
+    ({"names": ("ece", "brier")}, "ece, adaptive_ece, classwise_ece, rms_ce"),
     ({"seed": -1}, "seed=-1"),
     ({"num_bins": 0}, "num_bins=0"),
   ],

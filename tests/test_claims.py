@@ -92,7 +92,7 @@ def test_calibration_columns_are_the_measures_of_the_saved_logits(tmp_path):
   assert set(columns) == set(results.CALIBRATION) and columns["ts_num_classes"] == 4
   logits, labels = run.load_logits("test")
   for scaled, t in (("", 1.0), ("_scaled", columns["ts_temperature"])):
-    expected = measures.summary(labels, logits=logits / t)
+    expected = measures.measures(labels, logits=logits / t)
     for m in results.MEASURES:
       assert columns[f"ts_test_{m}{scaled}"] == pytest.approx(expected[m], abs=1e-9), m
   assert columns["ts_test_classwise_ece_scaled"] < columns["ts_test_classwise_ece"]

@@ -9,6 +9,7 @@ calibration error), each with a bootstrap interval over the examples (`bootstrap
 """
 
 import dataclasses
+import functools
 from typing import Dict, Sequence
 
 import keras
@@ -164,23 +165,28 @@ def _adaptive_features(labels, logits, num_bins):
 
 
 def _adaptive_ece(hits, top_log_probs, num_bins):
-  return _tfp_adaptive_ece(tf.constant(hits.T), tf.constant(top_log_probs.T), num_bins).numpy()
+  return _tfp_adaptive_ece(num_bins)(hits.T, top_log_probs.T).numpy()
 
 
-@tf.function(reduce_retracing=True)
-def _tfp_adaptive_ece(hits, top_log_probs, num_bins):
-  """The equal-mass ECE (tfp's) of each column of hits and log-probabilities [N, R]: float64 [R].
+@functools.lru_cache(maxsize=None)
+def _tfp_adaptive_ece(num_bins: int):
+  """The equal-mass ECE (tfp's) of each column of hits and log-probabilities [N, R]: [R].
 
-  In a tf.function because eagerly tfp's `tf.vectorized_map` is rebuilt on every call
-  (about 0.1 s each: most of a bootstrap's time); traced once per num_bins.
+  A tf.function, traced once per num_bins for every N and R: eagerly, tfp rebuilds its
+  `tf.vectorized_map` on every call (about 0.1 s, most of a bootstrap's time).
   """
-  return tfp.stats.expected_calibration_error_quantiles(
-    hit=hits,
-    pred_log_prob=top_log_probs,
-    num_buckets=num_bins,
-    axis=0,
-    log_space_buckets=True,  # The same buckets (quantiles commute with log), without exp().
-  )[0]
+
+  def ece(hits, top_log_probs):
+    return tfp.stats.expected_calibration_error_quantiles(
+      hit=hits,
+      pred_log_prob=top_log_probs,
+      num_buckets=num_bins,
+      axis=0,
+      log_space_buckets=True,  # The same buckets (quantiles commute with log), without exp().
+    )[0]
+
+  signature = [tf.TensorSpec([None, None], tf.bool), tf.TensorSpec([None, None], tf.float64)]
+  return tf.function(ece, input_signature=signature)
 
 
 _MEASURES = {  # name: (features, statistic)
@@ -189,7 +195,8 @@ _MEASURES = {  # name: (features, statistic)
   "classwise_ece": (_classwise_features, _classwise_ece),
   "rms_ce": (_top1_features, _rms_calibration_error),
 }
-SUITE = tuple(_MEASURES)  # The calibration measures `summary` and `bootstrap_intervals` give.
+SUITE = tuple(_MEASURES)  # The calibration measures `measures` and `bootstrap_intervals` give.
+LATER = SUITE[1:]  # Those later work reports beside the paper's ECE-15.
 NAMES = {
   "ece": "ECE-15",
   "adaptive_ece": "adaptive ECE",
@@ -294,6 +301,42 @@ def rms_calibration_error(labels, logits=None, probs=None, num_bins: int = DEFAU
   return _measure("rms_ce", labels, logits, probs, num_bins)
 
 
+def measures(
+  labels, logits=None, probs=None, num_bins: int = DEFAULT_BINS, names: Sequence[str] = LATER
+) -> Dict[str, float]:
+  """Calibration measures of one set of predictions: by default those beside ECE-15 in later work.
+
+  Adaptive ECE, classwise ECE and RMS calibration error (see `adaptive_calibration_error`,
+  `classwise_calibration_error`, `rms_calibration_error`), the companions of `summary`'s
+  ECE and MCE; "ece" (from its bins, equal to `expected_calibration_error`) on request.
+  Apart from `summary` because training reports `summary` every epoch and needs none of
+  these. Intervals: `bootstrap_intervals`.
+
+  Args:
+    labels: integer class indices [N] or [N, 1] (e.g. int64), or one-hot [N, K].
+    logits: float raw scores [N, K] (finite; rows that are probabilities are refused); or
+      instead
+    probs: float probabilities [N, K] in [0, 1], rows summing to 1.
+    num_bins: every measure's bins (default 15).
+    names: names from SUITE (default LATER: adaptive_ece, classwise_ece, rms_ce).
+
+  Returns:
+    {name: the measure as a Python float, a fraction in [0, 1]}, in the order of `names`.
+
+  Raises:
+    UserError: as `expected_calibration_error`, or an unknown name.
+  """
+  _check_names(names)
+  checks.num_bins(num_bins)
+  logits, labels = checks.predictions(labels, logits, probs)
+  return {m: _on_data(m, labels, logits, num_bins) for m in names}
+
+
+def _check_names(names: Sequence[str]) -> None:
+  if not names or any(m not in _MEASURES for m in names):
+    raise UserError(f"measures {list(names)}: choose one or more of {', '.join(SUITE)}.")
+
+
 DEFAULT_RESAMPLES = 200  # The SUITE on 10,000 examples of 10 classes: about 1.5 s of CPU.
 DEFAULT_CONFIDENCE = 0.95
 _GATHERED = 1 << 21  # Values gathered per bootstrap step: 16 MiB of float64 or int64.
@@ -339,7 +382,7 @@ def bootstrap_intervals(
   logits=None,
   probs=None,
   *,
-  measures: Sequence[str] = SUITE,
+  names: Sequence[str] = SUITE,
   num_bins: int = DEFAULT_BINS,
   num_resamples: int = DEFAULT_RESAMPLES,
   confidence: float = DEFAULT_CONFIDENCE,
@@ -361,24 +404,22 @@ def bootstrap_intervals(
     logits: float raw scores [N, K] (finite; rows that are probabilities are refused); or
       instead
     probs: float probabilities [N, K] in [0, 1], rows summing to 1.
-    measures: names from SUITE: "ece" (`expected_calibration_error`, here from its bins),
-      "adaptive_ece", "classwise_ece", "rms_ce" (the functions of those names).
+    names: the measures, from SUITE: "ece" (`expected_calibration_error`, here from its
+      bins), "adaptive_ece", "classwise_ece", "rms_ce" (see `measures`).
     num_bins: the measures' bins (default 15).
     num_resamples: resamples, 1-`checks.MAX_RESAMPLES` (default DEFAULT_RESAMPLES).
     confidence: the interval's nominal coverage, in (0, 1) (default 0.95).
     seed: a non-negative integer; the same seed gives the same resamples.
 
   Returns:
-    {measure name: `Interval`}, in the order of `measures`.
+    {name: `Interval`}, in the order of `names`.
 
   Raises:
     UserError: bad labels, logits or probabilities (see `ls_keras.core.checks`); an unknown
       measure; num_bins outside 1-1000, num_resamples outside 1-100000, confidence
       outside (0, 1) or a negative seed.
   """
-  unknown = [m for m in measures if m not in _MEASURES]
-  if unknown or not measures:
-    raise UserError(f"measures={list(measures)}: choose one or more of {', '.join(SUITE)}.")
+  _check_names(names)
   checks.num_resamples(num_resamples)
   if not 0.0 < confidence < 1.0:
     raise UserError(f"confidence={confidence} must lie in (0, 1), e.g. 0.95 for a 95% interval.")
@@ -389,7 +430,7 @@ def bootstrap_intervals(
   n, k = logits.shape
   tail = (1.0 - confidence) / 2.0
   out = {}
-  for m in measures:
+  for m in names:
     features, statistic = _MEASURES[m]
     data = features(labels, logits, num_bins)
     # Resamples per step: a bounded number of gathered values (tfp's adaptive ECE compares
@@ -408,12 +449,10 @@ def bootstrap_intervals(
 
 
 def summary(labels, logits=None, probs=None, num_bins: int = DEFAULT_BINS) -> Dict[str, float]:
-  """Accuracy, NLL, Brier score, ECE, MCE and the later calibration measures (paper Section 3).
+  """Accuracy, NLL, Brier score, ECE and MCE of one set of predictions (paper Section 3).
 
   The measures the paper and Guo et al. 2017 compare calibration by; MCE, the largest
-  bin gap, is Naeini et al. 2015's; beside them adaptive ECE, classwise ECE and RMS
-  calibration error (see `adaptive_calibration_error`, `classwise_calibration_error`,
-  `rms_calibration_error`), on the same number of bins. Intervals: `bootstrap_intervals`.
+  bin gap, is Naeini et al. 2015's. Later work's measures beside ECE: `measures`.
 
   Args:
     labels: integer class indices [N] or [N, 1] (e.g. int64), or one-hot [N, K].
@@ -425,8 +464,7 @@ def summary(labels, logits=None, probs=None, num_bins: int = DEFAULT_BINS) -> Di
   Returns:
     Python floats: accuracy (fraction); nll (nats per example); brier (sum over classes
     of squared probability errors, mean over examples, in [0, 2]); ece and mce (fractions:
-    the weighted mean and the largest bin gap); adaptive_ece, classwise_ece and rms_ce
-    (fractions); and num_examples, an int.
+    the weighted mean and the largest bin gap); and num_examples, an int.
 
   Raises:
     UserError: as `expected_calibration_error`.
@@ -444,7 +482,6 @@ def summary(labels, logits=None, probs=None, num_bins: int = DEFAULT_BINS) -> Di
     "brier": float(np.mean(np.sum((probs - one_hot) ** 2, axis=-1))),
     "ece": expected_calibration_error(labels, logits=logits, num_bins=num_bins),
     "mce": float(gaps[filled].max()) if filled.any() else 0.0,
-    **{m: _on_data(m, labels, logits, num_bins) for m in SUITE if m != "ece"},
     "num_examples": int(len(labels)),
   }
 

@@ -53,8 +53,7 @@ def calibrate_run(
     "split": "test",
     "temperature": scaling.temperature,
     "temperature_at_bound": scaling.temperature.at_bound,
-    "uncalibrated": scaling.before,
-    "temperature_scaled": scaling.after,
+    **_with_measures(scaling, test_labels, test_logits, num_bins),
     "bins": calibration.bin_statistics(test_labels, logits=test_logits, num_bins=num_bins),
     "bins_temperature_scaled": calibration.bin_statistics(
       test_labels, logits=test_logits / scaling.temperature, num_bins=num_bins
@@ -114,6 +113,20 @@ def write_run(run: workdir_lib.Workdir, result: dict, test_logits: np.ndarray) -
   workdir_lib.atomic_write_bytes(run.file("reliability.png"), png)
   with tf.summary.create_file_writer(run.file("tb", "calibration")).as_default(step=0):
     tf.summary.image("reliability_diagram", tf.image.decode_png(png)[tf.newaxis], step=0)
+
+
+def _with_measures(scaling, labels, logits, num_bins: int) -> dict:
+  """Before and after T: `summary` and `calibration.measures` of the test logits (and / T).
+
+  Returns {"uncalibrated": ..., "temperature_scaled": ...}, each one dict of floats.
+  """
+  return {
+    key: {**found, **calibration.measures(labels, logits / t, num_bins=num_bins)}
+    for key, found, t in (
+      ("uncalibrated", scaling.before, 1.0),
+      ("temperature_scaled", scaling.after, scaling.temperature),
+    )
+  }
 
 
 def intervals(labels, logits, scaling, num_bins: int, num_resamples: int) -> dict:
@@ -374,8 +387,7 @@ def calibrate_model_file(
     "fit_split": "validation",
     "temperature": t,
     "temperature_at_bound": t.at_bound,
-    "uncalibrated": scaling.before,
-    "temperature_scaled": scaling.after,
+    **_with_measures(scaling, test_labels, test_logits, num_bins),
     "bins": bins,
     "bins_temperature_scaled": scaled_bins,
     "selective": selective,
