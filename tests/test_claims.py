@@ -89,7 +89,7 @@ def test_calibration_columns_are_the_measures_of_the_saved_logits(tmp_path):
 
   run = fake_run(tmp_path / "run", alpha=0.0, temperature=2.0, n=600, classes=4)
   columns = results.calibrate(run.path)
-  assert set(columns) == set(results.CALIBRATION) and columns["ts_num_classes"] == 4
+  assert set(results.CALIBRATION) <= set(columns) and columns["ts_num_classes"] == 4
   logits, labels = run.load_logits("test")
   for scaled, t in (("", 1.0), ("_scaled", columns["ts_temperature"])):
     expected = measures.measures(labels, logits=logits / t)
