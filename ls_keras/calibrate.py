@@ -1,8 +1,9 @@
 """Calibration of trained runs: `python -m ls_keras.calibrate --workdir=RUN [--workdir=RUN ...]`.
 
 Writes calibration.json and reliability.png into each run (and the diagram into its
-TensorBoard), plus a joint reliability diagram and a Table 3 in --output_dir. Or of a model
-trained anywhere: `--model_file=PATH.keras --dataset=NAME [--data_dir=DIR]` evaluates it on
+TensorBoard), plus a joint reliability diagram and a Table 3 in --output_dir: ECE-15, adaptive
+ECE, classwise ECE and RMS calibration error, with bootstrap intervals. Or of a model trained
+anywhere: `--model_file=PATH.keras --dataset=NAME [--data_dir=DIR]` evaluates it on
 the data set's validation and test splits and writes the same into --output_dir.
 """
 
@@ -12,7 +13,7 @@ from absl import flags
 
 from ls_keras import cli
 from ls_keras.core import workdir as workdir_lib
-from ls_keras.core.checks import MAX_BINS
+from ls_keras.core.checks import MAX_BINS, MAX_RESAMPLES
 from ls_keras.core.errors import UserError
 
 
@@ -27,6 +28,13 @@ def define_flags(flag_values: flags.FlagValues) -> None:
     "num_bins",
     15,
     f"Equal-width confidence bins for ECE, 1-{MAX_BINS} (the paper: 15).",
+    **fv,
+  )
+  flags.DEFINE_integer(
+    "num_resamples",
+    200,
+    f"Bootstrap resamples of the test examples for the 95% intervals of ECE, adaptive ECE, "
+    f"classwise ECE and RMS calibration error, 0-{MAX_RESAMPLES} (0: no intervals).",
     **fv,
   )
 
@@ -156,10 +164,14 @@ def main(flag_values: flags.FlagValues) -> None:
       trust_saved_model=flag_values.trust_saved_model,
       validation_size=flag_values.validation_size,
       eval_examples=flag_values.eval_examples,
+      num_resamples=flag_values.num_resamples,
     )
   else:
     summary = calibration_report.calibrate_runs(
-      flag_values.workdir, flag_values.output_dir, flag_values.num_bins
+      flag_values.workdir,
+      flag_values.output_dir,
+      flag_values.num_bins,
+      flag_values.num_resamples,
     )
   print(summary["table"])
   for warning in summary["warnings"]:

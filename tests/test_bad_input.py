@@ -327,6 +327,9 @@ CASES = {
   "calibrate 0 bins": Case(
     "calibrate", "missing", OUT + ("--workdir={run}", "--num_bins=0"), "--num_bins=0"
   ),
+  "calibrate negative resamples": Case(
+    "calibrate", "missing", OUT + ("--workdir={run}", "--num_resamples=-1"), "--num_resamples=-1"
+  ),
   "calibrate output is a file": Case(
     "calibrate", "file", ("--workdir={run}", "--output_dir={target}"), "is a file"
   ),

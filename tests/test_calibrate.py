@@ -46,6 +46,44 @@ def test_writes_json_png_and_table3(runs):
     assert 0 <= found["eaurc"] < found["aurc"] and found["num_examples"] == 2000
 
 
+def test_table3_shows_the_measure_suite_with_bootstrap_intervals(runs):
+  """Each run's ECE-15, adaptive ECE, classwise ECE and RMS calibration error, as trained and
+  temperature scaled, each 'value [low, high]': the values of calibration.json, the
+  over-confident baseline's intervals holding their values and separated by scaling."""
+  baseline, _, out, _ = runs
+  table = (out / "table3.md").read_text()
+  assert "| ECE-15 | adaptive ECE | classwise ECE | RMS calibration error |" in table
+  assert "95% bootstrap percentile interval over test examples, 200 resamples" in table
+  base = json.load(open(baseline.file("calibration.json")))
+  number = r"(\d\.\d{4})"
+  cell = re.compile(rf" {number} \[{number}, {number}\] ")
+  for key, label in (("uncalibrated", "as trained"), ("temperature_scaled", "temperature scaled")):
+    row = re.search(rf"\| base \(alpha 0\) \| {label}[^|]* \|(.*)\|", table).group(1)
+    cells = [cell.fullmatch(c).groups() for c in row.split("|")]
+    for (value, low, high), name in zip(cells, ("ece", "adaptive_ece", "classwise_ece", "rms_ce")):
+      interval = base["intervals"][key][name]
+      assert float(value) == pytest.approx(base[key][name], abs=1e-4), name
+      assert (float(low), float(high)) == pytest.approx(
+        (interval["low"], interval["high"]), abs=1e-4
+      )
+  before, after = base["intervals"]["uncalibrated"], base["intervals"]["temperature_scaled"]
+  for name in ("ece", "adaptive_ece", "classwise_ece", "rms_ce"):
+    assert before[name]["low"] <= before[name]["estimate"] <= before[name]["high"], name
+    assert after[name]["high"] < before[name]["low"], name  # T = 2 undone: clearly better.
+  summary = json.load(open(out / "calibration.json"))
+  assert summary["runs"][0]["intervals"] == base["intervals"]
+
+
+def test_no_intervals_with_zero_resamples(tmp_path):
+  run = fake_run(tmp_path / "run", alpha=0.0, n=300)
+  out = tmp_path / "out"
+  result = invoke("calibrate", f"--workdir={run.path}", f"--output_dir={out}", "--num_resamples=0")
+  assert result.code == 0, result.err[-3000:]
+  row = re.search(r"\| run \(alpha 0\) \| as trained \|(.*)\|", result.out).group(1)
+  assert "[" not in row and len(row.split("|")) == 4
+  assert "intervals" not in json.load(open(run.file("calibration.json")))
+
+
 def test_reliability_diagram_goes_into_tensorboard(runs):
   from tensorboard.backend.event_processing import event_accumulator
 
@@ -132,7 +170,9 @@ def test_a_perfect_fit_prints_a_warning_for_a_temperature_at_its_bound(tmp_path)
   run = fake_run(tmp_path / "run", alpha=0.0)
   labels = np.arange(300) % 10
   run.save_logits("validation", np.eye(10)[labels] * 20.0, labels)
-  result = invoke("calibrate", f"--workdir={run.path}", f"--output_dir={tmp_path / 'out'}")
+  result = invoke(
+    "calibrate", f"--workdir={run.path}", f"--output_dir={tmp_path / 'out'}", "--num_resamples=0"
+  )
   assert result.code == 0, result.err[-3000:]
   assert "Warning: " in result.out and "classified perfectly" in result.out
   record = json.load(open(workdir.Workdir(run.path).file("calibration.json")))

@@ -81,6 +81,23 @@ def test_rows_are_selected_by_field_in_seed_order_and_survive_a_round_trip(tmp_p
   assert len(lines) == 15 and json.loads(lines[0])["curve"] == "teacher"  # JSON Lines.
 
 
+def test_calibration_columns_are_the_measures_of_the_saved_logits(tmp_path):
+  """Each run's measures before and after temperature scaling, as `calibration` computes them
+  from its test logits (and those divided by the T fitted on validation)."""
+  from conftest import fake_run
+  from ls_keras import calibration as measures
+
+  run = fake_run(tmp_path / "run", alpha=0.0, temperature=2.0, n=600, classes=4)
+  columns = results.calibrate(run.path)
+  assert set(results.CALIBRATION) <= set(columns) and columns["ts_num_classes"] == 4
+  logits, labels = run.load_logits("test")
+  for scaled, t in (("", 1.0), ("_scaled", columns["ts_temperature"])):
+    expected = measures.measures(labels, logits=logits / t)
+    for m in results.MEASURES:
+      assert columns[f"ts_test_{m}{scaled}"] == pytest.approx(expected[m], abs=1e-9), m
+  assert columns["ts_test_classwise_ece_scaled"] < columns["ts_test_classwise_ece"]
+
+
 def test_the_table_loads_in_pandas(tmp_path):
   pandas = pytest.importorskip("pandas")  # Not a dependency; the format is JSON Lines.
   path = str(tmp_path / results.FILE)
@@ -150,12 +167,14 @@ def test_calibration_rule(smoothed, outcome):
   assert improvement.rule in verdict.rule
 
 
-def test_calibration_claim_chooses_alpha_on_validation(tmp_path, monkeypatch):
-  drawn = []
-  monkeypatch.setattr(calibration, "_reliability", lambda workdirs, out: drawn.append(workdirs))
+def _calibration_columns(classwise_ls=0.004):
+  """Calibration columns of teachers at alpha 0, 0.05 and 0.1: LS at 0.05 calibrates like
+  temperature scaling under every measure but classwise ECE, where it reaches `classwise_ls`
+  against the scaled baseline's 0.004 (10 classes: margin 2 x 0.015 / 10 = 0.003)."""
 
   def columns(alpha, i):
     ece = {0.0: 0.10, 0.05: 0.025, 0.1: 0.06}[alpha] + NOISE[i] / 10
+    classwise = {0.0: 0.02, 0.05: classwise_ls, 0.1: 0.012}[alpha] + NOISE[i] / 100
     return {
       "ts_temperature": 1.8 if alpha == 0 else 1.0,
       "ts_test_accuracy": 0.8,
@@ -163,14 +182,33 @@ def test_calibration_claim_chooses_alpha_on_validation(tmp_path, monkeypatch):
       "ts_test_ece": ece,
       "ts_test_ece_scaled": 0.02 + NOISE[i] / 10,
       "ts_validation_ece": ece,
+      "ts_test_adaptive_ece": ece + 0.005,
+      "ts_test_adaptive_ece_scaled": 0.025 + NOISE[i] / 10,
+      "ts_test_rms_ce": 1.2 * ece,
+      "ts_test_rms_ce_scaled": 0.024 + NOISE[i] / 10,
+      "ts_test_classwise_ece": classwise,
+      "ts_test_classwise_ece_scaled": 0.004 + NOISE[i] / 100,
+      "ts_num_classes": 10,
     }
 
+  return columns
+
+
+def test_calibration_claim_chooses_alpha_on_validation(tmp_path, monkeypatch):
+  drawn = []
+  monkeypatch.setattr(calibration, "_reliability", lambda workdirs, out: drawn.append(workdirs))
+  columns = _calibration_columns()
   table = results.Table(_teachers(str(tmp_path), lambda a, i: 0.8, columns))
   result = calibration.evaluate(table, PRESET, str(tmp_path))
   assert result.data["best_alpha"] == 0.05 and result.verdict.outcome == HELD
   assert result.data["over_confidence"]["reached"]  # T 1.8, ECE 5x the scaled one.
   assert drawn == [[str(tmp_path / "teacher_0_s0"), str(tmp_path / "teacher_0.05_s0")]]
   assert "0.05 (best on validation)" in result.ours
+  assert result.data["measures"] == dict.fromkeys(calibration.MEASURES, HELD)
+  same = "Same verdict under adaptive ECE, classwise ECE and RMS calibration error"
+  assert same in result.verdict.rule and same in result.ours
+  assert "| classwise ECE | 0.0200 | 0.0040 | 0.0040 |" in result.ours
+  assert "margin 2 x 0.015 / 10 classes = 0.0030" in result.verdict.rule
   assert "online LS" not in result.ours  # None ran.
   # The other calibrating losses, as rows beside LS and temperature scaling.
   more = [
@@ -188,6 +226,47 @@ def test_calibration_claim_chooses_alpha_on_validation(tmp_path, monkeypatch):
     "lowest first: focal loss (gamma 3) 0.012, temperature scaling 0.020, LS alpha 0.05 0.025, "
     "online LS (mix 0.5) 0.030, the baseline 0.100." in result.ours
   )
+
+
+def test_calibration_verdict_says_which_measure_disagrees_and_how(tmp_path, monkeypatch):
+  """Classwise ECE of LS 0.009 against temperature scaling's 0.004: 0.005 apart, beyond its
+  margin 0.003, while ECE-15 (0.005 apart, margin 0.015) held."""
+  monkeypatch.setattr(calibration, "_reliability", lambda workdirs, out: None)
+  columns = _calibration_columns(classwise_ls=0.009)
+  table = results.Table(_teachers(str(tmp_path), lambda a, i: 0.8, columns))
+  result = calibration.evaluate(table, PRESET, str(tmp_path))
+  assert result.verdict.outcome == HELD  # The paper's measure decides the verdict.
+  assert result.data["measures"] == {
+    "adaptive_ece": HELD,
+    "classwise_ece": NOT_HELD,
+    "rms_ce": HELD,
+  }
+  sentence = result.data["across_measures"]
+  assert sentence.startswith("The answer changes with the measure: ECE-15 held, but under ")
+  assert "classwise ECE it did not hold (test classwise ECE of LS (alpha 0.05) minus that of " in (
+    sentence
+  )
+  assert "baseline 0.005 [" in sentence and "same verdict under adaptive ECE and RMS" in sentence
+  assert "minus that of LS" not in sentence  # Only the part that differs is named.
+  assert sentence in result.verdict.rule
+
+
+def test_across_measures_on_judged_numbers():
+  base, scaled = 0.10 + NOISE / 10, 0.02 + NOISE / 10
+  held = calibration.judge(base, scaled, 0.03 + NOISE[::-1] / 10, 0.1)
+  worse = calibration.judge(base, scaled, 0.12 + NOISE[::-1] / 10, 0.1, "RMS", 0.015)
+  unsure = calibration.judge(base, scaled, 0.02 + 0.015 + NOISE[::-1] / 10, 0.1, "adaptive ECE")
+  assert [j[0].outcome for j in (held, worse, unsure)] == [HELD, NOT_HELD, INCONCLUSIVE]
+  assert calibration.across_measures(held, {"A": held, "B": held}) == (
+    "Same verdict under A and B: the answer does not change with the measure"
+  )
+  text = calibration.across_measures(held, {"RMS": worse, "adaptive ECE": unsure})
+  assert text.startswith("The answer changes with the measure: ECE-15 held, but under RMS it ")
+  assert "RMS it did not hold (test RMS of the baseline minus that of LS (alpha 0.1) " in text
+  assert "under adaptive ECE it is inconclusive (test adaptive ECE of LS" in text
+  assert "same verdict" not in text
+  assert calibration.margin("classwise_ece", 100) == pytest.approx(0.0003)
+  assert calibration.margin("rms_ce", 100) == calibration.CALIBRATION_MARGIN
 
 
 def test_over_confidence_rule_prints_its_thresholds():

@@ -1,10 +1,13 @@
 """Calibration of finished runs (Table 3, Figure 2), from their saved logits: nothing is retrained.
 
 Temperature is fitted on each run's validation logits and every number is reported on its
-test logits, so the fit never sees the data it is judged on.
+test logits, so the fit never sees the data it is judged on. Beside the paper's ECE-15,
+adaptive ECE, classwise ECE and RMS calibration error, with bootstrap intervals over the
+test examples (`ls_keras.calibration.bootstrap_intervals`).
 """
 
 import collections
+import dataclasses
 import os
 from typing import Dict, List, Sequence
 
@@ -18,12 +21,18 @@ from ls_keras.core.errors import UserError
 
 
 def calibrate_run(
-  run: workdir_lib.Workdir, num_bins: int = calibration.DEFAULT_BINS, write: bool = True
+  run: workdir_lib.Workdir,
+  num_bins: int = calibration.DEFAULT_BINS,
+  write: bool = True,
+  num_resamples: int = 0,
 ) -> dict:
   """Metrics of one run before and after temperature scaling, and the bins (calibration.json).
 
-  With `write`, also writes calibration.json, reliability.png and a TensorBoard image
-  into the run; `calibrate_runs` computes every run first and writes only then.
+  With `num_resamples` > 0, also "intervals": bootstrap intervals of the calibration
+  measures (`calibration.SUITE`) on the test split before and after temperature scaling
+  (the same resamples; T held fixed). With `write`, also writes calibration.json,
+  reliability.png and a TensorBoard image into the run; `calibrate_runs` computes every
+  run first and writes only then.
   """
   val_logits, val_labels = run.load_logits("validation")
   test_logits, test_labels = run.load_logits("test")
@@ -44,14 +53,15 @@ def calibrate_run(
     "split": "test",
     "temperature": scaling.temperature,
     "temperature_at_bound": scaling.temperature.at_bound,
-    "uncalibrated": scaling.before,
-    "temperature_scaled": scaling.after,
+    **_with_measures(scaling, test_labels, test_logits, num_bins),
     "bins": calibration.bin_statistics(test_labels, logits=test_logits, num_bins=num_bins),
     "bins_temperature_scaled": calibration.bin_statistics(
       test_labels, logits=test_logits / scaling.temperature, num_bins=num_bins
     ),
     "selective": selective_result(val_labels, val_logits, test_labels, test_logits),
   }
+  if num_resamples:
+    result["intervals"] = intervals(test_labels, test_logits, scaling, num_bins, num_resamples)
   if write:
     write_run(run, result, test_logits)
   return result
@@ -105,6 +115,77 @@ def write_run(run: workdir_lib.Workdir, result: dict, test_logits: np.ndarray) -
     tf.summary.image("reliability_diagram", tf.image.decode_png(png)[tf.newaxis], step=0)
 
 
+def _with_measures(scaling, labels, logits, num_bins: int) -> dict:
+  """Before and after T: `summary` and `calibration.measures` of the test logits (and / T).
+
+  Returns {"uncalibrated": ..., "temperature_scaled": ...}, each one dict of floats.
+  """
+  return {
+    key: {**found, **calibration.measures(labels, logits / t, num_bins=num_bins)}
+    for key, found, t in (
+      ("uncalibrated", scaling.before, 1.0),
+      ("temperature_scaled", scaling.after, scaling.temperature),
+    )
+  }
+
+
+def intervals(labels, logits, scaling, num_bins: int, num_resamples: int) -> dict:
+  """{"uncalibrated", "temperature_scaled"}: each {measure: Interval as a dict} (JSON-able)."""
+  return {
+    key: {
+      name: dataclasses.asdict(interval)
+      for name, interval in calibration.bootstrap_intervals(
+        labels, scaled, num_bins=num_bins, num_resamples=num_resamples
+      ).items()
+    }
+    for key, scaled in (
+      ("uncalibrated", logits),
+      ("temperature_scaled", logits / scaling.temperature),
+    )
+  }
+
+
+def measures_table(rows: Sequence[tuple]) -> str:
+  """Markdown: the calibration measures of `rows` (name, result), each before and after T.
+
+  A result is what `calibrate_run` returns (or the same keys: temperature, uncalibrated,
+  temperature_scaled and optionally intervals); a cell is "value [95% interval]" when the
+  result has intervals, the value alone otherwise.
+  """
+  names = calibration.SUITE
+  header = " | ".join(calibration.NAMES[m] for m in names)
+  lines = [f"| run | predictions | {header} |", "| --- | --- |" + " --- |" * len(names)]
+  for name, result in rows:
+    for key, label in (
+      ("uncalibrated", "as trained"),
+      ("temperature_scaled", f"temperature scaled (T = {result['temperature']:.2f})"),
+    ):
+      found = result.get("intervals", {}).get(key, {})
+      cells = [
+        calibration.Interval(**found[m]).format(4) if m in found else f"{result[key][m]:.4f}"
+        for m in names
+      ]
+      lines.append(f"| {name} | {label} | {' | '.join(cells)} |")
+  return "\n".join(lines) + "\n"
+
+
+def _measures_note(results: Sequence[dict]) -> str:
+  first = results[0]
+  note = (
+    f"Calibration measures on the test split ({first['num_bins']} bins each: ECE-15 and RMS "
+    "calibration error over equal-width top-1 bins, adaptive ECE over equal-mass ones, "
+    "classwise ECE over equal-width bins of every class's probability, averaged over classes)"
+  )
+  if "intervals" in first:
+    interval = next(iter(first["intervals"]["uncalibrated"].values()))
+    note += (
+      f"; [{interval['confidence']:.0%} bootstrap percentile interval over test examples, "
+      f"{interval['num_resamples']} resamples, T held fixed; binned measures are biased "
+      "upwards, a resample's more, so near 0 an interval can lie above its value]"
+    )
+  return note + ":"
+
+
 def _confidences(logits: np.ndarray) -> np.ndarray:
   return numerics.softmax(logits).max(-1)
 
@@ -118,7 +199,11 @@ def _nan_to_none(value):
 
 
 def table3(results: Sequence[dict]) -> str:
-  """Markdown in the form of the paper's Table 3 (ECE, mean over seeds of each alpha)."""
+  """Markdown in the form of the paper's Table 3 (ECE, mean over seeds of each alpha).
+
+  Then every run's calibration measures before and after temperature scaling
+  (`measures_table`), with their intervals when `results` have them.
+  """
   by_alpha: Dict[float, List[dict]] = collections.defaultdict(list)
   for r in results:
     by_alpha[r["alpha"]].append(r)
@@ -157,14 +242,25 @@ def table3(results: Sequence[dict]) -> str:
       f"| {a:g} | {len(rs)} | {acc:.4f} | {nll:.4f} | {mean(rs, 'uncalibrated'):.4f} | "
       f"{mean(rs, 'temperature_scaled'):.4f} ({t:.2f}) |"
     )
-  return "\n".join(lines) + "\n"
+  rows = [
+    (f"{os.path.basename(os.path.normpath(r['workdir']))} (alpha {r['alpha']:g})", r)
+    for r in sorted(results, key=lambda r: r["alpha"])
+  ]
+  return "\n".join(lines) + "\n\n" + _measures_note(results) + "\n\n" + measures_table(rows)
 
 
 def calibrate_runs(
-  workdirs: Sequence[str], output_dir: str, num_bins: int = calibration.DEFAULT_BINS
+  workdirs: Sequence[str],
+  output_dir: str,
+  num_bins: int = calibration.DEFAULT_BINS,
+  num_resamples: int = calibration.DEFAULT_RESAMPLES,
 ) -> dict:
-  """Calibrates every run, then writes the joint reliability diagram and Table 3 to output_dir."""
+  """Calibrates every run, then writes the joint reliability diagram and Table 3 to output_dir.
+
+  `num_resamples` bootstrap resamples give each run's intervals (0: none).
+  """
   checks.num_bins(num_bins)
+  checks.num_resamples(num_resamples, allow_none=True)
   if not workdirs:
     raise UserError("give at least one --workdir of a finished training run.")
   workdir_lib.check_output_dir(output_dir)
@@ -174,9 +270,9 @@ def calibrate_runs(
     "calibration.json, reliability.png and tb/calibration",
     subfolders=("tb", os.path.join("tb", "calibration")),
   )
-  results = [
-    calibrate_run(run, num_bins, write=False) for run in runs
-  ]  # Every check before any write.
+  results = [  # Every check before any write.
+    calibrate_run(run, num_bins, write=False, num_resamples=num_resamples) for run in runs
+  ]
   os.makedirs(output_dir, exist_ok=True)
   series = {}
   for run, result in zip(runs, results):
@@ -201,7 +297,12 @@ def calibrate_runs(
   keys = ("workdir", "alpha", "temperature", "temperature_at_bound")
   summary = {
     "runs": [
-      {k: r[k] for k in (*keys, "uncalibrated", "temperature_scaled", "selective")} for r in results
+      {
+        k: r[k]
+        for k in (*keys, "uncalibrated", "temperature_scaled", "selective", "intervals")
+        if k in r
+      }
+      for r in results
     ],
     "table": table,
   }
@@ -225,6 +326,7 @@ def calibrate_model_file(
   trust_saved_model: bool = False,
   validation_size: int = 10000,
   eval_examples: int = 0,
+  num_resamples: int = calibration.DEFAULT_RESAMPLES,
 ) -> dict:
   """Calibration of a classifier trained anywhere, on a data set's validation and test splits.
 
@@ -233,7 +335,8 @@ def calibrate_model_file(
   of the train split), where T is fitted, and on the test split, where every number is
   reported: as for a workdir. Writes calibration.json (the numbers and the bins),
   reliability.png and table3.md into `output_dir`, never next to the model. The data is
-  read from `data_dir`, never prepared there.
+  read from `data_dir`, never prepared there. `num_resamples` bootstrap resamples of the
+  test examples give the calibration measures' intervals (0: none).
 
   Returns:
     The summary written to calibration.json, plus "table" and "warnings" (sentences, e.g. a
@@ -247,6 +350,7 @@ def calibrate_model_file(
   from ls_keras.models import model_file as model_file_lib
 
   checks.num_bins(num_bins)
+  checks.num_resamples(num_resamples, allow_none=True)
   if validation_size < 1 or eval_examples < 0:
     raise UserError(
       f"--validation_size={validation_size} must be >= 1 and --eval_examples={eval_examples} "
@@ -274,7 +378,6 @@ def calibrate_model_file(
   scaled_bins = calibration.bin_statistics(test_labels, logits=test_logits / t, num_bins=num_bins)
   name = model_file_lib.describe(model)
   selective = selective_result(val_labels, val_logits, test_labels, test_logits)
-  table = model_table(name, scaling) + "\n" + selective_table({name: [selective]})
   result = {
     "model_file": os.path.abspath(model_path),
     "logits": model.description,
@@ -284,13 +387,14 @@ def calibrate_model_file(
     "fit_split": "validation",
     "temperature": t,
     "temperature_at_bound": t.at_bound,
-    "uncalibrated": scaling.before,
-    "temperature_scaled": scaling.after,
+    **_with_measures(scaling, test_labels, test_logits, num_bins),
     "bins": bins,
     "bins_temperature_scaled": scaled_bins,
     "selective": selective,
-    "table": table,
   }
+  if num_resamples:
+    result["intervals"] = intervals(test_labels, test_logits, scaling, num_bins, num_resamples)
+  result["table"] = table = model_table(name, result) + "\n" + selective_table({name: [selective]})
   title = os.path.basename(os.path.normpath(model_path))
   series = {
     title: (bins, _confidences(test_logits)),
@@ -307,12 +411,17 @@ def calibrate_model_file(
   return result
 
 
-def model_table(name: str, scaling) -> str:
-  """Markdown in the form of Table 3's per-alpha rows, for one model (no alpha is known)."""
-  before, after = scaling.before, scaling.after
+def model_table(name: str, result: dict) -> str:
+  """Markdown in the form of Table 3's per-alpha rows, for one model (no alpha is known).
+
+  `result` holds temperature, uncalibrated, temperature_scaled, num_bins and optionally
+  intervals (as `calibrate_model_file` builds it); then its calibration measures.
+  """
+  before, after = result["uncalibrated"], result["temperature_scaled"]
   return (
     "| model | test accuracy | test NLL | test ECE | ECE after temperature scaling (T) |\n"
     "| --- | --- | --- | --- | --- |\n"
     f"| {name} | {before['accuracy']:.4f} | {before['nll']:.4f} | {before['ece']:.4f} | "
-    f"{after['ece']:.4f} ({scaling.temperature:.2f}) |\n"
+    f"{after['ece']:.4f} ({result['temperature']:.2f}) |\n\n"
+    f"{_measures_note([result])}\n\n{measures_table([(name, result)])}"
   )

@@ -3,10 +3,11 @@
 After the runs, `build` makes one `Table` from the plan's `Job`s and their metrics: per run
 its plan fields (name, kind, curve, key, seed, regime, alpha, T), its final metrics
 (accuracy, NLL and ECE on train, validation and test; gamma for a student), optionally its
-calibration from the saved logits (fitted T, test ECE before and after temperature scaling,
-validation ECE; selective classification: test AURC and the rest), and where its workdir,
-logits and history are. Analyses select rows by field (`table.one(curve="teacher", key=0.1,
-seed=2)`), never by building run names. The table is saved as JSON Lines (`results.jsonl`;
+calibration from the saved logits (fitted T, test ECE, adaptive ECE, classwise ECE and RMS
+calibration error before and after temperature scaling, validation ECE; selective
+classification: test AURC and the rest), and where its workdir, logits and history are.
+Analyses select rows by field (`table.one(curve="teacher", key=0.1, seed=2)`), never by
+building run names. The table is saved as JSON Lines (`results.jsonl`;
 `pandas.read_json(path, lines=True)` reads it).
 """
 
@@ -23,7 +24,10 @@ SPLITS = ("train", "validation", "test")
 METRICS = ("accuracy", "nll", "ece")
 # From the saved logits, as `ls_keras.calibrate` computes them (not metrics.json): fitted T,
 # the test split's accuracy, NLL and ECE before temperature scaling, its ECE after, and the
-# validation ECE (on which an LS alpha is chosen).
+# validation ECE (on which an LS alpha is chosen); then the later calibration measures
+# (adaptive ECE, classwise ECE, RMS calibration error) on test before and after scaling, and
+# the number of classes (classwise ECE's scale).
+MEASURES = ("adaptive_ece", "classwise_ece", "rms_ce")
 CALIBRATION = (
   "ts_temperature",
   "ts_test_accuracy",
@@ -31,6 +35,8 @@ CALIBRATION = (
   "ts_test_ece",
   "ts_test_ece_scaled",
   "ts_validation_ece",
+  *(f"ts_test_{m}{scaled}" for m in MEASURES for scaled in ("", "_scaled")),
+  "ts_num_classes",
 )
 # Selective classification on test from the same logits (`calibration.selective`, Xia et al.
 # 2025): AURC, E-AURC, risk at 80% coverage and coverage at 5% risk of the MSP
@@ -95,6 +101,9 @@ def calibrate(workdir: str) -> Dict[str, float]:
     "ts_test_ece": float(result["uncalibrated"]["ece"]),
     "ts_test_ece_scaled": float(result["temperature_scaled"]["ece"]),
     "ts_validation_ece": float(calibration.expected_calibration_error(labels, logits=logits)),
+    **{f"ts_test_{m}": float(result["uncalibrated"][m]) for m in MEASURES},
+    **{f"ts_test_{m}_scaled": float(result["temperature_scaled"][m]) for m in MEASURES},
+    "ts_num_classes": int(logits.shape[1]),
     **selective_columns(result["selective"]),
   }
 

@@ -3,11 +3,13 @@
 From the results table's calibration columns (temperature fitted on validation, every
 number on test; the LS alpha chosen on validation ECE): held if LS lowers the baseline's
 ECE and comes within CALIBRATION_MARGIN of the temperature-scaled baseline, both by rule.
+The same two rules are then applied to adaptive ECE, classwise ECE and RMS calibration
+error, and the verdict says whether its answer changes with the measure.
 """
 
 import dataclasses
 import os
-from typing import Sequence, Tuple
+from typing import Dict, Sequence, Tuple
 
 import numpy as np
 
@@ -24,25 +26,48 @@ PAPER = (
 )
 IMPROVEMENT = 0.0  # Baseline ECE minus LS ECE: held if entirely above.
 CALIBRATION_MARGIN = 0.015  # ECE within which LS calibrates "about as well as" temperature scaling.
+# The measures the verdict is checked under (results-table names: their names in the text).
+# ECE-15's margin serves the top-1 measures; classwise ECE, the mean over K classes of each
+# class's ECE, sees a top-1 gap g about CLASSWISE_SCALE * g / K times (once in the top
+# class's bins, once spread over the others'), so its margin is scaled alike.
+MEASURES = {
+  "adaptive_ece": "adaptive ECE",
+  "classwise_ece": "classwise ECE",
+  "rms_ce": "RMS calibration error",
+}
+CLASSWISE_SCALE = 2.0
+
+
+def margin(measure: str, num_classes: int) -> float:
+  """The "about as well as" margin of `measure` (a MEASURES key or "ece") for K classes."""
+  if measure == "classwise_ece":
+    return CALIBRATION_MARGIN * CLASSWISE_SCALE / num_classes
+  return CALIBRATION_MARGIN
 
 
 def judge(
-  baseline: Sequence[float], scaled: Sequence[float], smoothed: Sequence[float], alpha: float
+  baseline: Sequence[float],
+  scaled: Sequence[float],
+  smoothed: Sequence[float],
+  alpha: float,
+  measure: str = "ECE",
+  gap_margin: float = CALIBRATION_MARGIN,
 ) -> Tuple[verdicts.Verdict, verdicts.Verdict, verdicts.Verdict]:
-  """Per-seed test ECE of the baseline, the temperature-scaled baseline and LS at `alpha`.
+  """Per-seed test `measure` of the baseline, the temperature-scaled baseline and LS at `alpha`.
 
-  Returns (verdict, improvement, gap): held if both parts held, did not hold if either did
-  not, inconclusive otherwise.
+  Returns (verdict, improvement, gap): held if both parts held (LS below the baseline;
+  LS minus temperature scaling below `gap_margin`), did not hold if either did not,
+  inconclusive otherwise.
   """
   improvement = verdicts.above(
     verdicts.interval(np.subtract(baseline, smoothed)),
     IMPROVEMENT,
-    f"test ECE of the baseline minus that of LS (alpha {alpha:g})",
+    f"test {measure} of the baseline minus that of LS (alpha {alpha:g})",
   )
   gap = verdicts.below(
     verdicts.interval(np.subtract(smoothed, scaled)),
-    CALIBRATION_MARGIN,
-    f"test ECE of LS (alpha {alpha:g}) minus that of the temperature-scaled baseline",
+    gap_margin,
+    f"test {measure} of LS (alpha {alpha:g}) minus that of the temperature-scaled baseline",
   )
   verdict = dataclasses.replace(
     gap,
@@ -51,6 +76,46 @@ def judge(
     f"{gap.rule}. Did not hold if either did not.",
   )
   return verdict, improvement, gap
+
+
+Judged = Tuple[verdicts.Verdict, verdicts.Verdict, verdicts.Verdict]
+
+
+def across_measures(ece: Judged, others: Dict[str, Judged]) -> str:
+  """One sentence: whether `judge`'s answer on ECE is also its answer on each other measure.
+
+  `ece` and each value of `others` (keyed by the measure's name in words) are what `judge`
+  returned. Says "same verdict under ..." for those that agree, and for each that does not,
+  its outcome and the part(s) that differ from ECE's, with their estimates (no final full
+  stop: the report's rule line adds one).
+  """
+  same = [name for name, judged in others.items() if judged[0].outcome == ece[0].outcome]
+  differ = []
+  for name, judged in others.items():
+    if judged[0].outcome == ece[0].outcome:
+      continue
+    parts = [
+      f"{part.effect} {part.estimate.format(3)}: {part.outcome}"
+      for part, ece_part in zip(judged[1:], ece[1:])
+      if part.outcome != ece_part.outcome
+    ]
+    differ.append(f"under {name} it {_phrase(judged[0].outcome)} ({'; '.join(parts)})")
+  if not differ:
+    return f"Same verdict under {_listing(same)}: the answer does not change with the measure"
+  tail = f"; same verdict under {_listing(same)}" if same else ""
+  return (
+    f"The answer changes with the measure: ECE-15 {_phrase(ece[0].outcome)}, but "
+    f"{'; '.join(differ)}{tail}"
+  )
+
+
+def _phrase(outcome: str) -> str:
+  return {verdicts.HELD: "held", verdicts.NOT_HELD: "did not hold"}.get(outcome, "is inconclusive")
+
+
+def _listing(names: Sequence[str]) -> str:
+  names = list(names)
+  return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def best_alpha(table: Table) -> float:
@@ -70,8 +135,25 @@ def evaluate(table: Table, preset, report_dir: str) -> ClaimResult:
   def column(name, alpha):
     return table.column(name, curve="teacher", key=alpha)
 
-  verdict, improvement, gap = judge(
-    column("ts_test_ece", 0.0), column("ts_test_ece_scaled", 0.0), column("ts_test_ece", best), best
+  def judged(measure, name):
+    return judge(
+      column(f"ts_test_{measure}", 0.0),
+      column(f"ts_test_{measure}_scaled", 0.0),
+      column(f"ts_test_{measure}", best),
+      best,
+      name,
+      margin(measure, num_classes),
+    )
+
+  num_classes = int(column("ts_num_classes", 0.0)[0])
+  verdict, improvement, gap = judged("ece", "ECE")
+  by_measure = {name: judged(m, name) for m, name in MEASURES.items()}
+  sentence = across_measures((verdict, improvement, gap), by_measure)
+  verdict = dataclasses.replace(
+    verdict,
+    rule=f"{verdict.rule} The same two rules on {_listing(MEASURES.values())} (classwise "
+    f"margin {CLASSWISE_SCALE:g} x {CALIBRATION_MARGIN:g} / {num_classes} classes = "
+    f"{margin('classwise_ece', num_classes):.4f}): {sentence}",
   )
 
   def row(label, curve, key):
@@ -107,6 +189,19 @@ def evaluate(table: Table, preset, report_dir: str) -> ClaimResult:
       for label, curve, key in others
     },
   }
+  measures = [
+    "| measure (test) | baseline | temperature scaling | LS (alpha "
+    f"{best:g}) | LS minus temperature scaling [95% CI over seeds] | margin | verdict |",
+    "| --- | --- | --- | --- | --- | --- | --- |",
+  ]
+  for m, name in {"ece": "ECE-15", **MEASURES}.items():
+    v, _, g = (verdict, improvement, gap) if m == "ece" else by_measure[name]
+    measures.append(
+      f"| {name} | {np.mean(column(f'ts_test_{m}', 0.0)):.4f} | "
+      f"{np.mean(column(f'ts_test_{m}_scaled', 0.0)):.4f} | "
+      f"{np.mean(column(f'ts_test_{m}', best)):.4f} | {g.estimate.format(4)} | "
+      f"{margin(m, num_classes):.4f} | {v.outcome} |"
+    )
   reached = regimes.over_confidence(table)
   first = table.seeds(curve="teacher")[0]
   _reliability(
@@ -120,6 +215,9 @@ def evaluate(table: Table, preset, report_dir: str) -> ClaimResult:
     + ".\n\n"
     + "\n".join(rows)
     + f"\n\nMean test ECE, lowest first: {common.ranking(compared)}."
+    + "\n\nThe same comparison under the calibration measures of later work (means over "
+    "seeds; adaptive ECE: equal-mass bins; classwise ECE: every class's probability, Kull et "
+    f"al. 2019; RMS: root mean square of the bin gaps): {sentence}.\n\n" + "\n".join(measures)
   )
   return ClaimResult(
     NUMBER,
@@ -134,6 +232,8 @@ def evaluate(table: Table, preset, report_dir: str) -> ClaimResult:
       "best_alpha": best,
       "over_confidence": {k: v for k, v in reached.items() if k != "text"},
       "test_ece": compared,
+      "measures": {m: by_measure[name][0].outcome for m, name in MEASURES.items()},
+      "across_measures": sentence,
     },
   )
 
