@@ -50,7 +50,7 @@ def define_flags(flag_values: flags.FlagValues) -> None:
     "tsne_examples",
     2000,
     "With --tsne: the most validation examples embedded, a stratified subsample (at least 4; "
-    "2000 take about 4 s per run on 2 CPU cores).",
+    "2000 take 4-20 s per run on 2 CPU cores).",
     **fv,
   )
   flags.DEFINE_float(

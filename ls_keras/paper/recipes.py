@@ -267,6 +267,9 @@ class ReproducePreset:
   mi_why: str
   accuracy_alpha: float = 0.1  # Table 2's comparison.
   projection_examples: int = 100  # Per class and panel (the paper: 100).
+  # Validation examples in claim 2's t-SNE maps of one seed's pair: 100 per class of 10, as
+  # Figure 1's panels; 6-7 s per run on 2 shared CPU cores (2000: 15-19 s).
+  tsne_examples: int = 1000
 
 
 def _fashion_regime(examples: int, epochs: int, hidden=(256, 256), **extra) -> TrainConfig:

@@ -7,9 +7,12 @@ Hinton, JMLR 2008) maps every class at once. The embedding is
 scikit-learn's `sklearn.manifold.TSNE` (Barnes-Hut); this module fixes its settings,
 subsamples the examples by class so that it stays fast, and draws the runs side by side.
 
-Cost, measured on 2 cores of an "Intel(R) Xeon(R) Processor" (lscpu's name; AVX512), with
-scikit-learn 1.9: 1000 points of 256 features take about 2 s, 2000 about 4 s, 4000 about 20 s (1000
-iterations), hence the default cap `MAX_EXAMPLES`.
+Cost (1000 iterations, scikit-learn 1.9), measured on 2 cores of an "Intel(R) Xeon(R)
+Processor" (lscpu's name; AVX512) shared with other jobs (load 5-6): the penultimate features
+of an MLP 256-256 on Fashion-MNIST take 7 s for 1000 points and 10-19 s for 2000 on one
+thread (34 s and 47-90 s on two: see THREADS); on idle cores, synthetic 256-D clusters took
+2 s for 1000 points, 4 s for 2000 and 22 s for 4000 on two threads. Hence the default cap
+`MAX_EXAMPLES`.
 """
 
 import dataclasses
@@ -23,7 +26,7 @@ import numpy as np
 
 from ls_keras.core.errors import UserError
 
-MAX_EXAMPLES = 2000  # Default cap on the points embedded (about 4 s on 2 cores; see above).
+MAX_EXAMPLES = 2000  # Default cap on the points embedded (4-19 s on 2 cores; see above).
 MIN_EXAMPLES = 4  # The fewest points with a perplexity of at least 1 (see `perplexity_for`).
 PERPLEXITY = 30.0  # scikit-learn's default, in van der Maaten & Hinton's typical range 5-50.
 ITERATIONS = 1000  # scikit-learn's default number of optimisation steps.
