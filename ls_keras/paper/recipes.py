@@ -393,7 +393,7 @@ def _reproduce_tiny(data) -> ReproducePreset:
     temperatures=(1.0, 4.0),
     direct_alphas=(0.0, 0.1),
   )
-  return dataclasses.replace(preset, sweep=sweep, projection_examples=20)
+  return dataclasses.replace(preset, sweep=sweep, projection_examples=20, tsne_examples=200)
 
 
 def _reproduce_cifar(data, dataset: str) -> ReproducePreset:
