@@ -32,6 +32,8 @@ setup(
         "markdown>=3.4",  # The main job's report: one Markdown source, rendered to HTML.
         "absl-py>=2.0",
         "numpy>=1.26",
+        "scikit-learn>=1.5",  # t-SNE (projection/tsne.py); TSNE(max_iter=...) is 1.5 on.
+        "threadpoolctl>=3.1",  # A scikit-learn dependency; tsne.py limits its OpenMP threads.
     ],
     extras_require={
     "test": ["pytest>=7", "hypothesis>=6", "ruff>=0.6"],

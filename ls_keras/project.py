@@ -4,7 +4,9 @@ Projects penultimate activations of 3 classes onto the plane of their templates,
 train and validation splits of every run side by side; writes the figure, the points,
 tightness numbers, and TensorBoard projector embeddings into each run (tb/projector). Or
 for a model trained anywhere: `--model_file=PATH.keras --dataset=NAME [--data_dir=DIR]`,
-with the embeddings in --output_dir/tb/projector.
+with the embeddings in --output_dir/tb/projector. With --tsne, also t-SNE maps of the
+penultimate features of validation examples, the runs side by side (Zhang et al. 2021):
+tsne.png and tsne_points.npz in --output_dir.
 """
 
 import sys
@@ -12,6 +14,7 @@ import sys
 from absl import flags
 
 from ls_keras import calibrate, cli
+from ls_keras.core.errors import UserError
 
 
 def define_flags(flag_values: flags.FlagValues) -> None:
@@ -36,6 +39,26 @@ def define_flags(flag_values: flags.FlagValues) -> None:
   flags.DEFINE_integer(
     "projector_examples", 1000, "Embeddings written for TensorBoard's Projector (0: none).", **fv
   )
+  flags.DEFINE_bool(
+    "tsne",
+    False,
+    "Also draw t-SNE maps of every run's penultimate features side by side (tsne.png, "
+    "tsne_points.npz), as in Zhang et al. 2021 (the baseline first: give its --workdir first).",
+    **fv,
+  )
+  flags.DEFINE_integer(
+    "tsne_examples",
+    2000,
+    "With --tsne: the most validation examples embedded, a stratified subsample (at least 4; "
+    "2000 take 4-20 s per run on 2 CPU cores).",
+    **fv,
+  )
+  flags.DEFINE_float(
+    "tsne_perplexity",
+    0.0,
+    "With --tsne: t-SNE's perplexity, in [1, (examples - 1) / 3]; 0: min(30, (examples - 1) / 3).",
+    **fv,
+  )
   flags.DEFINE_string(
     "data_dir",
     "",
@@ -52,8 +75,18 @@ def define_flags(flag_values: flags.FlagValues) -> None:
 def main(flag_values: flags.FlagValues) -> None:
   """Runs the command on parsed flags; bad input raises UserError (exit code 2 in cli)."""
   calibrate.check_source(flag_values)
+  given = [f"--{n}" for n in ("tsne_examples", "tsne_perplexity") if flag_values[n].present]
+  if given and not flag_values.tsne:
+    raise UserError(f"{' and '.join(given)} only apply with --tsne; add --tsne or drop them.")
   cli.start_tensorflow()
   from ls_keras.projection import report as projection_report
+  from ls_keras.projection import tsne as tsne_lib
+
+  tsne = (
+    tsne_lib.TsneSettings(flag_values.tsne_examples, flag_values.tsne_perplexity)
+    if flag_values.tsne
+    else None
+  )
 
   if flag_values.model_file:
     summary = projection_report.project_model_file(
@@ -67,6 +100,7 @@ def main(flag_values: flags.FlagValues) -> None:
       penultimate_layer=flag_values.penultimate_layer,
       logits_layer=flag_values.logits_layer,
       trust_saved_model=flag_values.trust_saved_model,
+      tsne=tsne,
     )
   else:
     summary = projection_report.project_runs(
@@ -76,10 +110,13 @@ def main(flag_values: flags.FlagValues) -> None:
       flag_values.examples_per_class,
       flag_values.projector_examples,
       data_dir=flag_values.data_dir,
+      tsne=tsne,
     )
   print(projection_report.tightness_table(summary))
+  also = ", tsne.png, tsne_points.npz" if tsne else ""
   print(
-    f"Wrote {flag_values.output_dir}/projection.png, projection_points.npz and projection.json."
+    f"Wrote {flag_values.output_dir}/projection.png, projection_points.npz{also} and "
+    "projection.json."
   )
 
 

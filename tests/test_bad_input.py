@@ -493,6 +493,40 @@ CASES = {
     OUT + ("--workdir={target}", "--data_dir={tmp}/nodata", "--classes=0,1,2"),
     "pass --data_dir={tmp}/elsewhere",
   ),
+  "project tsne perplexity above a third of the examples": Case(
+    "project",
+    "missing",
+    OUT + ("--workdir={run}", "--tsne", "--tsne_examples=100", "--tsne_perplexity=40"),
+    "--tsne_perplexity=40 must lie in [1, 33] for 100 points",
+  ),
+  "project tsne perplexity nan": Case(
+    "project", "missing", OUT + ("--workdir={run}", "--tsne", "--tsne_perplexity=nan"), "=nan"
+  ),
+  "project tsne perplexity too high for the validation split": Case(  # 500 examples there.
+    "project",
+    "missing",
+    OUT
+    + (
+      "--workdir={run}",
+      "--data_dir={data}",
+      "--examples_per_class=20",
+      "--tsne",
+      "--tsne_perplexity=200",
+    ),
+    "--tsne_perplexity=200 must lie in [1, 166.333] for 500 points",
+  ),
+  "project tsne 3 examples": Case(
+    "project",
+    "missing",
+    OUT + ("--workdir={run}", "--tsne", "--tsne_examples=3"),
+    "--tsne_examples=3 must be at least 4",
+  ),
+  "project tsne settings without --tsne": Case(
+    "project",
+    "missing",
+    OUT + ("--workdir={run}", "--tsne_examples=500"),
+    "--tsne_examples only apply with --tsne",
+  ),
   "project config lacks dataset": Case(
     "project",
     "no_dataset",

@@ -25,6 +25,8 @@ def projected(tiny_runs, fashion_data_dir, tmp_path_factory):
     "--classes=Trouser,Bag,Sneaker",
     "--examples_per_class=20",
     "--projector_examples=50",
+    "--tsne",
+    "--tsne_examples=200",
     f"--output_dir={out}",
   )
   assert result.code == 0, result.err[-3000:]
@@ -44,6 +46,45 @@ def test_writes_figure_points_and_tightness(projected):
   keys = [k for k in points.files if k.endswith("/points")]
   assert len(keys) == 8 and all(points[k].shape == (60, 2) for k in keys)
   assert "ratio (plane)" in result.out
+
+
+def test_tsne_maps_the_same_stratified_validation_examples_for_every_run(
+  projected, tiny_runs, fashion_data_dir
+):
+  """tsne.png, and coordinates that are t-SNE's of each run's features on the recorded
+  examples (recomputed here from the validation split and the saved model)."""
+  import keras
+
+  from ls_keras import data
+  from ls_keras.core import workdir
+  from ls_keras.projection import tsne
+
+  out, result = projected
+  assert open(out / "tsne.png", "rb").read(4) == b"\x89PNG"
+  maps = np.load(out / "tsne_points.npz")
+  indices, labels = maps["indices"], maps["labels"]
+  summary = json.load(open(out / "projection.json"))["tsne"]
+  assert summary["examples"] == 200 and summary["perplexity"] == 30.0
+  assert [r["alpha"] for r in summary["runs"]] == [0.0, 0.1]
+  assert all(-1 <= r["silhouette_tsne"] <= 1 for r in summary["runs"])
+  splits = data.load_run_splits(workdir.require(tiny_runs[0.0]).run_config(), fashion_data_dir)
+  assert list(maps["class_names"]) == list(splits.class_names)
+  images, every_label = (
+    np.concatenate(a) for a in zip(*splits.validation.batch(4096).as_numpy_iterator())
+  )
+  assert len(every_label) == 1000 and np.all(np.diff(indices) > 0)
+  np.testing.assert_array_equal(labels, every_label[indices])
+  shares = np.bincount(labels, minlength=10) - 200 * np.bincount(every_label, minlength=10) / 1000
+  assert np.all(np.abs(shares) < 1)  # Stratified: each class its share of the 200.
+  model = keras.models.load_model(os.path.join(tiny_runs[0.1], "model.keras"))
+  features = projection.penultimate(
+    projection.extract(model)[0], images[indices].astype(np.float32)
+  )
+  np.testing.assert_allclose(
+    maps["alpha0.1/coordinates"], tsne.embed(features), rtol=1e-5, atol=1e-5
+  )
+  assert maps["alpha0/coordinates"].shape == (200, 2)
+  assert "silhouette (t-SNE map)" in result.out and "tsne.png" in result.out
 
 
 def test_projector_embeddings_are_served_by_tensorboards_plugin_from_the_runs_tb_folder(
@@ -145,6 +186,9 @@ def test_project_a_keras_file_trained_elsewhere(foreign_classifier, fashion_data
     "--classes=Trouser,Bag,Sneaker",
     "--examples_per_class=20",
     "--projector_examples=30",
+    "--tsne",
+    "--tsne_examples=100",
+    "--tsne_perplexity=10",
     f"--output_dir={out}",
   )
   assert result.code == 0, result.err[-3000:]
@@ -171,6 +215,10 @@ def test_project_a_keras_file_trained_elsewhere(foreign_classifier, fashion_data
   names = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker"}
   assert {line.split("\t")[1] for line in metadata[1:]} <= names | {"Bag", "Ankle boot"}
   assert "ratio (plane)" in result.out and "classifier.keras | n/a" in result.out
+  assert open(out / "tsne.png", "rb").read(4) == b"\x89PNG"
+  maps = np.load(out / "tsne_points.npz")
+  assert maps["classifier.keras/coordinates"].shape == (100, 2) and len(set(maps["indices"])) == 100
+  assert summary["tsne"]["perplexity"] == 10.0 and "Bag" in maps["class_names"]
 
 
 @pytest.mark.slow
@@ -204,3 +252,40 @@ def test_the_readmes_your_model_example_runs_as_written(tmp_path):
   summary = json.load(open(tmp_path / "my_model" / "projection" / "projection.json"))
   assert len(summary["triples"]) == 2
   assert (tmp_path / "my_model" / "projection" / "tb" / "projector" / "metadata.tsv").exists()
+
+
+def test_the_main_jobs_cluster_claim_shows_the_baseline_beside_ls_in_t_sne(
+  tiny_runs, fashion_data_dir, tmp_path
+):
+  """Claim 2 of the report on one seed's pair (copies of the tiny runs, listed in a results
+  table as the main job lists its teachers): Figure 1 and the t-SNE maps, alpha 0 left."""
+  import dataclasses
+  import shutil
+
+  from ls_keras.core import config
+  from ls_keras.experiments import results
+  from ls_keras.experiments.plan import Job
+  from ls_keras.paper import recipes
+  from ls_keras.paper.claims import clusters
+
+  root, report = tmp_path / "runs", tmp_path / "report"
+  rows = []
+  for alpha in (0.0, 0.1):
+    name = f"teacher_{alpha:g}"
+    job = Job(name, "train", config.TrainConfig(alpha=alpha), "teacher", alpha, 0, "teacher")
+    shutil.copytree(tiny_runs[alpha], root / job.name)
+    metrics = {s: {"accuracy": 0.8, "nll": 0.5, "ece": 0.05} for s in results.SPLITS}
+    rows.append(results.row(job, metrics, str(root)))
+  preset = recipes.REPRODUCTIONS["tiny"](recipes.preset_data())
+  teacher = preset.sweep.teacher.replace(data_dir=fashion_data_dir)
+  preset = dataclasses.replace(
+    preset, sweep=dataclasses.replace(preset.sweep, teacher=teacher), tsne_examples=150
+  )
+  result = clusters.evaluate(results.Table(rows), preset, str(report))
+  assert result.figures == ["projection/seed_0/projection.png", "projection/seed_0/tsne.png"]
+  for figure in result.figures:
+    assert open(report / figure, "rb").read(4) == b"\x89PNG"
+  maps = result.data["tsne"]
+  assert maps["examples"] == 150 and [r["alpha"] for r in maps["runs"]] == [0.0, 0.1]
+  assert "t-SNE maps of seed 0's penultimate features, 150 validation examples" in result.ours
+  assert "alpha 0 left and 0.1 right" in result.ours

@@ -133,3 +133,114 @@ def test_tightness_of_perfect_clusters_is_zero():
   points = np.repeat(np.array([[0.0, 0], [1, 0], [0, 1]]), 4, axis=0)
   t = projection.tightness(points, np.repeat(np.arange(3), 4))
   assert t["spread"] == 0.0 and t["separation"] == pytest.approx((2 + np.sqrt(2)) / 3)
+
+
+def _clusters(per_class, dims=20, classes=5, seed=0):
+  """Well-separated Gaussian classes: centres 20 apart in every direction, unit noise."""
+  rng = np.random.RandomState(seed)
+  labels = np.repeat(np.arange(classes), per_class)
+  centres = 20.0 * np.eye(classes, dims)
+  return centres[labels] + rng.normal(size=(len(labels), dims)), labels
+
+
+def _nearest_neighbour_agreement(points, labels):
+  """Leave-one-out 1-NN: the share of points whose nearest other point has their class."""
+  distances = np.sum((points[:, None] - points[None]) ** 2, -1)
+  np.fill_diagonal(distances, np.inf)
+  return float(np.mean(labels[distances.argmin(1)] == labels))
+
+
+def test_tsne_keeps_well_separated_classes_apart():
+  from ls_keras.projection import tsne
+
+  features, labels = _clusters(40)
+  coordinates = tsne.embed(features)
+  assert coordinates.shape == (200, 2) and coordinates.dtype == np.float64
+  assert _nearest_neighbour_agreement(coordinates, labels) == 1.0
+  assert tsne.silhouette(coordinates, labels) > 0.5
+  # The same classes with shuffled labels: no structure, as a check that the measure can fail.
+  shuffled = np.random.RandomState(1).permutation(labels)
+  assert _nearest_neighbour_agreement(coordinates, shuffled) < 0.5
+  assert tsne.silhouette(coordinates, shuffled) < 0.1
+
+
+def test_tsne_is_deterministic_for_a_seed():
+  from ls_keras.projection import tsne
+
+  features, _ = _clusters(30, seed=2)
+  np.testing.assert_array_equal(tsne.embed(features, 10, seed=3), tsne.embed(features, 10, seed=3))
+
+
+def test_silhouette_agrees_with_a_direct_implementation():
+  from ls_keras.projection import tsne
+
+  points, labels = _clusters(8, dims=3, classes=3, seed=4)
+  points += np.random.RandomState(5).normal(scale=15.0, size=points.shape)  # Overlapping.
+  distances = np.sqrt(np.sum((points[:, None] - points[None]) ** 2, -1))
+  a = np.array([distances[i, labels == labels[i]].sum() / 7 for i in range(24)])
+  b = np.array(
+    [min(distances[i, labels == c].mean() for c in set(range(3)) - {labels[i]}) for i in range(24)]
+  )
+  assert tsne.silhouette(points, labels) == pytest.approx(np.mean((b - a) / np.maximum(a, b)))
+  assert tsne.silhouette(points, np.zeros(24, int)) is None  # One class: undefined.
+
+
+def test_subsample_is_stratified_capped_distinct_and_seeded():
+  from ls_keras.projection import tsne
+
+  counts = np.array([500, 300, 150, 49, 1])
+  labels = np.random.RandomState(0).permutation(np.repeat(np.arange(5), counts))
+  chosen = tsne.stratified_subsample(labels, 100, seed=7)
+  assert len(chosen) == 100 and len(set(chosen)) == 100 and np.all(np.diff(chosen) > 0)
+  taken = np.bincount(labels[chosen], minlength=5)
+  assert np.all(np.abs(taken - 100 * counts / counts.sum()) < 1), taken  # Each class its share.
+  np.testing.assert_array_equal(chosen, tsne.stratified_subsample(labels, 100, seed=7))
+  assert not np.array_equal(chosen, tsne.stratified_subsample(labels, 100, seed=8))
+  np.testing.assert_array_equal(tsne.stratified_subsample(labels[:80], 100), np.arange(80))
+
+
+def test_perplexity_is_the_default_within_what_the_points_allow():
+  from ls_keras.projection import tsne
+
+  assert tsne.perplexity_for(2000) == 30.0
+  assert tsne.perplexity_for(31) == 10.0  # (31 - 1) / 3: every other point a neighbour.
+  assert tsne.perplexity_for(31, 2.5) == 2.5
+
+
+@pytest.mark.parametrize(
+  "call, message",
+  [
+    (lambda t: t.perplexity_for(31, 11), r"--tsne_perplexity=11 must lie in \[1, 10\] for 31"),
+    (lambda t: t.perplexity_for(31, 0.5), r"--tsne_perplexity=0.5 must lie in \[1, 10\]"),
+    (lambda t: t.perplexity_for(31, float("nan")), "--tsne_perplexity=nan must lie"),
+    (lambda t: t.perplexity_for(3), "at least 4 points.*got 3"),
+    (lambda t: t.TsneSettings(examples=3), "--tsne_examples=3 must be at least 4"),
+    (lambda t: t.TsneSettings(examples=100, perplexity=40), r"must lie in \[1, 33\] for 100"),
+    (lambda t: t.embed(np.full((10, 2), np.nan)), "NaN or infinite"),
+    (lambda t: t.embed(np.zeros(10)), r"\[N, D\]; got shape \(10,\)"),
+  ],
+)
+def test_bad_tsne_settings_are_clear_errors(call, message):
+  from ls_keras.projection import tsne
+
+  with pytest.raises(UserError, match=message):
+    call(tsne)
+
+
+def test_tsne_figure_shows_runs_side_by_side_with_one_colour_per_class():
+  from matplotlib.colors import to_rgba
+
+  from ls_keras.projection import tsne
+
+  features, labels = _clusters(10, classes=3)
+  points = features[:, :2]
+  names = ["cat", "dog", "tench"]
+  fig = tsne.figure([("baseline", points, labels), ("LS", -points, labels)], names, "t-SNE")
+  axes = fig.axes
+  assert [ax.get_title() for ax in axes] == ["baseline", "LS"]
+  (legend,) = fig.legends
+  assert [t.get_text() for t in legend.get_texts()] == names
+  for ax in axes:  # Class k has legend entry k's colour in every panel.
+    colours = {c.get_label(): to_rgba(c.get_facecolor()[0]) for c in ax.collections}
+    for handle, name in zip(legend.legend_handles, names):
+      assert colours[name][:3] == pytest.approx(to_rgba(handle.get_color())[:3])

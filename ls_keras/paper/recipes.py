@@ -320,6 +320,9 @@ class ReproducePreset:
   # loss (Mukhoti et al. 2020) at these gammas (their 3).
   online_ls_mixes: Tuple[float, ...] = (0.5,)
   focal_gammas: Tuple[float, ...] = (3.0,)
+  # Validation examples in claim 2's t-SNE maps of one seed's pair: 100 per class of 10, as
+  # Figure 1's panels.
+  tsne_examples: int = 1000
 
 
 def _fashion_regime(examples: int, epochs: int, hidden=(256, 256), **extra) -> TrainConfig:
@@ -473,7 +476,7 @@ def _reproduce_tiny(data) -> ReproducePreset:
     direct_alphas=(0.0, 0.1),
     ls_temperatures=(1.0, 4.0),
   )
-  return dataclasses.replace(preset, sweep=sweep, projection_examples=20)
+  return dataclasses.replace(preset, sweep=sweep, projection_examples=20, tsne_examples=200)
 
 
 def _reproduce_cifar(data, dataset: str) -> ReproducePreset:

@@ -1,4 +1,7 @@
-"""Penultimate-layer geometry (paper Figure 1) and projector embeddings; `report` for runs."""
+"""Penultimate-layer geometry (paper Figure 1), projector embeddings, t-SNE maps; `report`.
+
+`tsne` draws the t-SNE maps of Zhang et al. (2021); `report` analyses finished runs.
+"""
 
 from ls_keras.projection.geometry import (
   augment,

@@ -1,6 +1,10 @@
-"""Figure 1 for finished runs: projections side by side, tightness numbers, projector embeddings."""
+"""Figure 1 for finished runs: projections side by side, tightness numbers, projector embeddings.
+
+With `tsne`, also t-SNE maps of the penultimate features side by side (Zhang et al. 2021).
+"""
 
 import os
+import time
 from typing import Dict, Optional, Sequence
 
 import numpy as np
@@ -11,6 +15,7 @@ from ls_keras import projection
 from ls_keras.core import plots
 from ls_keras.core import workdir as workdir_lib
 from ls_keras.core.errors import UserError
+from ls_keras.projection import tsne as tsne_lib
 
 SPLITS = ("train", "validation")
 
@@ -26,11 +31,15 @@ def project_runs(
   examples_per_class: int = 100,
   projector_examples: int = 1000,
   data_dir: Optional[str] = None,
+  tsne: Optional[tsne_lib.TsneSettings] = None,
 ) -> dict:
   """Projects every run on every class triple; writes projection.png/.npz/.json to output_dir.
 
-  The images are read from `data_dir` (the command's --data_dir; see
-  `data.load_run_splits`), never prepared there.
+  With `tsne`, also t-SNE maps of every run's penultimate features on one stratified
+  subsample of the validation split, side by side in the order given (the baseline first,
+  as in Zhang et al. 2021): tsne.png, tsne_points.npz (see `_tsne`) and the numbers under
+  "tsne" in projection.json. The images are read from `data_dir` (the command's
+  --data_dir; see `data.load_run_splits`), never prepared there.
   """
   if not workdirs:
     raise UserError("give at least one --workdir of a finished training run.")
@@ -93,6 +102,20 @@ def project_runs(
             "full": result["tightness_full"],
           }
         )
+  if tsne is not None:
+    maps = _tsne(
+      [
+        (
+          os.path.basename(run.path),
+          _label(run, record),
+          projection.extract(model)[0],
+          {"workdir": run.path, "alpha": record["config"].get("alpha", 0.0)},
+        )
+        for run, record, model in zip(runs, records, loaded)
+      ],
+      splits,
+      tsne,
+    )
   # Every check has passed: only now write into the runs and the output folder.
   if projector_examples:
     for run, model in zip(runs, loaded):
@@ -104,7 +127,96 @@ def project_runs(
   plots.save(fig, os.path.join(output_dir, "projection.png"))
   workdir_lib.atomic_savez(os.path.join(output_dir, "projection_points.npz"), **arrays)
   summary = {"triples": names, "examples_per_class": examples_per_class, "tightness": numbers}
+  if tsne is not None:
+    summary["tsne"] = _write_tsne(output_dir, *maps)
   workdir_lib.atomic_write_json(os.path.join(output_dir, "projection.json"), summary)
+  return summary
+
+
+def _tsne(models, splits: data_lib.Splits, settings: tsne_lib.TsneSettings):
+  """t-SNE maps of each model's penultimate features, all on the same validation examples.
+
+  Args:
+    models: (name, panel title, inputs -> penultimate features model, JSON fields naming
+      the run) per run, in the figure's order.
+    splits: the runs' data; the examples are a stratified subsample (at most
+      `settings.examples`) of its validation split.
+    settings: the cap, perplexity and seed.
+
+  Returns:
+    (figure, arrays for tsne_points.npz, the JSON summary): the arrays are "indices" (int64
+    [N], into the validation split in its stored order), "labels" (int64 [N]),
+    "class_names" and "<name>/coordinates" (float64 [N, 2]) per run.
+
+  Raises:
+    UserError: a validation split too small for t-SNE, or a perplexity out of range for it.
+  """
+  images, labels, indices = _stratified_examples(splits.validation, settings)
+  perplexity = tsne_lib.perplexity_for(len(labels), settings.perplexity)
+  panels, runs = [], []
+  arrays = {"indices": indices, "labels": labels, "class_names": np.array(splits.class_names)}
+  for name, title, features, fields in models:
+    activations = projection.penultimate(features, images)
+    start = time.perf_counter()
+    coordinates = tsne_lib.embed(activations, perplexity, settings.seed)
+    seconds = time.perf_counter() - start
+    panels.append((title, coordinates, labels))
+    arrays[f"{name}/coordinates"] = coordinates
+    runs.append(
+      {
+        **fields,
+        "silhouette_features": tsne_lib.silhouette(activations, labels),
+        "silhouette_tsne": tsne_lib.silhouette(coordinates, labels),
+        "seconds": round(seconds, 2),
+      }
+    )
+  fig = tsne_lib.figure(
+    panels,
+    splits.class_names,
+    f"t-SNE of penultimate features: {len(labels)} validation examples (stratified), "
+    f"perplexity {perplexity:g}",
+  )
+  summary = {
+    "split": "validation",
+    "examples": len(labels),
+    "perplexity": perplexity,
+    "seed": settings.seed,
+    "runs": runs,
+  }
+  return fig, arrays, summary
+
+
+def _stratified_examples(ds, settings: tsne_lib.TsneSettings):
+  """A stratified subsample of a split: (images, labels, indices into the split).
+
+  float32 images [N, H, W, C] (pixels 0-255), int64 labels [N] and int64 indices [N], with
+  N = min(split size, settings.examples). Two passes: the labels, then only the chosen images
+  (a large split is never held whole).
+
+  Raises:
+    UserError: a split of fewer than `tsne_lib.MIN_EXAMPLES` examples.
+  """
+  labels = [y for y in ds.map(lambda image, label: label).batch(4096).as_numpy_iterator()]
+  labels = np.concatenate(labels).astype(np.int64) if labels else np.zeros(0, np.int64)
+  if len(labels) < tsne_lib.MIN_EXAMPLES:
+    raise UserError(
+      f"the validation split holds {len(labels)} examples; t-SNE needs at least "
+      f"{tsne_lib.MIN_EXAMPLES}."
+    )
+  indices = tsne_lib.stratified_subsample(labels, settings.examples, settings.seed)
+  keep = np.zeros(len(labels), bool)
+  keep[indices] = True
+  images, start = [], 0
+  for batch, _ in ds.batch(4096).as_numpy_iterator():
+    images.append(batch[keep[start : start + len(batch)]])
+    start += len(batch)
+  return np.concatenate(images).astype(np.float32), labels[indices], indices
+
+
+def _write_tsne(output_dir: str, fig, arrays: dict, summary: dict) -> dict:
+  """Writes `_tsne`'s figure and arrays (tsne.png, tsne_points.npz); returns its summary."""
+  plots.save(fig, os.path.join(output_dir, "tsne.png"))
+  workdir_lib.atomic_savez(os.path.join(output_dir, "tsne_points.npz"), **arrays)
   return summary
 
 
@@ -137,6 +249,7 @@ def project_model_file(
   penultimate_layer: str = "",
   logits_layer: str = "",
   trust_saved_model: bool = False,
+  tsne: Optional[tsne_lib.TsneSettings] = None,
 ) -> dict:
   """`project_runs` for one classifier trained anywhere (a `.keras` file) on a data set.
 
@@ -145,7 +258,8 @@ def project_model_file(
   bias). `similar` / `dissimilar` read the model's confusions on the validation split (the
   last 10000 examples of the train split). Writes projection.png/.npz/.json and, with
   `projector_examples`, the projector embeddings (tb/projector) into `output_dir`, never
-  next to the model. The data is read from `data_dir`, never prepared there.
+  next to the model; with `tsne`, its t-SNE map as `project_runs` writes them. The data is
+  read from `data_dir`, never prepared there.
 
   Raises:
     UserError: bad flags, a SavedModel (its layers cannot be read), a model that does not
@@ -190,6 +304,10 @@ def project_model_file(
           "full": result["tightness_full"],
         }
       )
+  if tsne is not None:
+    maps = _tsne(
+      [(name, name, features, {"model_file": os.path.abspath(model_path)})], splits, tsne
+    )
   os.makedirs(output_dir, exist_ok=True)
   if projector_examples:
     logdir = os.path.join(output_dir, "tb", "projector")
@@ -206,6 +324,8 @@ def project_model_file(
     "examples_per_class": examples_per_class,
     "tightness": numbers,
   }
+  if tsne is not None:
+    summary["tsne"] = _write_tsne(output_dir, *maps)
   workdir_lib.atomic_write_json(os.path.join(output_dir, "projection.json"), summary)
   return summary
 
@@ -219,7 +339,10 @@ def _check_counts(examples_per_class: int, projector_examples: int) -> None:
 
 
 def tightness_table(summary: Dict) -> str:
-  """Markdown: spread / centroid separation per run, triple and split (smaller = tighter)."""
+  """Markdown: spread / centroid separation per run, triple and split (smaller = tighter).
+
+  With t-SNE maps in the summary, a second table: each run's class silhouettes.
+  """
   lines = [
     "| run | alpha | classes | split | ratio (plane) | ratio (full space) | equidistance CV "
     "(plane) |",
@@ -233,4 +356,25 @@ def tightness_table(summary: Dict) -> str:
       f"{n['split']} | {n['plane']['ratio']:.3f} | {n['full']['ratio']:.3f} | "
       f"{n['plane']['equidistance_cv']:.3f} |"
     )
+  if "tsne" in summary:
+    t = summary["tsne"]
+    lines += [
+      "",
+      f"t-SNE of {t['examples']} validation examples (perplexity {t['perplexity']:g}); "
+      "silhouette of the classes, -1 to 1 (higher = tighter, better separated):",
+      "",
+      "| run | alpha | silhouette (penultimate features) | silhouette (t-SNE map) |",
+      "| --- | --- | --- | --- |",
+    ]
+    for n in t["runs"]:
+      run = os.path.basename(n.get("workdir") or n["model_file"])
+      alpha = f"{n['alpha']:g}" if "alpha" in n else "n/a"
+      lines.append(
+        f"| {run} | {alpha} | {_optional(n['silhouette_features'])} | "
+        f"{_optional(n['silhouette_tsne'])} |"
+      )
   return "\n".join(lines) + "\n"
+
+
+def _optional(value: Optional[float]) -> str:
+  return "n/a" if value is None else f"{value:.3f}"

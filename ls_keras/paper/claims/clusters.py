@@ -3,6 +3,9 @@
 Projects the penultimate activations of the main regime's runs at alpha 0 and the paper's
 alpha (each seed's pair; `ls_keras.projection`), then judges the per-seed ratio of cluster
 spread over centroid separation, LS over baseline, against CLUSTER_RATIO (below it: tighter).
+For the first seed it also draws the t-SNE maps of both runs' penultimate features side by
+side (`ls_keras.projection.tsne`, as in Zhang et al. 2021), shown beside Figure 1; they
+carry no verdict.
 """
 
 import os
@@ -36,10 +39,11 @@ def judge(ratios: Sequence[float], alpha: float) -> verdicts.Verdict:
 def evaluate(table: Table, preset, report_dir: str) -> ClaimResult:
   """Claim 2: projects each seed's pair into report_dir/projection/seed_<seed> (TensorFlow)."""
   from ls_keras.projection import report as projection_report  # Loads the models.
+  from ls_keras.projection import tsne
 
   a = preset.accuracy_alpha
   seeds = table.seeds(curve="teacher")
-  ratios, cvs, triples = [], [], None
+  ratios, cvs, triples, maps = [], [], None, None
   for i, seed in enumerate(seeds):
     runs = [table.one(curve="teacher", key=k, seed=seed)["workdir"] for k in (0.0, a)]
     out = os.path.join(report_dir, "projection", f"seed_{seed}")
@@ -50,8 +54,10 @@ def evaluate(table: Table, preset, report_dir: str) -> ClaimResult:
       preset.projection_examples,
       1000 if i == 0 else 0,
       data_dir=preset.sweep.teacher.data_dir,  # The command's --data_dir.
+      tsne=tsne.TsneSettings(preset.tsne_examples) if i == 0 else None,
     )
     triples = triples or summary["triples"]
+    maps = maps or summary["tsne"]
 
     def mean_of(run, triple, key):
       values = [
@@ -70,7 +76,12 @@ def evaluate(table: Table, preset, report_dir: str) -> ClaimResult:
     f"{' / '.join(triples[1])} (each seed picks its own from its baseline's confusions). Spread "
     f"over separation, LS over baseline, per seed: {', '.join(f'{r:.3f}' for r in ratios)}. "
     "Equidistance of the similar triple's centroids (coefficient of variation, 0 = equilateral): "
-    f"{cvs[:, 0].mean():.3f} without LS, {cvs[:, 1].mean():.3f} with LS (means over seeds)."
+    f"{cvs[:, 0].mean():.3f} without LS, {cvs[:, 1].mean():.3f} with LS (means over seeds). "
+    f"The second figure: t-SNE maps of seed {seeds[0]}'s penultimate features, {maps['examples']} "
+    f"validation examples (stratified, perplexity {maps['perplexity']:g}), alpha 0 left and "
+    f"{a:g} right, as Zhang et al. (2021) draw them; silhouette of the classes (-1 to 1, higher "
+    f"= tighter and better separated) in the penultimate space: {_silhouettes(maps, 'features')}"
+    f"; in the maps: {_silhouettes(maps, 'tsne')}."
   )
   return ClaimResult(
     NUMBER,
@@ -79,6 +90,16 @@ def evaluate(table: Table, preset, report_dir: str) -> ClaimResult:
     f"the main regime's runs at alpha 0 and {a:g} (see Regimes).",
     ours,
     judge(ratios, a),
-    figures=[f"projection/seed_{seeds[0]}/projection.png"],
-    data={"ratios": ratios, "equidistance_cv": cvs.tolist()},
+    figures=[
+      f"projection/seed_{seeds[0]}/projection.png",
+      f"projection/seed_{seeds[0]}/tsne.png",
+    ],
+    data={"ratios": ratios, "equidistance_cv": cvs.tolist(), "tsne": maps},
   )
+
+
+def _silhouettes(maps: dict, space: str) -> str:
+  """'A without LS, B with LS' from `project_runs`' t-SNE summary (runs in that order)."""
+  values = [r[f"silhouette_{space}"] for r in maps["runs"]]
+  text = ["n/a" if v is None else f"{v:.3f}" for v in values]
+  return f"{text[0]} without LS, {text[1]} with LS"
