@@ -25,8 +25,12 @@ $(VENV)/.installed: setup.py | $(PY)
 demo: setup
 	$(PY) -m ls_keras.reproduce --preset=fashion_mnist --root=$(WORKDIR)/reproduce
 
+# The tests run in parallel processes (pytest-xdist), one per core up to 4: most of a test's
+# time is TensorFlow's start-up, tracing and subprocesses, which one core leaves idle.
+PYTEST := $(PY) -m pytest -q -n auto --maxprocesses=4 --durations=10
+
 test: setup
-	$(PY) -m pytest -q tests
+	$(PYTEST) tests
 
 quick-test: setup
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PYTEST) -m "not slow" tests

@@ -36,7 +36,7 @@ setup(
         "threadpoolctl>=3.1",  # A scikit-learn dependency; tsne.py limits its OpenMP threads.
     ],
     extras_require={
-    "test": ["pytest>=7", "hypothesis>=6", "ruff>=0.6"],
+    "test": ["pytest>=7", "pytest-xdist>=3.5", "hypothesis>=6", "ruff>=0.6"],
     "bench": ["torch>=2.1"],  # tools/benchmark.py's PyTorch peers.
   },
     entry_points={"console_scripts": [f"{name}={target}" for name, target in ENTRY_POINTS.items()]},
