@@ -187,6 +187,12 @@ CASES = {
     ("{base}", "--optimizer=adam", "--dampening=0.9"),
     "--dampening=0.9 is not allowed with --optimizer=adam",
   ),
+  "dampening with nesterov": Case(
+    "train",
+    "missing",
+    ("{base}", "--optimizer=sgd", "--nesterov", "--dampening=0.9"),
+    "--dampening=0.9 is not allowed with --nesterov",
+  ),
   "batch odd on 2 replicas": Case(
     "train", "missing", ("{base}", "--strategy=mirrored", "--batch_size=127"), "multiple of 2"
   ),

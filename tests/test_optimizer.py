@@ -29,7 +29,7 @@ def test_linear_schedule_falls_from_the_rate_to_zero_at_the_last_step():
   rates = [_rate(optimizer, s) for s in (0, 1, 5, 9, 10, 25)]
   np.testing.assert_allclose(rates, [0.5, 0.45, 0.25, 0.05, 0.0, 0.0], atol=1e-7)
   # Dampening scales the whole schedule by (1 - d).
-  damped = training.make_optimizer(config.replace(dampening=0.9), total_steps=10)
+  damped = training.make_optimizer(config.replace(dampening=0.9, nesterov=False), total_steps=10)
   np.testing.assert_allclose([_rate(damped, s) for s in (0, 5, 9)], [0.05, 0.025, 0.005], rtol=1e-6)
 
 
@@ -202,6 +202,7 @@ def test_a_distillers_rate_scales_pick_the_students_logits_layer():
     (dict(optimizer="adam", dampening=0.9), "--dampening=0.9 is not allowed with --optimizer=adam"),
     (dict(optimizer="adam", last_layer_lr_scale=0.1), "--last_layer_lr_scale=0.1 is not allowed"),
     (dict(lr_schedule="linear", lr_boundaries=(0.5,)), "not allowed with --lr_schedule=linear"),
+    (dict(dampening=0.9), "--dampening=0.9 is not allowed with --nesterov"),  # Nesterov default.
   ],
 )
 def test_settings_that_cannot_apply_are_refused(changes, message):

@@ -82,7 +82,7 @@ def make_optimizer(config, total_steps: int) -> keras.optimizers.Optimizer:
 
   Raises:
     UserError: boundaries that fall on the same step of a run this short; boundaries with
-      the linear schedule; dampening or a last-layer rate with Adam.
+      the linear schedule; dampening or a last-layer rate with Adam; dampening with Nesterov.
   """
   if config.optimizer != "sgd":
     for name, neutral in (("dampening", 0.0), ("last_layer_lr_scale", 1.0)):
@@ -93,6 +93,13 @@ def make_optimizer(config, total_steps: int) -> keras.optimizers.Optimizer:
           "neither a dampened average nor a scaled gradient changes its step). Use "
           "--optimizer=sgd, or leave it out."
         )
+  elif config.dampening and config.nesterov:
+    raise UserError(
+      f"--dampening={config.dampening:g} is not allowed with --nesterov: the paper's gradient "
+      "smoothing (A.5) is plain momentum, and Keras' Nesterov step at the dampened rate adds "
+      "(1 - d) x the gradient where Nesterov adds the whole gradient (PyTorch refuses the pair "
+      "too). Pass --nonesterov, or leave --dampening out."
+    )
   rate = config.learning_rate * (1.0 - config.dampening)
   learning_rate = rate
   if config.lr_schedule == "linear":
