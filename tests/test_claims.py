@@ -344,13 +344,28 @@ def test_when_follows_the_other_calibrating_losses_and_names_the_lowest_final_ec
     found.ours
   )
   assert "focal loss (gamma 3), instead of LS" in found.ours
-  assert "stays above the baseline's throughout" in found.ours  # The focal loss, here.
+  assert "is not below the baseline's at the end" in found.ours  # The focal loss, here.
+  assert "below the baseline's from epoch 1 to the end" in found.ours  # Online LS.
   # Baseline 0.06, temperature scaling 0.02, LS 0.04, online LS 0.03, focal 0.07.
   assert (
     "lowest first: temperature scaling 0.020, online LS (mix 0.5) 0.030, LS alpha 0.1 0.040, "
     "the baseline 0.060, focal loss (gamma 3) 0.070." in found.ours
   )
   assert "and only then" in found.ours  # The LS verdict is the same as without them.
+
+
+def test_when_crossing_is_where_the_ece_stays_below_the_baseline_not_where_it_first_dips(
+  tmp_path,
+):
+  # Baseline ECE 0.02, 0.04, 0.06: LS dips below it at epoch 1 only, online LS from epoch 2.
+  others = {("online_ls", 0.5): [0.03, 0.03, 0.05]}
+  table = _histories(str(tmp_path / "a"), [1.0, 1.5, 2.0], [0.01, 0.05, 0.07], others)
+  found = when.evaluate(table, PRESET, str(tmp_path))
+  assert found.data["crossings"] == {0.1: None}
+  assert found.data["others"]["online LS (mix 0.5)"]["crossing"] == 2
+  assert "- alpha 0.1: ECE 0.010 after epoch 1, 0.070 at the end; its ECE is not below" in (
+    found.ours
+  )
 
 
 # Claim 4.

@@ -97,8 +97,10 @@ def evaluate(table: Table, preset, report_dir: str) -> ClaimResult:
   base = ece["alpha 0 (hard targets)"][0]
 
   def crossing(name):
-    better = np.nonzero(ece[name][0] < base)[0]
-    return int(epochs[better[0]]) if len(better) else None
+    """The first epoch from which `name`'s mean ECE stays below the baseline's to the end."""
+    worse = np.nonzero(~(ece[name][0] < base))[0]
+    start = worse[-1] + 1 if len(worse) else 0
+    return int(epochs[start]) if start < len(epochs) else None
 
   crossings = {a: crossing(f"alpha {a:g}") for a in smoothed}
   over = np.nonzero(temperature >= OVER_CONFIDENT_T)[0]
@@ -141,26 +143,15 @@ def text(when: dict) -> List[str]:
   )
   for alpha, epoch in when["crossings"].items():
     first, last = when["ls_ece_first"][alpha], when["ls_ece_last"][alpha]
-    crossing = (
-      f"its ECE falls below the baseline's from epoch {epoch} on"
-      if epoch
-      else "its ECE stays above the baseline's throughout"
-    )
     lines.append(
       f"- alpha {alpha:g}: ECE {first:.3f} after epoch {epochs[0]}, {last:.3f} at the end; "
-      f"{crossing}."
+      f"{_crossing(epoch)}."
     )
   others = when.get("others", {})
   for label, numbers in others.items():
-    epoch = numbers["crossing"]
-    crossing = (
-      f"its ECE falls below the baseline's from epoch {epoch} on"
-      if epoch
-      else "its ECE stays above the baseline's throughout"
-    )
     lines.append(
       f"- {label}, instead of LS: ECE {numbers['first']:.3f} after epoch {epochs[0]}, "
-      f"{numbers['last']:.3f} at the end; {crossing}."
+      f"{numbers['last']:.3f} at the end; {_crossing(numbers['crossing'])}."
     )
   found = judge(
     temperature[0], temperature[-1], base[0], base[-1], when["ls_ece_first"], when["ls_ece_last"]
@@ -202,3 +193,10 @@ def _plots():
   from ls_keras.core import plots  # matplotlib: only when a figure is drawn.
 
   return plots
+
+
+def _crossing(epoch) -> str:
+  """The phrase for a crossing epoch (`evaluate`'s: below the baseline from then to the end)."""
+  if epoch is None:
+    return "its ECE is not below the baseline's at the end"
+  return f"its ECE is below the baseline's from epoch {epoch} to the end"
