@@ -281,9 +281,11 @@ def rms_calibration_error(labels, logits=None, probs=None, num_bins: int = DEFAU
   """RMS calibration error: sqrt(sum_b (n_b / n) (acc_b - conf_b)^2) over ECE's top-1 bins.
 
   The root-mean-square counterpart of ECE (Hendrycks et al. 2019, "Deep Anomaly Detection
-  with Outlier Exposure", and Nixon et al. 2019, "Measuring Calibration in Deep Learning"):
-  the same equal-width top-1 bins as `expected_calibration_error` (tfp's), so by Jensen's
-  inequality it is never below the ECE of the same bins, and it weighs large gaps more.
+  with Outlier Exposure", and Nixon et al. 2019, "Measuring Calibration in Deep Learning"),
+  here over the same equal-width top-1 bins as `expected_calibration_error` (tfp's), so by
+  Jensen's inequality it is never below the ECE of the same bins, and it weighs large gaps
+  more. Hendrycks et al.'s code bins by mass instead (consecutive runs of 100 sorted
+  confidences), so its values are not theirs.
 
   Args:
     labels: integer class indices [N] or [N, 1] (e.g. int64), or one-hot [N, K].
