@@ -96,6 +96,9 @@ def test_calibration_columns_are_the_measures_of_the_saved_logits(tmp_path):
     for m in results.MEASURES:
       assert columns[f"ts_test_{m}{scaled}"] == pytest.approx(expected[m], abs=1e-9), m
   assert columns["ts_test_classwise_ece_scaled"] < columns["ts_test_classwise_ece"]
+  logits, labels = run.load_logits("validation")
+  for m, value in measures.measures(labels, logits=logits).items():
+    assert columns[f"ts_validation_{m}"] == pytest.approx(value, abs=1e-9), m
 
 
 def test_the_table_loads_in_pandas(tmp_path):
@@ -167,10 +170,11 @@ def test_calibration_rule(smoothed, outcome):
   assert improvement.rule in verdict.rule
 
 
-def _calibration_columns(classwise_ls=0.004):
+def _calibration_columns(classwise_ls=0.004, classwise_validation=None):
   """Calibration columns of teachers at alpha 0, 0.05 and 0.1: LS at 0.05 calibrates like
   temperature scaling under every measure but classwise ECE, where it reaches `classwise_ls`
-  against the scaled baseline's 0.004 (10 classes: margin 2 x 0.015 / 10 = 0.003)."""
+  against the scaled baseline's 0.004 (10 classes: margin 2 x 0.015 / 10 = 0.003). Each
+  measure's validation value is its test value, or `classwise_validation[alpha]`."""
 
   def columns(alpha, i):
     ece = {0.0: 0.10, 0.05: 0.025, 0.1: 0.06}[alpha] + NOISE[i] / 10
@@ -188,6 +192,9 @@ def _calibration_columns(classwise_ls=0.004):
       "ts_test_rms_ce_scaled": 0.024 + NOISE[i] / 10,
       "ts_test_classwise_ece": classwise,
       "ts_test_classwise_ece_scaled": 0.004 + NOISE[i] / 100,
+      "ts_validation_adaptive_ece": ece + 0.005,
+      "ts_validation_rms_ce": 1.2 * ece,
+      "ts_validation_classwise_ece": (classwise_validation or {}).get(alpha, classwise),
       "ts_num_classes": 10,
     }
 
@@ -207,7 +214,7 @@ def test_calibration_claim_chooses_alpha_on_validation(tmp_path, monkeypatch):
   assert result.data["measures"] == dict.fromkeys(calibration.MEASURES, HELD)
   same = "Same verdict under adaptive ECE, classwise ECE and RMS calibration error"
   assert same in result.verdict.rule and same in result.ours
-  assert "| classwise ECE | 0.0200 | 0.0040 | 0.0040 |" in result.ours
+  assert "| classwise ECE | 0.0200 | 0.0040 | 0.05 | 0.0040 |" in result.ours
   assert "margin 2 x 0.015 / 10 classes = 0.0030" in result.verdict.rule
   assert "online LS" not in result.ours  # None ran.
   # The other calibrating losses, as rows beside LS and temperature scaling.
@@ -226,6 +233,22 @@ def test_calibration_claim_chooses_alpha_on_validation(tmp_path, monkeypatch):
     "lowest first: focal loss (gamma 3) 0.012, temperature scaling 0.020, LS alpha 0.05 0.025, "
     "online LS (mix 0.5) 0.030, the baseline 0.100." in result.ours
   )
+
+
+def test_each_calibration_measure_is_judged_at_the_alpha_it_chooses_on_validation(
+  tmp_path, monkeypatch
+):
+  """Classwise ECE on validation favours alpha 0.1 (whose test classwise ECE, 0.012, is 0.008
+  above temperature scaling's: beyond its margin 0.003): that alpha is judged under it, not
+  the 0.05 that ECE-15 chose."""
+  monkeypatch.setattr(calibration, "_reliability", lambda workdirs, out: None)
+  columns = _calibration_columns(classwise_validation={0.05: 0.02, 0.1: 0.001})
+  table = results.Table(_teachers(str(tmp_path), lambda a, i: 0.8, columns))
+  result = calibration.evaluate(table, PRESET, str(tmp_path))
+  assert result.data["best_alpha"] == 0.05 and result.verdict.outcome == HELD
+  assert "| classwise ECE | 0.0200 | 0.0040 | 0.1 | 0.0120 |" in result.ours
+  assert result.data["measures"]["classwise_ece"] == NOT_HELD
+  assert "classwise ECE of LS (alpha 0.1)" in result.verdict.rule
 
 
 def test_calibration_verdict_says_which_measure_disagrees_and_how(tmp_path, monkeypatch):

@@ -25,8 +25,9 @@ METRICS = ("accuracy", "nll", "ece")
 # From the saved logits, as `ls_keras.calibrate` computes them (not metrics.json): fitted T,
 # the test split's accuracy, NLL and ECE before temperature scaling, its ECE after, and the
 # validation ECE (on which an LS alpha is chosen); then the later calibration measures
-# (adaptive ECE, classwise ECE, RMS calibration error) on test before and after scaling, and
-# the number of classes (classwise ECE's scale).
+# (adaptive ECE, classwise ECE, RMS calibration error) on test before and after scaling and
+# on validation (on which an alpha is chosen per measure), and the number of classes
+# (classwise ECE's scale).
 MEASURES = ("adaptive_ece", "classwise_ece", "rms_ce")
 CALIBRATION = (
   "ts_temperature",
@@ -36,6 +37,7 @@ CALIBRATION = (
   "ts_test_ece_scaled",
   "ts_validation_ece",
   *(f"ts_test_{m}{scaled}" for m in MEASURES for scaled in ("", "_scaled")),
+  *(f"ts_validation_{m}" for m in MEASURES),
   "ts_num_classes",
 )
 # Selective classification on test from the same logits (`calibration.selective`, Xia et al.
@@ -103,6 +105,10 @@ def calibrate(workdir: str) -> Dict[str, float]:
     "ts_validation_ece": float(calibration.expected_calibration_error(labels, logits=logits)),
     **{f"ts_test_{m}": float(result["uncalibrated"][m]) for m in MEASURES},
     **{f"ts_test_{m}_scaled": float(result["temperature_scaled"][m]) for m in MEASURES},
+    **{
+      f"ts_validation_{m}": value
+      for m, value in calibration.measures(labels, logits=logits, names=MEASURES).items()
+    },
     "ts_num_classes": int(logits.shape[1]),
     **selective_columns(result["selective"]),
   }
