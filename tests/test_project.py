@@ -289,3 +289,15 @@ def test_the_main_jobs_cluster_claim_shows_the_baseline_beside_ls_in_t_sne(
   assert maps["examples"] == 150 and [r["alpha"] for r in maps["runs"]] == [0.0, 0.1]
   assert "t-SNE maps of seed 0's penultimate features, 150 validation examples" in result.ours
   assert "alpha 0 left and 0.1 right" in result.ours
+
+
+def test_two_runs_with_one_folder_name_are_refused_before_anything_is_written(tmp_path):
+  """Outputs name each run by its folder: a second run of that name would overwrite the first."""
+  from conftest import fake_run
+  from ls_keras.projection import report
+
+  runs = [fake_run(tmp_path / side / "teacher", alpha=0.0, n=50).path for side in ("a", "b")]
+  with pytest.raises(UserError, match="share the name teacher") as refused:
+    report.project_runs(runs, ["dissimilar"], str(tmp_path / "out"))
+  assert all(path in str(refused.value) for path in runs)
+  assert not (tmp_path / "out").exists()

@@ -46,6 +46,7 @@ def project_runs(
   _check_counts(examples_per_class, projector_examples)
   workdir_lib.check_output_dir(output_dir)
   runs = [workdir_lib.require(path) for path in workdirs]
+  _check_distinct_names(runs)
   if projector_examples:
     workdir_lib.check_writable(
       [run.path for run in runs],
@@ -328,6 +329,19 @@ def project_model_file(
     summary["tsne"] = _write_tsne(output_dir, *maps)
   workdir_lib.atomic_write_json(os.path.join(output_dir, "projection.json"), summary)
   return summary
+
+
+def _check_distinct_names(runs: Sequence[workdir_lib.Workdir]) -> None:
+  """Runs are named by their folder in every output: two with one name would overwrite."""
+  names = [os.path.basename(run.path) for run in runs]
+  repeated = sorted({n for n in names if names.count(n) > 1})
+  if repeated:
+    paths = [run.path for run in runs if os.path.basename(run.path) in repeated]
+    raise UserError(
+      f"the --workdir folders {', '.join(paths)} share the name {', '.join(repeated)}, which "
+      "names each run in the figures and point files: project them in separate calls, or "
+      "rename (or link) one folder."
+    )
 
 
 def _check_counts(examples_per_class: int, projector_examples: int) -> None:
