@@ -371,6 +371,9 @@ def test_bootstrap_interval_holds_the_estimate_and_narrows_with_more_examples():
     ({"confidence": 1.0}, "confidence=1.0"),
     ({"names": ("ece", "brier")}, "ece, adaptive_ece, classwise_ece, rms_ce"),
     ({"seed": -1}, "seed=-1"),
+    ({"seed": 1.5}, "seed=1.5"),
+    ({"num_resamples": 1.5}, "num_resamples=1.5"),
+    ({"names": "ece"}, r"names='ece': give a sequence of names, e.g. \('ece',\)"),
     ({"num_bins": 0}, "num_bins=0"),
   ],
 )

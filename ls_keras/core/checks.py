@@ -62,7 +62,8 @@ def num_resamples(value, name: str = "num_resamples", allow_none: bool = False) 
     UserError: a count outside the range, naming the value and the allowed range.
   """
   low = 0 if allow_none else 1
-  if not low <= int(value) <= MAX_RESAMPLES:
+  whole = isinstance(value, (int, np.integer)) or (isinstance(value, str) and value.isdigit())
+  if not whole or not low <= int(value) <= MAX_RESAMPLES:
     raise UserError(
       f"--{name}={value} is not allowed: use {low}-{MAX_RESAMPLES} bootstrap resamples"
       f"{' (0: no intervals)' if allow_none else ''}."

@@ -222,8 +222,9 @@ def evaluate(table: Table, preset, report_dir: str) -> ClaimResult:
     + "\n".join(rows)
     + f"\n\nMean test ECE, lowest first: {common.ranking(compared)}."
     + "\n\nThe same comparison under the calibration measures of later work, each with the LS "
-    "alpha it chooses on validation (means over seeds; adaptive ECE: equal-mass bins; classwise ECE: every class's probability, Kull et "
-    f"al. 2019; RMS: root mean square of the bin gaps): {sentence}.\n\n" + "\n".join(measures)
+    "alpha it chooses on validation (means over seeds; adaptive ECE: equal-mass bins; "
+    "classwise ECE: every class's probability, Kull et al. 2019; RMS: root mean square of the "
+    f"bin gaps): {sentence}.\n\n" + "\n".join(measures)
   )
   return ClaimResult(
     NUMBER,
