@@ -177,3 +177,20 @@ def test_a_perfect_fit_prints_a_warning_for_a_temperature_at_its_bound(tmp_path)
   assert "Warning: " in result.out and "classified perfectly" in result.out
   record = json.load(open(workdir.Workdir(run.path).file("calibration.json")))
   assert record["temperature"] == 0.01 and record["temperature_at_bound"] == "min"
+
+
+def test_runs_of_other_losses_are_not_seeds_of_the_baseline(tmp_path):
+  """An online-LS or focal run has alpha 0, but is its own row, never the baseline's seed."""
+  from ls_keras.calibration import report
+
+  base = fake_run(tmp_path / "base", alpha=0.0, n=300)
+  focal = fake_run(tmp_path / "focal", alpha=0.0, seed=1, temperature=3.0, n=300)
+  record = json.load(open(focal.file("config.json")))
+  record["config"].update(loss="focal", focal_gamma=2.0)
+  json.dump(record, open(focal.file("config.json"), "w"))
+  alone = report.calibrate_runs([base.path], str(tmp_path / "alone"), num_resamples=0)
+  both = report.calibrate_runs([base.path, focal.path], str(tmp_path / "both"), num_resamples=0)
+  baseline_row = alone["table"].splitlines()[2].split("|")[2:4]  # Baseline ECE, then TS's.
+  assert both["table"].splitlines()[2].split("|")[2:4] == baseline_row
+  assert "| focal loss (gamma 2) | 1 |" in both["table"]
+  assert [r["method"] for r in both["runs"]] == ["alpha 0", "focal loss (gamma 2)"]

@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from ls_keras import calibration
 from ls_keras.core import checks, numerics, plots
+from ls_keras.core import config as config_lib
 from ls_keras.core import workdir as workdir_lib
 from ls_keras.core.errors import UserError
 
@@ -49,6 +50,8 @@ def calibrate_run(
   result = {
     "workdir": run.path,
     "alpha": record["config"].get("alpha", 0.0),
+    "loss": record["config"].get("loss", "cross_entropy"),
+    "method": config_lib.training_method(record["config"]),
     "num_bins": num_bins,
     "split": "test",
     "temperature": scaling.temperature,
@@ -103,8 +106,8 @@ def write_run(run: workdir_lib.Workdir, result: dict, test_logits: np.ndarray) -
   workdir_lib.atomic_write_json(run.file("calibration.json"), _nan_to_none(result))
   t = result["temperature"]
   series = {
-    f"alpha={result['alpha']:g}": (result["bins"], _confidences(test_logits)),
-    f"alpha={result['alpha']:g}, T={t:.2f}": (
+    _method_of(result): (result["bins"], _confidences(test_logits)),
+    f"{_method_of(result)}, T={t:.2f}": (
       result["bins_temperature_scaled"],
       _confidences(test_logits / t),
     ),
@@ -198,6 +201,15 @@ def _nan_to_none(value):
   return value
 
 
+def _method_of(result: dict) -> str:
+  return result.get("method", f"alpha {result['alpha']:g}")
+
+
+def _uniform(results: Sequence[dict]) -> List[dict]:
+  """The runs trained with cross-entropy and uniform LS (the paper's baseline and LS)."""
+  return [r for r in results if r.get("loss", "cross_entropy") == "cross_entropy"]
+
+
 def table3(results: Sequence[dict]) -> str:
   """Markdown in the form of the paper's Table 3 (ECE, mean over seeds of each alpha).
 
@@ -205,8 +217,12 @@ def table3(results: Sequence[dict]) -> str:
   (`measures_table`), with their intervals when `results` have them.
   """
   by_alpha: Dict[float, List[dict]] = collections.defaultdict(list)
-  for r in results:
+  for r in _uniform(results):
     by_alpha[r["alpha"]].append(r)
+  by_loss: Dict[str, List[dict]] = collections.defaultdict(list)
+  for r in results:
+    if r not in _uniform(results):
+      by_loss[r["method"]].append(r)
 
   def mean(rs, key):
     return float(np.mean([r[key]["ece"] for r in rs]))
@@ -224,27 +240,28 @@ def table3(results: Sequence[dict]) -> str:
     ls = f"{mean(smoothed[best], 'uncalibrated'):.3f} (alpha = {best:g})"
   else:
     ls = "n/a (no alpha > 0 run)"
-  n = sum(len(rs) for rs in by_alpha.values())
+  n = len(results)
   lines = [
     "| runs | baseline ECE | temperature scaling ECE (T) | label smoothing ECE (best alpha) |",
     "| --- | --- | --- | --- |",
     f"| {n} | {base} | {ts} | {ls} |",
     "",
-    "| alpha | seeds | test accuracy | test NLL | test ECE | ECE after temperature scaling (T) |",
+    "| alpha, or loss | seeds | test accuracy | test NLL | test ECE | ECE after temperature "
+    "scaling (T) |",
     "| --- | --- | --- | --- | --- | --- |",
   ]
-  for a in sorted(by_alpha):
-    rs = by_alpha[a]
+  groups = [(f"{a:g}", by_alpha[a]) for a in sorted(by_alpha)] + sorted(by_loss.items())
+  for label, rs in groups:
     acc = np.mean([r["uncalibrated"]["accuracy"] for r in rs])
     nll = np.mean([r["uncalibrated"]["nll"] for r in rs])
     t = np.mean([r["temperature"] for r in rs])
     lines.append(
-      f"| {a:g} | {len(rs)} | {acc:.4f} | {nll:.4f} | {mean(rs, 'uncalibrated'):.4f} | "
+      f"| {label} | {len(rs)} | {acc:.4f} | {nll:.4f} | {mean(rs, 'uncalibrated'):.4f} | "
       f"{mean(rs, 'temperature_scaled'):.4f} ({t:.2f}) |"
     )
   rows = [
-    (f"{os.path.basename(os.path.normpath(r['workdir']))} (alpha {r['alpha']:g})", r)
-    for r in sorted(results, key=lambda r: r["alpha"])
+    (f"{os.path.basename(os.path.normpath(r['workdir']))} ({_method_of(r)})", r)
+    for r in sorted(results, key=lambda r: (r.get("loss", "cross_entropy"), r["alpha"]))
   ]
   return "\n".join(lines) + "\n\n" + _measures_note(results) + "\n\n" + measures_table(rows)
 
@@ -278,9 +295,10 @@ def calibrate_runs(
   for run, result in zip(runs, results):
     logits, _ = run.load_logits("test")
     write_run(run, result, logits)
-    name = f"alpha={result['alpha']:g} ({os.path.basename(run.path)})"
+    name = f"{result['method']} ({os.path.basename(run.path)})"
     series[name] = (result["bins"], _confidences(logits))
-    if result["alpha"] == 0.0 and "temperature scaling" not in " ".join(series):
+    baseline = result["loss"] == "cross_entropy" and result["alpha"] == 0.0
+    if baseline and "temperature scaling" not in " ".join(series):
       series[f"{name} + temperature scaling, T={result['temperature']:.2f}"] = (
         result["bins_temperature_scaled"],
         _confidences(logits / result["temperature"]),
@@ -290,11 +308,11 @@ def calibrate_runs(
     os.path.join(output_dir, "reliability.png"),
   )
   by_alpha: Dict[str, List[dict]] = collections.defaultdict(list)
-  for r in sorted(results, key=lambda r: r["alpha"]):
-    by_alpha[f"alpha {r['alpha']:g}"].append(r["selective"])
+  for r in sorted(results, key=lambda r: (r["loss"] != "cross_entropy", r["alpha"], r["method"])):
+    by_alpha[r["method"]].append(r["selective"])
   table = table3(results) + "\n" + selective_table(by_alpha)
   workdir_lib.atomic_write_bytes(os.path.join(output_dir, "table3.md"), table.encode())
-  keys = ("workdir", "alpha", "temperature", "temperature_at_bound")
+  keys = ("workdir", "alpha", "loss", "method", "temperature", "temperature_at_bound")
   summary = {
     "runs": [
       {

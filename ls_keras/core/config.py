@@ -615,3 +615,17 @@ def _is_a(value: Any, kind) -> bool:
   if kind is float:
     return isinstance(value, (int, float))
   return isinstance(value, kind)
+
+
+def training_method(config: dict) -> str:
+  """How a run was trained, in words, from its config.json "config" record.
+
+  "alpha 0.1" (cross-entropy with uniform LS), "online LS (mix 0.5)" or "focal loss
+  (gamma 3)": runs of other losses are not seeds of alpha 0.
+  """
+  loss = config.get("loss", "cross_entropy")
+  if loss == "online_ls":
+    return f"online LS (mix {config.get('online_ls_mix', 0.5):g})"
+  if loss == "focal":
+    return f"focal loss (gamma {config.get('focal_gamma', 3.0):g})"
+  return f"alpha {config.get('alpha', 0.0):g}"

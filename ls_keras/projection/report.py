@@ -12,6 +12,7 @@ import numpy as np
 from ls_keras import data as data_lib
 from ls_keras.models import export as export_lib
 from ls_keras import projection
+from ls_keras.core import config as config_lib
 from ls_keras.core import plots
 from ls_keras.core import workdir as workdir_lib
 from ls_keras.core.errors import UserError
@@ -21,7 +22,7 @@ SPLITS = ("train", "validation")
 
 
 def _label(run: workdir_lib.Workdir, record: dict) -> str:
-  return f"{os.path.basename(run.path)} (alpha={record['config'].get('alpha', 0.0):g})"
+  return f"{os.path.basename(run.path)} ({config_lib.training_method(record['config'])})"
 
 
 def project_runs(
@@ -65,7 +66,12 @@ def project_runs(
   ]  # Fail fast on a bad model.
   splits = data_lib.load_run_splits(runs[0].run_config(), data_dir)
   baseline = next(
-    (run for run, r in zip(runs, records) if r["config"].get("alpha", 0.0) == 0.0), runs[0]
+    (
+      run
+      for run, r in zip(runs, records)
+      if config_lib.training_method(r["config"]) == config_lib.training_method({})
+    ),
+    runs[0],
   )
   val_logits, val_labels = baseline.load_logits("validation")
   confusion = projection.confusion_matrix(val_logits, val_labels, splits.num_classes)
@@ -97,6 +103,7 @@ def project_runs(
           {
             "workdir": run.path,
             "alpha": record["config"].get("alpha", 0.0),
+            "method": config_lib.training_method(record["config"]),
             "classes": [splits.class_names[c] for c in triple],
             "split": split,
             "plane": result["tightness_plane"],
@@ -110,7 +117,11 @@ def project_runs(
           os.path.basename(run.path),
           _label(run, record),
           projection.extract(model)[0],
-          {"workdir": run.path, "alpha": record["config"].get("alpha", 0.0)},
+          {
+            "workdir": run.path,
+            "alpha": record["config"].get("alpha", 0.0),
+            "method": config_lib.training_method(record["config"]),
+          },
         )
         for run, record, model in zip(runs, records, loaded)
       ],
@@ -358,13 +369,13 @@ def tightness_table(summary: Dict) -> str:
   With t-SNE maps in the summary, a second table: each run's class silhouettes.
   """
   lines = [
-    "| run | alpha | classes | split | ratio (plane) | ratio (full space) | equidistance CV "
-    "(plane) |",
+    "| run | alpha, or loss | classes | split | ratio (plane) | ratio (full space) | "
+    "equidistance CV (plane) |",
     "| --- | --- | --- | --- | --- | --- | --- |",
   ]
   for n in summary["tightness"]:
     run = os.path.basename(n.get("workdir") or n["model_file"])
-    alpha = f"{n['alpha']:g}" if "alpha" in n else "n/a"
+    alpha = n.get("method", f"{n['alpha']:g}") if "alpha" in n else "n/a"
     lines.append(
       f"| {run} | {alpha} | {' / '.join(n['classes'])} | "
       f"{n['split']} | {n['plane']['ratio']:.3f} | {n['full']['ratio']:.3f} | "
@@ -377,12 +388,12 @@ def tightness_table(summary: Dict) -> str:
       f"t-SNE of {t['examples']} validation examples (perplexity {t['perplexity']:g}); "
       "silhouette of the classes, -1 to 1 (higher = tighter, better separated):",
       "",
-      "| run | alpha | silhouette (penultimate features) | silhouette (t-SNE map) |",
+      "| run | alpha, or loss | silhouette (penultimate features) | silhouette (t-SNE map) |",
       "| --- | --- | --- | --- |",
     ]
     for n in t["runs"]:
       run = os.path.basename(n.get("workdir") or n["model_file"])
-      alpha = f"{n['alpha']:g}" if "alpha" in n else "n/a"
+      alpha = n.get("method", f"{n['alpha']:g}") if "alpha" in n else "n/a"
       lines.append(
         f"| {run} | {alpha} | {_optional(n['silhouette_features'])} | "
         f"{_optional(n['silhouette_tsne'])} |"
