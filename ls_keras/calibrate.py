@@ -140,7 +140,7 @@ def check_source(flag_values: flags.FlagValues) -> None:
     ]
     if given:
       raise UserError(
-        f"{', '.join(given)} only apply with --model_file; a workdir's run records its own "
+        f"{', '.join(given)} apply only with --model_file; a workdir's run records its own "
         "data set and model."
       )
     for path in workdirs:  # A missing or unfinished run is answered before TensorFlow starts.

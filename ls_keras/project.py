@@ -77,7 +77,7 @@ def main(flag_values: flags.FlagValues) -> None:
   calibrate.check_source(flag_values)
   given = [f"--{n}" for n in ("tsne_examples", "tsne_perplexity") if flag_values[n].present]
   if given and not flag_values.tsne:
-    raise UserError(f"{' and '.join(given)} only apply with --tsne; add --tsne or drop them.")
+    raise UserError(f"{' and '.join(given)} apply only with --tsne; add --tsne or drop them.")
   cli.start_tensorflow()
   from ls_keras.projection import report as projection_report
   from ls_keras.projection import tsne as tsne_lib

@@ -359,7 +359,7 @@ CASES = {
     "calibrate",
     "missing",
     OUT + ("--workdir={run}", "--dataset=mnist"),
-    "--dataset only apply with --model_file",
+    "--dataset apply only with --model_file",
   ),
   "calibrate model file SavedModel untrusted": Case(
     "calibrate",
@@ -531,7 +531,7 @@ CASES = {
     "project",
     "missing",
     OUT + ("--workdir={run}", "--tsne_examples=500"),
-    "--tsne_examples only apply with --tsne",
+    "--tsne_examples apply only with --tsne",
   ),
   "project config lacks dataset": Case(
     "project",
