@@ -203,10 +203,15 @@ def test_a_distillers_rate_scales_pick_the_students_logits_layer():
     (dict(optimizer="adam", last_layer_lr_scale=0.1), "--last_layer_lr_scale=0.1 is not allowed"),
     (dict(lr_schedule="linear", lr_boundaries=(0.5,)), "not allowed with --lr_schedule=linear"),
     (dict(dampening=0.9), "--dampening=0.9 is not allowed with --nesterov"),  # Nesterov default.
+    (dict(lr_schedule="linear", lr_decay=0.5), "--lr_decay=0.5 is not allowed"),
   ],
 )
 def test_settings_that_cannot_apply_are_refused(changes, message):
+  """Each is allowed alone; together they are refused with the other settings, before a
+  workdir is looked at (so a clash with an existing run never hides them), and by the
+  optimizer itself for a config built in code."""
   config = dataclasses.replace(config_lib.TrainConfig(), **changes)
-  config_lib.validate(config)  # Each is allowed alone: the optimizer refuses the combination.
+  with pytest.raises(UserError, match=message):
+    config_lib.validate(config)
   with pytest.raises(UserError, match=message):
     training.make_optimizer(config, 100)

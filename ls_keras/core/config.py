@@ -498,6 +498,7 @@ def validate(config) -> None:
       raise UserError(f"--{f.name}={value} is not allowed: choose one of {', '.join(choices)}.")
     check_field(f.name, value)
   check_loss_settings(config)
+  check_optimizer_settings(config)
   dataset = getattr(config, "dataset", None)
   if dataset is not None and dataset not in SPECS and datasets_lib.source_of(dataset)[0] == "tfds":
     import tensorflow_datasets as tfds  # Local import: TFDS pulls in TensorFlow.
@@ -546,6 +547,49 @@ def check_loss_settings(config) -> None:
         f"--{name}={value:g} is not allowed with --loss={loss}: it applies only to "
         f"--loss={needs}. Drop it, or pass --loss={needs}."
       )
+
+
+def check_optimizer_settings(config) -> None:
+  """Refuses optimizer settings that contradict each other, naming the values.
+
+  Dampening and a last-layer rate are SGD settings; dampening with Nesterov is not the
+  paper's gradient smoothing (A.5); the linear schedule has neither boundaries nor a decay
+  factor. Checked with every other setting (`validate`), before a workdir is looked at.
+
+  Raises:
+    UserError: such a combination.
+  """
+  if "dampening" not in {f.name for f in dataclasses.fields(config)}:
+    return
+  if config.optimizer != "sgd":
+    for name, neutral in (("dampening", 0.0), ("last_layer_lr_scale", 1.0)):
+      if getattr(config, name) != neutral:
+        raise UserError(
+          f"--{name}={getattr(config, name):g} is not allowed with --optimizer="
+          f"{config.optimizer}: it is an SGD setting (Adam normalises each gradient, so "
+          "neither a dampened average nor a scaled gradient changes its step). Use "
+          "--optimizer=sgd, or leave it out."
+        )
+  elif config.dampening and config.nesterov:
+    raise UserError(
+      f"--dampening={config.dampening:g} is not allowed with --nesterov: the paper's gradient "
+      "smoothing (A.5) is plain momentum, and Keras' Nesterov step at the dampened rate adds "
+      "(1 - d) x the gradient where Nesterov adds the whole gradient (PyTorch refuses the pair "
+      "too). Pass --nonesterov, or leave --dampening out."
+    )
+  if config.lr_schedule == "linear" and config.lr_boundaries:
+    raise UserError(
+      f"--lr_boundaries={','.join(f'{b:g}' for b in config.lr_boundaries)} is not allowed "
+      "with --lr_schedule=linear, which falls to 0 at the end of training without steps. "
+      "Pass --lr_boundaries= (none), or --lr_schedule=step."
+    )
+  decay = {f.name: f for f in dataclasses.fields(config)}["lr_decay"].default
+  if config.lr_schedule == "linear" and config.lr_decay != decay:
+    raise UserError(
+      f"--lr_decay={config.lr_decay:g} is not allowed with --lr_schedule=linear, which falls "
+      "to 0 at the end of training without steps to decay at. Drop it, or pass "
+      "--lr_schedule=step."
+    )
 
 
 def from_dict(cls, data: dict):

@@ -84,31 +84,10 @@ def make_optimizer(config, total_steps: int) -> keras.optimizers.Optimizer:
     UserError: boundaries that fall on the same step of a run this short; boundaries with
       the linear schedule; dampening or a last-layer rate with Adam; dampening with Nesterov.
   """
-  if config.optimizer != "sgd":
-    for name, neutral in (("dampening", 0.0), ("last_layer_lr_scale", 1.0)):
-      if getattr(config, name) != neutral:
-        raise UserError(
-          f"--{name}={getattr(config, name):g} is not allowed with --optimizer="
-          f"{config.optimizer}: it is an SGD setting (Adam normalises each gradient, so "
-          "neither a dampened average nor a scaled gradient changes its step). Use "
-          "--optimizer=sgd, or leave it out."
-        )
-  elif config.dampening and config.nesterov:
-    raise UserError(
-      f"--dampening={config.dampening:g} is not allowed with --nesterov: the paper's gradient "
-      "smoothing (A.5) is plain momentum, and Keras' Nesterov step at the dampened rate adds "
-      "(1 - d) x the gradient where Nesterov adds the whole gradient (PyTorch refuses the pair "
-      "too). Pass --nonesterov, or leave --dampening out."
-    )
+  config_lib.check_optimizer_settings(config)
   rate = config.learning_rate * (1.0 - config.dampening)
   learning_rate = rate
   if config.lr_schedule == "linear":
-    if config.lr_boundaries:
-      raise UserError(
-        f"--lr_boundaries={','.join(f'{b:g}' for b in config.lr_boundaries)} is not allowed "
-        "with --lr_schedule=linear, which falls to 0 at the end of training without steps. "
-        "Pass --lr_boundaries= (none), or --lr_schedule=step."
-      )
     learning_rate = keras.optimizers.schedules.PolynomialDecay(
       rate, total_steps, end_learning_rate=0.0, power=1.0
     )
