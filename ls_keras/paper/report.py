@@ -93,7 +93,7 @@ def markdown_text(
       lines.append("")
     lines += [f"*Rule:* {c.verdict.rule}.", ""]
     lines += [f"![{figure}]({figure})" for figure in c.figures] + [""]
-  lines += ["## Time per stage", ""] + [
+  lines += ["## Time per stage of this call", ""] + [
     f"- {name}: {seconds:.0f} s" for name, seconds in stage_times.items()
   ]
   return "\n".join(lines) + "\n"

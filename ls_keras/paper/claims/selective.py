@@ -147,7 +147,7 @@ def evaluate(table: Table, preset, report_dir: str) -> ClaimResult:
     f"the main regime's teachers (see Regimes), alpha 0 and {alpha:g}.",
     "\n".join(lines),
     verdict,
-    parts=(worse, recovers),
+    parts=(recovers,),  # Beside the verdict (which is `worse`), not part of it.
     figures=[FIGURE],
     data={
       "alpha": alpha,
