@@ -527,6 +527,19 @@ CASES = {
     OUT + ("--workdir={run}", "--tsne", "--tsne_examples=3"),
     "--tsne_examples=3 must be at least 4",
   ),
+  "project tsne fewer examples than classes": Case(
+    "project",
+    "missing",
+    OUT
+    + (
+      "--workdir={run}",
+      "--data_dir={data}",
+      "--examples_per_class=20",
+      "--tsne",
+      "--tsne_examples=5",
+    ),
+    "--tsne_examples=5 is not allowed here: the validation split holds 10 classes",
+  ),
   "project tsne settings without --tsne": Case(
     "project",
     "missing",

@@ -332,22 +332,22 @@ def test_bootstrap_equals_the_measures_of_redrawn_resamples():
   """Each resample, redrawn as documented and measured by the public functions one at a
   time, gives the values whose percentiles the batched bootstrap returns."""
   labels, logits = over_confident(300, 0)
-  got = calibration.bootstrap_intervals(labels, logits, num_resamples=9, seed=4, confidence=0.8)
+  got = calibration.bootstrap_intervals(labels, logits, num_resamples=40, seed=4, confidence=0.8)
   functions = {
     "ece": calibration.expected_calibration_error,
     "adaptive_ece": calibration.adaptive_calibration_error,
     "classwise_ece": calibration.classwise_calibration_error,
     "rms_ce": calibration.rms_calibration_error,
   }
-  index = calibration.resample_indices(300, range(9), seed=4)
-  assert index.shape == (9, 300) and len({tuple(row) for row in index}) == 9
+  index = calibration.resample_indices(300, range(40), seed=4)
+  assert index.shape == (40, 300) and len({tuple(row) for row in index}) == 40
   for name, function in functions.items():
     values = [function(labels[i], logits=logits[i]) for i in index]
     assert [got[name].low, got[name].high] == pytest.approx(
       np.quantile(values, [0.1, 0.9]), abs=1e-6
     ), name
     assert got[name].estimate == pytest.approx(function(labels, logits=logits), abs=1e-6)
-    assert got[name].num_resamples == 9 and got[name].confidence == 0.8
+    assert got[name].num_resamples == 40 and got[name].confidence == 0.8
 
 
 def test_bootstrap_interval_holds_the_estimate_and_narrows_with_more_examples():
@@ -373,6 +373,7 @@ def test_bootstrap_interval_holds_the_estimate_and_narrows_with_more_examples():
     ({"seed": -1}, "seed=-1"),
     ({"seed": 1.5}, "seed=1.5"),
     ({"num_resamples": 1.5}, "num_resamples=1.5"),
+    ({"num_resamples": 39}, "num_resamples=39 is not allowed: use 40-100000"),
     ({"names": "ece"}, r"names='ece': give a sequence of names, e.g. \('ece',\)"),
     ({"num_bins": 0}, "num_bins=0"),
   ],

@@ -22,6 +22,9 @@ PROBABILITY_TOLERANCE = 1e-3
 MAX_BINS = 1000
 # Bootstrap resamples: 100,000 of 10,000 examples take about 12 minutes of CPU (calibration).
 MAX_RESAMPLES = 100_000
+# Fewest resamples whose 2.5th and 97.5th percentiles are distinct resamples (1 / 0.025):
+# with fewer, a 95% interval is the extremes of a handful of draws, or one value.
+MIN_RESAMPLES = 40
 
 
 def num_bins(value, name: str = "num_bins") -> int:
@@ -48,7 +51,7 @@ def num_bins(value, name: str = "num_bins") -> int:
 
 
 def num_resamples(value, name: str = "num_resamples", allow_none: bool = False) -> int:
-  """A number of bootstrap resamples, checked to lie in 1-MAX_RESAMPLES (0 too with allow_none).
+  """A number of bootstrap resamples, in MIN_RESAMPLES-MAX_RESAMPLES (0 too with allow_none).
 
   Args:
     value: the count, anything `int()` accepts (a flag's value, an int).
@@ -61,12 +64,12 @@ def num_resamples(value, name: str = "num_resamples", allow_none: bool = False) 
   Raises:
     UserError: a count outside the range, naming the value and the allowed range.
   """
-  low = 0 if allow_none else 1
   whole = isinstance(value, (int, np.integer)) or (isinstance(value, str) and value.isdigit())
-  if not whole or not low <= int(value) <= MAX_RESAMPLES:
+  none = allow_none and whole and int(value) == 0
+  if not none and (not whole or not MIN_RESAMPLES <= int(value) <= MAX_RESAMPLES):
     raise UserError(
-      f"--{name}={value} is not allowed: use {low}-{MAX_RESAMPLES} bootstrap resamples"
-      f"{' (0: no intervals)' if allow_none else ''}."
+      f"--{name}={value} is not allowed: use {MIN_RESAMPLES}-{MAX_RESAMPLES} bootstrap "
+      f"resamples (fewer give no meaningful 95% interval){'; 0 for none' if allow_none else ''}."
     )
   return int(value)
 

@@ -206,7 +206,8 @@ def _stratified_examples(ds, settings: tsne_lib.TsneSettings):
   (a large split is never held whole).
 
   Raises:
-    UserError: a split of fewer than `tsne_lib.MIN_EXAMPLES` examples.
+    UserError: a split of fewer than `tsne_lib.MIN_EXAMPLES` examples, or fewer examples
+      asked for than it has classes.
   """
   labels = [y for y in ds.map(lambda image, label: label).batch(4096).as_numpy_iterator()]
   labels = np.concatenate(labels).astype(np.int64) if labels else np.zeros(0, np.int64)
@@ -214,6 +215,13 @@ def _stratified_examples(ds, settings: tsne_lib.TsneSettings):
     raise UserError(
       f"the validation split holds {len(labels)} examples; t-SNE needs at least "
       f"{tsne_lib.MIN_EXAMPLES}."
+    )
+  classes = len(np.unique(labels))
+  if settings.examples < classes:
+    raise UserError(
+      f"--tsne_examples={settings.examples} is not allowed here: the validation split holds "
+      f"{classes} classes, and a stratified sample needs at least one example of each. Pass "
+      f"--tsne_examples={classes} or more (default {tsne_lib.TsneSettings().examples})."
     )
   indices = tsne_lib.stratified_subsample(labels, settings.examples, settings.seed)
   keep = np.zeros(len(labels), bool)
