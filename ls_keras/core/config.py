@@ -661,6 +661,19 @@ def _is_a(value: Any, kind) -> bool:
   return isinstance(value, kind)
 
 
+# The other calibrating losses in words, with the setting that parametrises each: how
+# commands and the main job's report name a run of one, e.g. "online LS (mix 0.5)".
+LOSS_LABELS = {
+  "online_ls": ("online LS (mix {:g})", "online_ls_mix"),  # Zhang et al. 2021: hard weight.
+  "focal": ("focal loss (gamma {:g})", "focal_gamma"),  # Mukhoti et al. 2020.
+}
+
+
+def loss_label(loss: str, value: float) -> str:
+  """A run of `loss` (a LOSS_LABELS key) whose setting is `value`, in words."""
+  return LOSS_LABELS[loss][0].format(value)
+
+
 def training_method(config: dict) -> str:
   """How a run was trained, in words, from its config.json "config" record.
 
@@ -668,8 +681,8 @@ def training_method(config: dict) -> str:
   (gamma 3)": runs of other losses are not seeds of alpha 0.
   """
   loss = config.get("loss", "cross_entropy")
-  if loss == "online_ls":
-    return f"online LS (mix {config.get('online_ls_mix', 0.5):g})"
-  if loss == "focal":
-    return f"focal loss (gamma {config.get('focal_gamma', 3.0):g})"
+  if loss in LOSS_LABELS:
+    setting = LOSS_LABELS[loss][1]
+    default = {f.name: f.default for f in dataclasses.fields(TrainConfig)}[setting]
+    return loss_label(loss, config.get(setting, default))
   return f"alpha {config.get('alpha', 0.0):g}"

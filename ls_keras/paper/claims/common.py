@@ -5,6 +5,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ls_keras.core import config as config_lib
 from ls_keras.paper import verdicts
 
 
@@ -54,19 +55,15 @@ def describe_config(config) -> str:
   )
 
 
-# The other calibrating losses the main job trains in the teacher regime (`reproduce.plan`),
-# by curve: how the report names a run of it, given its key.
-OTHER_LOSSES = {
-  "online_ls": "online LS (mix {key:g})",  # Zhang et al. 2021; key: the hard term's weight.
-  "focal": "focal loss (gamma {key:g})",  # Mukhoti et al. 2020; key: gamma.
-}
-
-
 def other_losses(table) -> List[Tuple[str, str, float]]:
-  """(label, curve, key) of every run group of OTHER_LOSSES in the results table, in order."""
+  """(label, curve, key) of every run group of the other calibrating losses, in order.
+
+  The main job trains them in the teacher regime (`reproduce.plan`) under curves named as
+  the losses (`config.LOSS_LABELS`), keyed by their setting (online LS's mix, focal gamma).
+  """
   return [
-    (label.format(key=key), curve, key)
-    for curve, label in OTHER_LOSSES.items()
+    (config_lib.loss_label(curve, key), curve, key)
+    for curve in config_lib.LOSS_LABELS
     for key in table.keys(curve=curve)
   ]
 
