@@ -205,11 +205,6 @@ def _method_of(result: dict) -> str:
   return result.get("method", f"alpha {result['alpha']:g}")
 
 
-def _uniform(results: Sequence[dict]) -> List[dict]:
-  """The runs trained with cross-entropy and uniform LS (the paper's baseline and LS)."""
-  return [r for r in results if r.get("loss", "cross_entropy") == "cross_entropy"]
-
-
 def table3(results: Sequence[dict]) -> str:
   """Markdown in the form of the paper's Table 3 (ECE, mean over seeds of each alpha).
 
@@ -217,11 +212,11 @@ def table3(results: Sequence[dict]) -> str:
   (`measures_table`), with their intervals when `results` have them.
   """
   by_alpha: Dict[float, List[dict]] = collections.defaultdict(list)
-  for r in _uniform(results):
-    by_alpha[r["alpha"]].append(r)
   by_loss: Dict[str, List[dict]] = collections.defaultdict(list)
   for r in results:
-    if r not in _uniform(results):
+    if r.get("loss", "cross_entropy") == "cross_entropy":
+      by_alpha[r["alpha"]].append(r)
+    else:
       by_loss[r["method"]].append(r)
 
   def mean(rs, key):
