@@ -26,8 +26,11 @@ def _free_ports(n):
   return ports
 
 
-def _start_workers(args, extra_env=()):
-  """Starts two `ls_keras.train` worker processes of one cluster on 127.0.0.1."""
+def _start_workers(args, extra_env=(), env_worker=None):
+  """Starts two `ls_keras.train` worker processes of one cluster on 127.0.0.1.
+
+  `extra_env` goes to both workers, or to worker `env_worker` alone when that is given.
+  """
   cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
   procs = []
   for index in range(2):
@@ -35,7 +38,7 @@ def _start_workers(args, extra_env=()):
       **os.environ,
       "TF_CPP_MIN_LOG_LEVEL": "3",
       "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
-      **dict(extra_env),
+      **(dict(extra_env) if env_worker in (None, index) else {}),
     }
     procs.append(
       subprocess.Popen(
@@ -91,11 +94,15 @@ def test_sigterm_to_one_worker_stops_both_at_the_same_step_and_both_resume(
   workdir = str(tmp_path / "mw")
   args = tiny_train_args(fashion_data_dir, workdir, "--strategy=multi_worker", "--cpu_devices=1")
   marker = str(tmp_path / "marker")
-  procs = _start_workers(args, {"LS_KERAS_FAULT_PAUSE": f"step:40:{marker}"})
+  # Only worker 1 pauses, so the signal lands while it runs Python (its handler runs at once)
+  # and the chief waits for it in the next collective. (Were both to pause, whichever came
+  # first would, and a worker blocked inside a collective handles the signal only after it:
+  # then both stop one train call later, or finish if none is left.)
+  procs = _start_workers(args, {"LS_KERAS_FAULT_PAUSE": f"step:40:{marker}"}, env_worker=1)
   deadline = time.time() + 300
   while not os.path.exists(marker) and time.time() < deadline and procs[1].poll() is None:
     time.sleep(0.05)
-  procs[1].send_signal(signal.SIGTERM)  # The worker that paused first; the other waits on it.
+  procs[1].send_signal(signal.SIGTERM)
   os.remove(marker)
   outputs = [p.communicate(timeout=300) for p in procs]
   assert [p.returncode for p in procs] == [cli.EXIT_PREEMPTED] * 2, outputs[0][1][-2000:]
