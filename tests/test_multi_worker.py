@@ -102,6 +102,7 @@ def test_sigterm_to_one_worker_stops_both_at_the_same_step_and_both_resume(
   deadline = time.time() + 300
   while not os.path.exists(marker) and time.time() < deadline and procs[1].poll() is None:
     time.sleep(0.05)
+  assert os.path.exists(marker), f"worker 1 never paused at step 40 (exit {procs[1].poll()})"
   procs[1].send_signal(signal.SIGTERM)
   os.remove(marker)
   outputs = [p.communicate(timeout=300) for p in procs]

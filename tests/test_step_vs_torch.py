@@ -53,6 +53,14 @@ def test_onednn_time_is_summed_per_primitive_inside_the_window_only():
   }
 
 
+def test_a_log_without_the_version_field_is_read_the_same():
+  line = _exec(1000.0, "convolution", "jit:avx2", "backward_data", 2.5).replace(",v1,", ",", 1)
+  groups = _tool().onednn_time_by_primitive([line], 0.0, 2000.0)
+  assert groups == {
+    "convolution input gradient": {"ms": 2.5, "calls": 1, "implementations": ["jit:avx2"]}
+  }
+
+
 def test_per_step_costs_come_from_the_difference_of_two_readings():
   tool = _tool()
 
@@ -91,7 +99,7 @@ def test_render_puts_the_peers_side_by_side_and_marks_what_one_of_them_lacks():
       "onednn": {"layout reorders": {"ms": 2.0, "calls": 170}},
     },
   }
-  table = tool.render("resnet56", "mixed_bfloat16", results).splitlines()
+  table = tool.render(results).splitlines()
   assert table[0].split() == ["ls_keras", "PyTorch"]
   rows = {line[:34].strip(): line[34:].split() for line in table[1:]}
   assert rows["context switches per step"] == ["2500", "10"]
@@ -106,7 +114,9 @@ def test_render_puts_the_peers_side_by_side_and_marks_what_one_of_them_lacks():
 def test_ours_counts_one_oneDNN_call_per_convolution_and_gradient_in_a_real_step():
   # small_cnn has two convolutions: per step two forward calls and two filter gradients,
   # and one input gradient (the first convolution's input is the image: no gradient).
-  result = _tool().measure("ours", "small_cnn", "float32", steps=2, batch=16)
+  spec = {"model": "small_cnn", "precision": "float32", "steps": 2, "batch": 16}
+  spec.update(shape=(28, 28, 1), alpha=0.1, classes=10, learning_rate=0.01)
+  result = _tool().measure(["ours"], spec, repeats=1)["ours"]
   onednn = result["onednn"]
   assert onednn["convolution forward"]["calls"] == 2
   assert onednn["convolution filter gradient"]["calls"] == 2
