@@ -118,6 +118,27 @@ def run_cli(module, *args, timeout=600, env=None):
   )
 
 
+def tiny_mlp(hidden: int, weight_decay: float, seed=None):
+  """A 6x6x1-input, 3-class MLP of one hidden layer (built in the caller's strategy scope).
+
+  With `seed`, Keras' random seed is set first, so the weights are reproducible.
+  """
+  import keras
+
+  from ls_keras import models
+
+  if seed is not None:
+    keras.utils.set_random_seed(seed)
+  return models.build_model(
+    "mlp",
+    (6, 6, 1),
+    3,
+    mean=[128.0],
+    std=[64.0],
+    options=models.ModelOptions(weight_decay=weight_decay, hidden_units=(hidden,)),
+  )
+
+
 def tiny_train_args(data_dir, workdir, *extra):
   """Flags for a seconds-long float32 run on a slice of real Fashion-MNIST."""
   return [

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import invoke, tiny_train_args
-from ls_keras import distillation, models, training
+from conftest import invoke, tiny_mlp, tiny_train_args
+from ls_keras import distillation, training
 from ls_keras.core.errors import UserError
 
 LABELS = np.array([[1.0, 0, 0], [0, 0, 1.0]], np.float32)
@@ -233,15 +233,7 @@ def test_equivalent_smoothing_is_0_for_one_hot_and_1_for_uniform_teachers():
 
 
 def _tiny(seed, hidden):
-  keras.utils.set_random_seed(seed)
-  return models.build_model(
-    "mlp",
-    (6, 6, 1),
-    3,
-    mean=[128.0],
-    std=[64.0],
-    options=models.ModelOptions(weight_decay=1e-3, hidden_units=(hidden,)),
-  )
+  return tiny_mlp(hidden, 1e-3, seed)
 
 
 def _batches(ctx=None):

@@ -174,12 +174,28 @@ def test_killed_sweep_reuses_finished_runs_and_completes(tiny_sweep):
   assert len(finished) == 11 and os.path.exists(os.path.join(root, "kd_sweep.md"))
 
 
+def _train_interrupted_at_step(monkeypatch, args, step):
+  """Runs `train` with `args` in-process, interrupted (KeyboardInterrupt) once it reaches `step`."""
+  from ls_keras import training
+
+  original = training.Loop.train
+
+  def stop(self, iterator, num_steps):
+    if int(self.model.optimizer.iterations.numpy()) >= step:
+      raise KeyboardInterrupt("killed")
+    return original(self, iterator, num_steps)
+
+  monkeypatch.setattr(training.Loop, "train", stop)
+  with pytest.raises(KeyboardInterrupt):
+    invoke("train", *args)
+  monkeypatch.undo()
+
+
 def test_a_resumed_run_with_dropout_matches_the_uninterrupted_one(
   fashion_data_dir, tmp_path, monkeypatch
 ):
   """Dropout's random state is checkpointed too: with --deterministic, a run interrupted after
   epoch 1 and resumed ends bit-identical to one that never stopped."""
-  from ls_keras import training
 
   def args(name):
     return tiny_train_args(
@@ -194,17 +210,7 @@ def test_a_resumed_run_with_dropout_matches_the_uninterrupted_one(
     )
 
   assert invoke("train", *args("straight")).code == 0
-  original = training.Loop.train
-
-  def stop_in_epoch_2(self, iterator, num_steps):
-    if int(self.model.optimizer.iterations.numpy()) >= 16:  # 16 steps an epoch.
-      raise KeyboardInterrupt("killed")
-    return original(self, iterator, num_steps)
-
-  monkeypatch.setattr(training.Loop, "train", stop_in_epoch_2)
-  with pytest.raises(KeyboardInterrupt):
-    invoke("train", *args("resumed"))
-  monkeypatch.undo()
+  _train_interrupted_at_step(monkeypatch, args("resumed"), 16)  # 16 steps an epoch.
   assert invoke("train", *args("resumed")).code == 0
   straight, resumed = (
     json.load(open(tmp_path / n / "metrics.json")) for n in ("straight", "resumed")
@@ -219,8 +225,6 @@ def test_a_resumed_online_ls_run_continues_with_the_same_soft_labels(
   step 24) and resumed, the run restores S^1 and the partial sums of epoch 2, so S^2 and
   epoch 3 end bit-identical to a run that never stopped."""
   import keras
-
-  from ls_keras import training
 
   def args(name):
     return tiny_train_args(
@@ -237,17 +241,7 @@ def test_a_resumed_online_ls_run_continues_with_the_same_soft_labels(
     )
 
   assert invoke("train", *args("straight")).code == 0
-  original = training.Loop.train
-
-  def stop_in_epoch_2(self, iterator, num_steps):
-    if int(self.model.optimizer.iterations.numpy()) >= 24:  # 16 steps an epoch.
-      raise KeyboardInterrupt("killed")
-    return original(self, iterator, num_steps)
-
-  monkeypatch.setattr(training.Loop, "train", stop_in_epoch_2)
-  with pytest.raises(KeyboardInterrupt):
-    invoke("train", *args("resumed"))
-  monkeypatch.undo()
+  _train_interrupted_at_step(monkeypatch, args("resumed"), 24)  # Mid-epoch 2 of 16 steps.
   listed = checkpoints.listed(str(tmp_path / "resumed" / "checkpoints"))
   assert os.path.basename(listed[-1]) == "ckpt-24"
   assert invoke("train", *args("resumed")).code == 0

@@ -16,6 +16,7 @@ from ls_keras import distillation, models, training
 from ls_keras.core import config as config_lib
 from ls_keras.core.errors import UserError
 from ls_keras.training import losses
+from conftest import tiny_mlp
 
 
 def _rate(optimizer, step):
@@ -114,15 +115,7 @@ def test_under_the_linear_schedule_each_gradient_keeps_its_own_steps_rate():
 
 
 def _tiny(seed=0):
-  keras.utils.set_random_seed(seed)
-  return models.build_model(
-    "mlp",
-    (6, 6, 1),
-    3,
-    mean=[128.0],
-    std=[64.0],
-    options=models.ModelOptions(weight_decay=1e-2, hidden_units=(8,)),
-  )
+  return tiny_mlp(8, 1e-2, seed)
 
 
 def _data():

@@ -4,9 +4,10 @@ import pytest
 import tensorflow as tf
 
 from ls_keras.core import config as config_lib
-from ls_keras import models, training
+from ls_keras import training
 from ls_keras.training import losses
 from ls_keras.core.errors import UserError
+from conftest import tiny_mlp
 
 
 def _batches(per_replica):
@@ -20,14 +21,7 @@ def _batches(per_replica):
 
 def _tiny_mlp():
   """A 16-unit MLP on 6x6 inputs with weight decay 1e-2 (built in the caller's strategy scope)."""
-  return models.build_model(
-    "mlp",
-    (6, 6, 1),
-    3,
-    mean=[128.0],
-    std=[64.0],
-    options=models.ModelOptions(weight_decay=1e-2, hidden_units=(16,)),
-  )
+  return tiny_mlp(16, 1e-2)
 
 
 def _train(strategy, steps=3):

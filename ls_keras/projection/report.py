@@ -382,8 +382,7 @@ def tightness_table(summary: Dict) -> str:
     "| --- | --- | --- | --- | --- | --- | --- |",
   ]
   for n in summary["tightness"]:
-    run = os.path.basename(n.get("workdir") or n["model_file"])
-    alpha = n.get("method", f"{n['alpha']:g}") if "alpha" in n else "n/a"
+    run, alpha = _run_and_method(n)
     lines.append(
       f"| {run} | {alpha} | {' / '.join(n['classes'])} | "
       f"{n['split']} | {n['plane']['ratio']:.3f} | {n['full']['ratio']:.3f} | "
@@ -400,13 +399,18 @@ def tightness_table(summary: Dict) -> str:
       "| --- | --- | --- | --- |",
     ]
     for n in t["runs"]:
-      run = os.path.basename(n.get("workdir") or n["model_file"])
-      alpha = n.get("method", f"{n['alpha']:g}") if "alpha" in n else "n/a"
+      run, alpha = _run_and_method(n)
       lines.append(
         f"| {run} | {alpha} | {_optional(n['silhouette_features'])} | "
         f"{_optional(n['silhouette_tsne'])} |"
       )
   return "\n".join(lines) + "\n"
+
+
+def _run_and_method(entry: Dict) -> tuple:
+  """A summary entry's run (its folder's or model file's name) and its alpha, or other loss."""
+  run = os.path.basename(entry.get("workdir") or entry["model_file"])
+  return run, entry.get("method", f"{entry['alpha']:g}") if "alpha" in entry else "n/a"
 
 
 def _optional(value: Optional[float]) -> str:
