@@ -110,6 +110,20 @@ def test_render_puts_the_peers_side_by_side_and_marks_what_one_of_them_lacks():
   assert names.index("batch norm gradient") < names.index("layout reorders")  # Costliest first.
 
 
+@pytest.mark.parametrize(
+  "flag, named",
+  [
+    ("--precision=fp8", "--precision=fp8"),
+    ("--steps=0", "--steps=0"),
+    ("--batch=-1", "--batch=-1"),
+  ],
+)
+def test_bad_flags_exit_2_naming_the_value_before_anything_runs(flag, named, capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    _tool().main([flag])
+  assert exit_info.value.code == 2 and named in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_ours_counts_one_oneDNN_call_per_convolution_and_gradient_in_a_real_step():
   # small_cnn has two convolutions: per step two forward calls and two filter gradients,

@@ -269,8 +269,14 @@ def main(argv=None):
   if args.child:
     return _child(args.child, json.loads(args.spec))
   import benchmark  # noqa: E402
+  from ls_keras.core import config as config_lib  # noqa: E402
   from ls_keras.core import hardware  # noqa: E402
 
+  if args.precision not in config_lib.PRECISIONS:
+    parser.error(f"--precision={args.precision}: one of {', '.join(config_lib.PRECISIONS)}")
+  for name in ("steps", "batch", "repeats"):
+    if getattr(args, name) < 1:
+      parser.error(f"--{name}={getattr(args, name)}: it must be a whole number of at least 1")
   machine = hardware.detect()
   precision, _ = hardware.resolve_precision(args.precision, machine)
   spec = {
